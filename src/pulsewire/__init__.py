@@ -1,0 +1,1 @@
+"""pulsewire: fast, controllable dead-peer detection for long-lived asyncio connections."""

@@ -1,0 +1,42 @@
+"""The sans-I/O core: bytes and a monotonic ``now`` in; bytes, events and a deadline out.
+
+Nothing in this package performs I/O, reads a clock, or imports asyncio, anyio, socket,
+time or structlog (a lint rule and a test keep it so). Every timing behaviour is therefore
+testable with a fake clock, instantly and deterministically.
+"""
+
+from pulsewire.core.events import (
+    Death,
+    Died,
+    Event,
+    HandshakeCompleted,
+    MessageReceived,
+    Recovered,
+    Source,
+    Suspected,
+)
+from pulsewire.core.frames import CloseCode
+from pulsewire.core.policy import Evidence, Limits, Policy
+from pulsewire.core.session import Negotiated, Session
+from pulsewire.core.states import Reason, State
+from pulsewire.core.stats import SessionStats
+
+__all__ = [
+    "CloseCode",
+    "Death",
+    "Died",
+    "Event",
+    "Evidence",
+    "HandshakeCompleted",
+    "Limits",
+    "MessageReceived",
+    "Negotiated",
+    "Policy",
+    "Reason",
+    "Recovered",
+    "Session",
+    "SessionStats",
+    "Source",
+    "State",
+    "Suspected",
+]

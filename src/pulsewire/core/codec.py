@@ -1,0 +1,130 @@
+"""Incremental frame decoder: bytes in, frames out.
+
+Goals, in the order they matter:
+
+- **bounded memory**: a frame's declared length is checked against the limit for its kind
+  *before* any of its payload is buffered, so the decoder never holds more than one frame's
+  unread bytes plus the read being parsed, whatever the peer sends;
+- **fail early**: a wrong magic is rejected on the first byte that differs, an unknown kind
+  or reserved flag on its header, each as a :class:`ProtocolError` with the close code to send;
+- **linear time**: every byte is looked at once; the unparsed tail is kept, never rescanned;
+- **safe against dribbling**: a peer that sends one byte at a time costs a little CPU per
+  byte, never memory.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from pulsewire.core.frames import (
+    FLAG_FIN,
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    MAX_CONTROL_PAYLOAD,
+    PREAMBLE,
+    PREAMBLE_SIZE,
+    VERSION,
+    CloseCode,
+    FrameKind,
+)
+from pulsewire.errors import HandshakeError, ProtocolError
+
+__all__ = ["Frame", "FrameDecoder"]
+
+_KINDS = {int(kind): kind for kind in FrameKind}
+_ALLOWED_FLAGS = {kind: (FLAG_FIN if kind is FrameKind.DATA else 0) for kind in FrameKind}
+
+
+class Frame(NamedTuple):
+    kind: FrameKind
+    flags: int
+    payload: bytes
+
+
+class FrameDecoder:
+    """Parse the preamble and then frames from a byte stream fed in arbitrary pieces."""
+
+    def __init__(self, max_frame_size: int) -> None:
+        self.max_frame_size = max_frame_size
+        self._buffer = bytearray()
+        self._preamble_seen = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as frames (a frame in progress)."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
+        """Return every frame completed by ``data``; raise :class:`ProtocolError` on garbage.
+
+        ``data`` may be a view of a buffer the caller reuses: whatever is kept is copied.
+        """
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            view: bytes | bytearray | memoryview = buffer
+        else:
+            view = data
+        end = len(view)
+        pos = 0
+        if not self._preamble_seen:
+            pos = self._check_preamble(view)
+            if not self._preamble_seen:
+                self._keep(view, 0, end)
+                return []
+        frames: list[Frame] = []
+        while end - pos >= HEADER_SIZE:
+            kind_byte, flags, length = HEADER.unpack_from(view, pos)
+            kind = self._check_header(kind_byte, flags, length)
+            start = pos + HEADER_SIZE
+            if end - start < length:
+                break
+            pos = start + length
+            frames.append(Frame(kind, flags, bytes(view[start:pos])))
+        self._keep(view, pos, end)
+        return frames
+
+    def feed_eof(self) -> None:
+        """The stream ended: raise if it ended inside the preamble or a frame."""
+        if self._buffer:
+            raise ProtocolError(f"stream ended inside a frame ({len(self._buffer)} bytes pending)")
+
+    def _keep(self, view: bytes | bytearray | memoryview, pos: int, end: int) -> None:
+        if view is self._buffer:
+            del self._buffer[:pos]
+        elif pos < end:
+            self._buffer = bytearray(view[pos:end])
+
+    def _check_preamble(self, view: bytes | bytearray | memoryview) -> int:
+        have = min(len(view), PREAMBLE_SIZE)
+        got = bytes(view[:have])
+        magic_part = min(have, len(MAGIC))
+        if got[:magic_part] != MAGIC[:magic_part]:
+            raise HandshakeError(
+                f"not a pulsewire peer: expected magic {MAGIC!r}, got {got[:magic_part]!r}",
+                CloseCode.UNSUPPORTED_VERSION,
+            )
+        if have < PREAMBLE_SIZE:
+            return 0
+        if got != PREAMBLE:
+            raise HandshakeError(
+                f"unsupported protocol version {got[-1]} (this side speaks {VERSION})",
+                CloseCode.UNSUPPORTED_VERSION,
+            )
+        self._preamble_seen = True
+        return PREAMBLE_SIZE
+
+    def _check_header(self, kind_byte: int, flags: int, length: int) -> FrameKind:
+        kind = _KINDS.get(kind_byte)
+        if kind is None:
+            raise ProtocolError(f"unknown frame kind {kind_byte}")
+        if flags & ~_ALLOWED_FLAGS[kind]:
+            raise ProtocolError(f"reserved flags {flags:#x} set on {kind.name}")
+        limit = self.max_frame_size if kind is FrameKind.DATA else MAX_CONTROL_PAYLOAD
+        if length > limit:
+            raise ProtocolError(
+                f"{kind.name} frame of {length} bytes exceeds the limit of {limit}",
+                CloseCode.TOO_LARGE,
+            )
+        return kind

@@ -1,0 +1,98 @@
+"""Events the session hands to its driver, and the ``Death`` record every death carries."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import msgspec
+
+from pulsewire.core.states import Reason
+
+__all__ = [
+    "Death",
+    "Died",
+    "Event",
+    "HandshakeCompleted",
+    "MessageReceived",
+    "Recovered",
+    "Source",
+    "Suspected",
+]
+
+
+class Source(enum.Enum):
+    """Who established the verdict."""
+
+    HEARTBEAT = "heartbeat"  #: pulsewire's own deadline expired
+    KERNEL = "kernel"  #: the kernel reported it (RST, ETIMEDOUT, ICMP unreachable, FIN)
+    PEER = "peer"  #: the peer said so with a CLOSE frame
+    LOCAL = "local"  #: this side closed, or found the peer's bytes malformed
+
+
+@dataclass(frozen=True, slots=True)
+class Death:
+    """Why and how a connection died."""
+
+    reason: Reason
+    source: Source
+    silence: float  #: seconds since the last evidence of life when the verdict fell
+    last_rtt: float | None  #: last measured round-trip time, seconds
+    close_code: int | None = None  #: the CLOSE code sent or received, if any
+    close_reason: str = ""
+    error: Exception | None = None  #: the ProtocolError or OSError behind the verdict
+
+    @property
+    def clean(self) -> bool:
+        """True when the connection ended by an orderly CLOSE exchange with code NORMAL."""
+        return self.close_code == 1000 and self.reason in (Reason.EOF, Reason.LOCAL_CLOSE)
+
+    def describe(self) -> str:
+        rtt = "n/a" if self.last_rtt is None else f"{self.last_rtt * 1000:.1f} ms"
+        text = (
+            f"{self.reason.value} ({self.source.value}) after {self.silence:.3f} s "
+            f"of silence, last RTT {rtt}"
+        )
+        if self.close_code is not None:
+            text += f", close code {self.close_code}"
+            if self.close_reason:
+                text += f" {self.close_reason!r}"
+        if self.error is not None:
+            text += f": {self.error}"
+        return text
+
+
+class HandshakeCompleted(msgspec.Struct, frozen=True):
+    """Both HELLOs are exchanged and the intervals are negotiated."""
+
+    peer_name: str
+    ping_interval: float  #: how often this side pings an idle connection
+    peer_ping_interval: float  #: how often the peer will ping us at most
+
+
+class MessageReceived(msgspec.Struct, frozen=True, gc=False):
+    """A whole application message arrived (reassembled from its chunks)."""
+
+    data: bytes
+
+
+class Suspected(msgspec.Struct, frozen=True):
+    """The peer has been silent for longer than ``suspect_after``."""
+
+    silence: float
+
+
+class Recovered(msgspec.Struct, frozen=True):
+    """Evidence arrived from a SUSPECT peer: it is ALIVE again."""
+
+    silence: float  #: how long it had been silent
+
+
+class Died(msgspec.Struct, frozen=True):
+    """The connection is DEAD; the driver must stop I/O (abort if ``abort`` is true)."""
+
+    death: Death
+    abort: bool  #: true when the peer is presumed unresponsive: drop, do not flush
+
+
+Event = HandshakeCompleted | MessageReceived | Suspected | Recovered | Died

@@ -1,0 +1,142 @@
+"""Wire protocol v1: the byte layout of frames and the control payloads.
+
+A connection starts, in each direction, with a 5-byte preamble ``b"PWIR" + version`` and
+then a stream of frames::
+
+    preamble  | 'P' 'W' 'I' 'R' | version: u8 |
+    frame     | kind: u8 | flags: u8 | length: u32 big-endian | payload: length bytes |
+
+The first frame each side sends is HELLO. Control payloads (HELLO, PING, PONG, CLOSE,
+CREDIT) are msgpack arrays produced by msgspec ``Struct``s with ``array_like=True``; the
+protocol evolves by appending fields with defaults, which older decoders ignore. DATA
+payloads are opaque bytes; a message larger than one frame is split into chunks, the last
+of which carries ``FLAG_FIN``.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import Annotated, Final
+
+import msgspec
+
+__all__ = [
+    "FLAG_FIN",
+    "HEADER",
+    "HEADER_SIZE",
+    "MAGIC",
+    "MAX_CONTROL_PAYLOAD",
+    "MESSAGE_OVERHEAD",
+    "PREAMBLE",
+    "PREAMBLE_SIZE",
+    "VERSION",
+    "Close",
+    "CloseCode",
+    "Credit",
+    "FrameKind",
+    "Hello",
+    "Ping",
+    "Pong",
+    "encode_control",
+    "frame_header",
+]
+
+MAGIC: Final = b"PWIR"
+VERSION: Final = 1
+PREAMBLE: Final = MAGIC + bytes([VERSION])
+PREAMBLE_SIZE: Final = len(PREAMBLE)
+
+HEADER: Final = struct.Struct("!BBI")
+HEADER_SIZE: Final = HEADER.size
+
+#: Largest control payload accepted; control frames are tiny, so a bigger one is an attack.
+MAX_CONTROL_PAYLOAD: Final = 4096
+
+#: DATA flag: this chunk ends the message.
+FLAG_FIN: Final = 0x01
+
+#: Credit charged per message on top of its bytes, so a flood of empty messages is bounded too.
+MESSAGE_OVERHEAD: Final = 16
+
+
+class FrameKind(enum.IntEnum):
+    HELLO = 1
+    DATA = 2
+    PING = 3
+    PONG = 4
+    CLOSE = 5
+    CREDIT = 6
+
+
+class CloseCode(enum.IntEnum):
+    """Codes carried by CLOSE. 4000-4999 are free for applications."""
+
+    NORMAL = 1000  #: orderly close
+    GOING_AWAY = 1001  #: server shutting down, client leaving
+    PROTOCOL_ERROR = 1002  #: malformed frame, unknown kind, bad payload
+    UNSUPPORTED_VERSION = 1003  #: wrong magic or protocol version
+    POLICY_MISMATCH = 1004  #: the negotiated intervals cannot meet our timeout
+    TOO_MANY_PINGS = 1005  #: the peer pings faster than the negotiated minimum
+    TOO_LARGE = 1006  #: frame or message larger than the advertised limit
+    FLOW_CONTROL = 1007  #: the peer sent more DATA than its credit allows
+    HANDSHAKE_TIMEOUT = 1008  #: no HELLO within the handshake deadline
+    INTERNAL_ERROR = 1011  #: the local side failed
+
+    @classmethod
+    def is_valid(cls, code: int) -> bool:
+        return code in cls._value2member_map_ or 4000 <= code <= 4999
+
+
+# Bounds checked when a peer's HELLO is decoded (msgspec checks them on decode only).
+_Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+_Bytes = Annotated[int, msgspec.Meta(ge=1, le=2**31)]
+_Name = Annotated[str, msgspec.Meta(max_length=256)]
+_Reason = Annotated[str, msgspec.Meta(max_length=1024)]
+_Seq = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+
+
+class Hello(msgspec.Struct, frozen=True, array_like=True):
+    """First frame from each side: what it wants, what it accepts, what it can take."""
+
+    interval: _Seconds  #: how often this side wants to ping when idle
+    min_interval: _Seconds  #: the fastest ping rate it accepts from the peer
+    timeout: _Seconds  #: silence after which it convicts the peer (informational)
+    max_frame_size: _Bytes  #: largest DATA frame payload it accepts
+    max_message_size: _Bytes  #: largest reassembled message it accepts
+    window: _Bytes  #: initial receive credit in bytes
+    name: _Name = ""  #: optional, for the peer's logs
+
+
+class Ping(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    seq: _Seq
+    sent_at: float  #: the sender's monotonic clock; echoed so RTT uses one clock
+
+
+class Pong(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    seq: _Seq
+    sent_at: float  #: copied from the PING
+
+
+class Close(msgspec.Struct, frozen=True, array_like=True):
+    code: Annotated[int, msgspec.Meta(ge=0, le=65535)]
+    reason: _Reason = ""
+
+
+class Credit(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    increment: _Bytes  #: bytes the sender may send beyond its current credit
+
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+def frame_header(kind: FrameKind, flags: int, length: int) -> bytes:
+    return HEADER.pack(kind, flags, length)
+
+
+def encode_control(kind: FrameKind, payload: msgspec.Struct) -> bytes:
+    """Encode a whole control frame (header and msgpack payload) in one buffer."""
+    buf = bytearray(HEADER_SIZE)
+    _encoder.encode_into(payload, buf, HEADER_SIZE)
+    HEADER.pack_into(buf, 0, kind, 0, len(buf) - HEADER_SIZE)
+    return bytes(buf)

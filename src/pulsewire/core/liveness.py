@@ -1,0 +1,97 @@
+"""The liveness tracker: evidence in, PING / SUSPECT / DEAD decisions and one deadline out.
+
+Evidence arriving only stores a timestamp: it never recomputes or reschedules anything, so
+a busy connection costs one attribute store per read. The deadline is derived on demand
+from three instants, all measured from the last evidence (or the last ping, for pings):
+
+- ``next_ping_at``: ``max(last_evidence, last_ping) + ping_delay``, where ``ping_delay`` is
+  ``interval`` shortened by a random 0..jitter fraction, drawn afresh after every ping;
+- ``suspect_at``: ``last_evidence + suspect_after``;
+- ``dead_at``: ``last_evidence + timeout``.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+
+from pulsewire.core.policy import Policy
+
+__all__ = ["Decision", "LivenessTracker"]
+
+#: Timers may fire up to a clock tick early; a deadline this close counts as reached.
+EPSILON = 1e-6
+
+
+class Decision(enum.Flag):
+    NONE = 0
+    PING = enum.auto()  #: send a PING now
+    SUSPECT = enum.auto()  #: silence passed ``suspect_after``
+    DEAD = enum.auto()  #: silence passed ``timeout``
+
+
+class LivenessTracker:
+    """Decides when to ping and when the peer is suspect or dead. Pure: no clock, no I/O."""
+
+    __slots__ = (
+        "_jitter",
+        "_rng",
+        "interval",
+        "last_evidence",
+        "last_ping",
+        "ping_delay",
+        "suspect_after",
+        "suspected",
+        "timeout",
+    )
+
+    def __init__(self, policy: Policy, interval: float, now: float, rng: random.Random) -> None:
+        self.interval = interval
+        self.timeout = policy.timeout
+        self.suspect_after = policy.effective_suspect_after
+        self._rng = rng
+        self._jitter = policy.jitter
+        self.last_evidence = now
+        self.last_ping = now
+        self.suspected = False
+        self.ping_delay = self._draw_delay()
+
+    def _draw_delay(self) -> float:
+        return self.interval * (1.0 - self._jitter * self._rng.random())
+
+    def evidence(self, now: float) -> bool:
+        """Record evidence of life; return True when it ends a suspicion."""
+        if now > self.last_evidence:
+            self.last_evidence = now
+        if self.suspected:
+            self.suspected = False
+            return True
+        return False
+
+    def silence(self, now: float) -> float:
+        return max(0.0, now - self.last_evidence)
+
+    def next_ping_at(self) -> float:
+        return max(self.last_evidence, self.last_ping) + self.ping_delay
+
+    def deadline(self) -> float:
+        dead_at = self.last_evidence + self.timeout
+        ping_at = self.next_ping_at()
+        if not self.suspected:
+            return min(ping_at, self.last_evidence + self.suspect_after, dead_at)
+        return min(ping_at, dead_at)
+
+    def poll(self, now: float) -> Decision:
+        """What is due at ``now``. Records the ping as sent when it returns PING."""
+        due = now + EPSILON
+        if due >= self.last_evidence + self.timeout:
+            return Decision.DEAD
+        decision = Decision.NONE
+        if not self.suspected and due >= self.last_evidence + self.suspect_after:
+            self.suspected = True
+            decision |= Decision.SUSPECT
+        if due >= self.next_ping_at():
+            self.last_ping = now
+            self.ping_delay = self._draw_delay()
+            decision |= Decision.PING
+        return decision

@@ -1,0 +1,112 @@
+"""Policies and limits: immutable, comparable, printable values, validated at construction.
+
+A :class:`Policy` says how this side watches its peer: how often it pings an idle
+connection, when silence makes the peer SUSPECT, and when it makes it DEAD. :class:`Limits`
+bounds what the peer may make us hold in memory. Both are ``msgspec.Struct``\\ s, so they
+compare by value, hash, print as their constructor call, and serialise to JSON or msgpack
+for configuration files.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+
+import msgspec
+
+from pulsewire.errors import PolicyError
+
+__all__ = ["Evidence", "Limits", "Policy"]
+
+
+class Evidence(enum.Enum):
+    """What counts as proof that the peer is alive."""
+
+    ANY = "any"  #: any bytes from the peer (default): cheapest, busy links need no pings
+    PONG = "pong"  #: only PONG answers: proves the peer's event loop runs, not just its kernel
+
+
+def _positive(name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise PolicyError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
+class Policy(msgspec.Struct, frozen=True, kw_only=True):
+    """A fixed liveness policy: DEAD after ``timeout`` seconds without evidence.
+
+    - When nothing has arrived for ``interval`` seconds (less 0-``jitter`` of it, drawn
+      per ping so that thousands of connections do not ping in lockstep), send a PING.
+      A busy connection therefore sends no pings at all.
+    - After ``suspect_after`` seconds of silence the peer is SUSPECT (pings continue).
+    - After ``timeout`` seconds of silence the peer is DEAD with reason TIMEOUT.
+
+    Worst-case detection time of a dead peer is ``timeout`` after its last frame arrived.
+    """
+
+    interval: float = 1.0
+    timeout: float = 5.0
+    suspect_after: float | None = None  #: default: halfway between interval and timeout
+    min_peer_interval: float = 0.05  #: the fastest the peer may ping us
+    jitter: float = 0.25  #: each idle ping is sent up to this fraction of interval early
+    evidence: Evidence = Evidence.ANY
+    handshake_timeout: float = 10.0
+    close_timeout: float | None = None  #: wait for the peer's CLOSE; default: ``timeout``
+
+    def __post_init__(self) -> None:
+        for name in ("interval", "timeout", "min_peer_interval", "handshake_timeout"):
+            _positive(name, getattr(self, name))
+        if self.timeout <= self.interval:
+            raise PolicyError(
+                f"timeout ({self.timeout} s) must be longer than interval ({self.interval} s): "
+                "the peer needs at least one ping interval to answer before it is convicted"
+            )
+        if self.suspect_after is not None:
+            _positive("suspect_after", self.suspect_after)
+            if not self.suspect_after < self.timeout:
+                raise PolicyError(
+                    f"suspect_after ({self.suspect_after} s) must be shorter than "
+                    f"timeout ({self.timeout} s)"
+                )
+        if self.close_timeout is not None:
+            _positive("close_timeout", self.close_timeout)
+        if not 0 <= self.jitter < 1:
+            raise PolicyError(f"jitter must be a fraction in [0, 1), got {self.jitter!r}")
+
+    @property
+    def effective_suspect_after(self) -> float:
+        if self.suspect_after is not None:
+            return self.suspect_after
+        return self.interval + (self.timeout - self.interval) / 2
+
+    @property
+    def effective_close_timeout(self) -> float:
+        return self.timeout if self.close_timeout is None else self.close_timeout
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    """What the peer may make this side hold, and how data is cut for sending.
+
+    ``receive_window`` is the credit granted to the peer: the most bytes of DATA it may
+    send that our application has not consumed yet. It bounds inbound memory while letting
+    us keep reading the socket (so PING/PONG flow) when the application is slow.
+    """
+
+    max_frame_size: int = 64 * 1024  #: largest DATA frame payload accepted
+    max_message_size: int = 4 * 1024 * 1024  #: largest message accepted
+    receive_window: int | None = None  #: default: ``max_message_size``
+    chunk_size: int = 16 * 1024  #: outgoing DATA is cut into frames of at most this size
+
+    def __post_init__(self) -> None:
+        for name in ("max_frame_size", "max_message_size", "chunk_size"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value > 0):
+                raise PolicyError(f"{name} must be a positive number of bytes, got {value!r}")
+        if self.receive_window is not None and self.receive_window < self.max_message_size:
+            raise PolicyError(
+                f"receive_window ({self.receive_window}) must be at least max_message_size "
+                f"({self.max_message_size}), or a whole message could never be delivered"
+            )
+
+    @property
+    def effective_receive_window(self) -> int:
+        return self.max_message_size if self.receive_window is None else self.receive_window

@@ -1,0 +1,529 @@
+"""The sans-I/O session: one side of one pulsewire connection.
+
+The driver's duty, complete:
+
+1. Create the session when the transport connects, passing the monotonic ``now``.
+2. Feed every input with the current ``now``: :meth:`Session.receive_data`,
+   :meth:`Session.receive_eof`, :meth:`Session.connection_lost` (with the reason mapped from
+   the socket error), :meth:`Session.handle_timer` when the deadline passes, and the local
+   user's :meth:`Session.send_message`, :meth:`Session.message_consumed`, :meth:`Session.close`.
+3. After every input, write :meth:`Session.data_to_send` (control frames first, DATA within
+   the byte budget the transport can take), dispatch :meth:`Session.events_received`, and
+   make sure a timer fires at :meth:`Session.next_deadline`.
+4. On a :class:`~pulsewire.core.events.Died` event, stop reading; abort the transport when
+   ``abort`` is true (the peer is presumed unresponsive), else flush and close it.
+
+The session never raises on the peer's input: a malformed frame becomes a CLOSE frame with
+the matching code and ``Death(PROTOCOL_ERROR)``. It raises only on local misuse.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+
+import msgspec
+
+from pulsewire.core.codec import Frame, FrameDecoder
+from pulsewire.core.estimators import RttEstimator
+from pulsewire.core.events import (
+    Death,
+    Died,
+    Event,
+    HandshakeCompleted,
+    MessageReceived,
+    Recovered,
+    Source,
+    Suspected,
+)
+from pulsewire.core.frames import (
+    FLAG_FIN,
+    HEADER,
+    MESSAGE_OVERHEAD,
+    PREAMBLE,
+    Close,
+    CloseCode,
+    Credit,
+    FrameKind,
+    Hello,
+    Ping,
+    Pong,
+    encode_control,
+)
+from pulsewire.core.liveness import EPSILON, Decision, LivenessTracker
+from pulsewire.core.policy import Evidence, Limits, Policy
+from pulsewire.core.states import Reason, State, Trigger, next_state
+from pulsewire.core.stats import SessionStats
+from pulsewire.errors import (
+    HandshakeError,
+    LocalClosedError,
+    PeerDeadError,
+    ProtocolError,
+    UsageError,
+)
+
+__all__ = ["Negotiated", "Session"]
+
+_DECODERS = {
+    FrameKind.HELLO: msgspec.msgpack.Decoder(Hello),
+    FrameKind.PING: msgspec.msgpack.Decoder(Ping),
+    FrameKind.PONG: msgspec.msgpack.Decoder(Pong),
+    FrameKind.CLOSE: msgspec.msgpack.Decoder(Close),
+    FrameKind.CREDIT: msgspec.msgpack.Decoder(Credit),
+}
+
+#: Peer close codes that mean "you are the one who broke the protocol".
+_PEER_BLAMES_US = frozenset(
+    {
+        CloseCode.PROTOCOL_ERROR,
+        CloseCode.UNSUPPORTED_VERSION,
+        CloseCode.POLICY_MISMATCH,
+        CloseCode.TOO_MANY_PINGS,
+        CloseCode.TOO_LARGE,
+        CloseCode.FLOW_CONTROL,
+        CloseCode.HANDSHAKE_TIMEOUT,
+    }
+)
+
+_MAX_CREDIT = 2**40
+
+
+class Negotiated(msgspec.Struct, frozen=True):
+    """What the handshake settled."""
+
+    peer: Hello  #: the peer's HELLO as received
+    ping_interval: float  #: this side pings an idle connection this often
+    peer_ping_interval: float  #: the peer pings us at most this often
+
+
+class Session:
+    """One side of a pulsewire connection: bytes and ``now`` in; bytes, events, deadline out."""
+
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        limits: Limits | None = None,
+        *,
+        now: float,
+        name: str = "",
+        rng: random.Random | None = None,
+    ) -> None:
+        self.policy = policy = policy if policy is not None else Policy()
+        self.limits = limits = limits if limits is not None else Limits()
+        self.name = name
+        self._rng = rng if rng is not None else random.Random()
+        self._state = State.HANDSHAKE
+        self._started = now
+        self._decoder = FrameDecoder(limits.max_frame_size)
+        self._window = limits.effective_receive_window + MESSAGE_OVERHEAD
+        hello = Hello(
+            interval=policy.interval,
+            min_interval=policy.min_peer_interval,
+            timeout=policy.timeout,
+            max_frame_size=limits.max_frame_size,
+            max_message_size=limits.max_message_size,
+            window=self._window,
+            name=name,
+        )
+        self._control = bytearray(PREAMBLE + encode_control(FrameKind.HELLO, hello))
+        self._events: list[Event] = []
+        self.negotiated: Negotiated | None = None
+        self._tracker: LivenessTracker | None = None
+        self._handshake_evidence = now
+        self.death: Death | None = None
+        self.rtt = RttEstimator()
+        # Outgoing DATA: whole messages, the head one possibly half sent.
+        self._outbox: deque[memoryview] = deque()
+        self._outbox_offset = 0
+        self._pending_bytes = 0
+        self._send_credit = 0
+        self._close_frame: bytes | None = None
+        self._close_code: int | None = None
+        self._close_reason = ""
+        self._close_deadline = math.inf
+        # Incoming DATA: the message being reassembled and the credit the peer has left.
+        self._partial: list[bytes] = []
+        self._partial_size = 0
+        self._recv_credit = self._window
+        self._consumed_unreported = 0
+        self._ping_seq = 0
+        self._counters = dict.fromkeys(SessionStats.COUNTERS, 0)
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def pending_send_bytes(self) -> int:
+        """Bytes of DATA accepted by :meth:`send_message` and not yet handed out."""
+        return self._pending_bytes
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`handle_timer` must next be called; ``None`` once DEAD. Pure."""
+        if self._state is State.DEAD:
+            return None
+        tracker = self._tracker
+        if tracker is None:
+            deadline = self._started + self.policy.handshake_timeout
+        else:
+            deadline = tracker.deadline()
+        return min(deadline, self._close_deadline)
+
+    def silence(self, now: float) -> float:
+        """Seconds since the last evidence of life."""
+        if self._tracker is None:
+            return max(0.0, now - self._handshake_evidence)
+        return self._tracker.silence(now)
+
+    def stats(self, now: float) -> SessionStats:
+        """A frozen snapshot of counters and RTT figures."""
+        rtt = self.rtt
+        return SessionStats(
+            state=self._state,
+            silence=self.silence(now),
+            rtt_last=rtt.last,
+            rtt_smoothed=rtt.srtt,
+            rtt_variance=rtt.rttvar,
+            rtt_min=rtt.minimum if rtt.count else None,
+            rtt_max=rtt.maximum if rtt.count else None,
+            pending_send_bytes=self._pending_bytes,
+            **self._counters,
+        )
+
+    # ------------------------------------------------------------------ outputs
+
+    def events_received(self) -> list[Event]:
+        """Events since the last call, oldest first."""
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self, budget: int | None = None) -> bytearray:
+        """Bytes to write now: every pending control frame, then DATA up to ``budget`` bytes.
+
+        Control frames (PING, PONG, CREDIT, CLOSE on error) always go out first, so a long
+        queue of DATA in user space never holds a PONG back. ``budget=0`` sends control only.
+        """
+        out = self._control
+        self._control = bytearray()
+        if self._outbox and budget != 0 and self.negotiated is not None:
+            self._emit_data(out, math.inf if budget is None else budget)
+        if self._close_frame is not None and not self._outbox:
+            out += self._close_frame
+            self._close_frame = None
+        return out
+
+    def _emit_data(self, out: bytearray, budget: float) -> None:
+        assert self.negotiated is not None
+        chunk_max = min(self.limits.chunk_size, self.negotiated.peer.max_frame_size)
+        outbox = self._outbox
+        counters = self._counters
+        credit = self._send_credit
+        while outbox and budget > 0:
+            message = outbox[0]
+            offset = self._outbox_offset
+            remaining = len(message) - offset
+            size = min(chunk_max, remaining, budget)
+            final = size == remaining
+            cost = size + MESSAGE_OVERHEAD if final else size
+            if cost > credit:
+                # Send what the credit allows as a non-final chunk; the overhead of the
+                # final chunk waits for the next CREDIT.
+                size = min(size, credit, remaining - 1)
+                if size <= 0:
+                    break
+                final = False
+                cost = size
+            out += HEADER.pack(FrameKind.DATA, FLAG_FIN if final else 0, size)
+            out += message[offset : offset + size]
+            credit -= cost
+            budget -= size
+            self._pending_bytes -= size
+            counters["bytes_sent"] += size
+            if final:
+                outbox.popleft()
+                self._outbox_offset = 0
+            else:
+                self._outbox_offset = offset + size
+        self._send_credit = credit
+
+    # ------------------------------------------------------------------ local inputs
+
+    def send_message(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue one application message. Raises if the connection is closing or dead."""
+        self._check_open("send")
+        negotiated = self.negotiated
+        if negotiated is None:
+            raise UsageError("cannot send before the handshake has completed")
+        size = len(data)
+        if size > negotiated.peer.max_message_size:
+            raise UsageError(
+                f"message of {size} bytes exceeds the peer's max_message_size "
+                f"({negotiated.peer.max_message_size} bytes)"
+            )
+        # Keep a reference, not a copy, when the data cannot change under us.
+        self._outbox.append(memoryview(data if isinstance(data, bytes) else bytes(data)))
+        self._pending_bytes += size
+        self._counters["messages_sent"] += 1
+
+    def message_consumed(self, size: int) -> None:
+        """The application has taken a received message of ``size`` bytes: grant credit."""
+        if self._state is State.DEAD:
+            return
+        self._consumed_unreported += size + MESSAGE_OVERHEAD
+        if self._consumed_unreported * 4 >= self._window:
+            increment = self._consumed_unreported
+            self._consumed_unreported = 0
+            self._recv_credit += increment
+            self._control += encode_control(FrameKind.CREDIT, Credit(increment))
+
+    def close(self, now: float, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Start an orderly close: queued DATA is sent first, then CLOSE; wait for the peer's."""
+        if self._state in (State.CLOSING, State.DEAD):
+            return
+        if not CloseCode.is_valid(code):
+            raise UsageError(f"invalid close code {code}: use a CloseCode or 4000-4999")
+        if len(reason.encode()) > 1024:
+            raise UsageError("close reason longer than 1024 bytes")
+        self._close_code = code
+        self._close_reason = reason
+        self._close_frame = encode_control(FrameKind.CLOSE, Close(code, reason))
+        self._close_deadline = now + self.policy.effective_close_timeout
+        self._state = next_state(self._state, Trigger.LOCAL_CLOSE)
+
+    def _check_open(self, operation: str) -> None:
+        if self.death is not None:
+            error = LocalClosedError if self.death.reason is Reason.LOCAL_CLOSE else PeerDeadError
+            raise error(self.death)
+        if self._state is State.CLOSING:
+            raise UsageError(f"cannot {operation}: close() was called")
+
+    # ------------------------------------------------------------------ network inputs
+
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> None:
+        """Bytes arrived from the peer."""
+        if self._state is State.DEAD or not data:
+            return
+        self._counters["bytes_received"] += len(data)
+        if self.policy.evidence is Evidence.ANY:
+            self._evidence(now)
+        try:
+            for frame in self._decoder.feed(data):
+                self._handle_frame(frame, now)
+                if self._state is State.DEAD:
+                    return
+        except ProtocolError as error:
+            self._fail(error, now)
+
+    def receive_eof(self, now: float) -> None:
+        """The peer closed its sending side (FIN)."""
+        if self._state is State.DEAD:
+            return
+        if self._state is State.CLOSING:
+            self._die(Reason.LOCAL_CLOSE, Source.KERNEL, now, abort=False)
+            return
+        error: ProtocolError | None = None
+        try:
+            self._decoder.feed_eof()
+        except ProtocolError as exc:
+            error = exc
+        self._die(Reason.EOF, Source.KERNEL, now, abort=False, error=error)
+
+    def connection_lost(
+        self, reason: Reason, now: float, *, source: Source = Source.KERNEL,
+        error: Exception | None = None,
+    ) -> None:
+        """The transport is gone; ``reason`` is mapped from the socket error by the driver."""
+        if self._state is State.DEAD:
+            return
+        if self._state is State.CLOSING and reason is Reason.EOF:
+            reason = Reason.LOCAL_CLOSE
+        self._die(reason, source, now, abort=True, error=error)
+
+    def handle_timer(self, now: float) -> None:
+        """Act on whatever is due at ``now``: ping, suspect, convict, give up closing."""
+        state = self._state
+        if state is State.DEAD:
+            return
+        due = now + EPSILON
+        if due >= self._close_deadline:
+            self._die(Reason.LOCAL_CLOSE, Source.LOCAL, now, abort=True)
+            return
+        tracker = self._tracker
+        if tracker is None:
+            if due >= self._started + self.policy.handshake_timeout:
+                error = HandshakeError(
+                    f"no HELLO within {self.policy.handshake_timeout} s",
+                    CloseCode.HANDSHAKE_TIMEOUT,
+                )
+                self._die(Reason.TIMEOUT, Source.HEARTBEAT, now, abort=True, error=error)
+            return
+        decision = tracker.poll(now)
+        if decision is Decision.NONE:
+            return
+        if Decision.DEAD in decision:
+            self._die(Reason.TIMEOUT, Source.HEARTBEAT, now, abort=True)
+            return
+        if Decision.SUSPECT in decision:
+            if state is State.ALIVE:
+                self._state = next_state(state, Trigger.SILENCE)
+            self._events.append(Suspected(tracker.silence(now)))
+        if Decision.PING in decision:
+            self._ping_seq += 1
+            self._control += encode_control(FrameKind.PING, Ping(self._ping_seq, now))
+            self._counters["pings_sent"] += 1
+
+    # ------------------------------------------------------------------ internals
+
+    def _evidence(self, now: float) -> None:
+        tracker = self._tracker
+        if tracker is None:
+            self._handshake_evidence = now
+            return
+        silence = now - tracker.last_evidence
+        if tracker.evidence(now):
+            if self._state is State.SUSPECT:
+                self._state = next_state(self._state, Trigger.EVIDENCE)
+            self._events.append(Recovered(silence))
+
+    def _handle_frame(self, frame: Frame, now: float) -> None:
+        kind = frame.kind
+        if kind is FrameKind.DATA:
+            self._handle_data(frame, now)
+            return
+        try:
+            payload = _DECODERS[kind].decode(frame.payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            error_type = HandshakeError if kind is FrameKind.HELLO else ProtocolError
+            raise error_type(f"malformed {kind.name} payload: {exc}") from None
+        if isinstance(payload, Hello):
+            self._handle_hello(payload, now)
+            return
+        if self.negotiated is None:
+            raise HandshakeError(f"expected HELLO, got {kind.name}")
+        if isinstance(payload, Ping):
+            self._counters["pings_received"] += 1
+            self._control += encode_control(FrameKind.PONG, Pong(payload.seq, payload.sent_at))
+        elif isinstance(payload, Pong):
+            self._handle_pong(payload, now)
+        elif isinstance(payload, Credit):
+            self._send_credit += payload.increment
+            if self._send_credit > _MAX_CREDIT:
+                raise ProtocolError("peer granted absurd credit", CloseCode.FLOW_CONTROL)
+        elif isinstance(payload, Close):
+            self._handle_close(payload, now)
+
+    def _handle_hello(self, hello: Hello, now: float) -> None:
+        if self.negotiated is not None:
+            raise ProtocolError("HELLO received twice")
+        policy = self.policy
+        ping_interval = max(policy.interval, hello.min_interval)
+        if ping_interval >= policy.timeout:
+            raise HandshakeError(
+                f"the peer accepts pings at most every {hello.min_interval} s, which cannot "
+                f"detect a dead peer within our timeout of {policy.timeout} s",
+                CloseCode.POLICY_MISMATCH,
+            )
+        self.negotiated = Negotiated(
+            peer=hello,
+            ping_interval=ping_interval,
+            peer_ping_interval=max(hello.interval, policy.min_peer_interval),
+        )
+        self._send_credit = hello.window
+        self._tracker = LivenessTracker(policy, ping_interval, now, self._rng)
+        if self._state is State.HANDSHAKE:
+            self._state = next_state(self._state, Trigger.HANDSHAKE_DONE)
+        self._events.append(
+            HandshakeCompleted(hello.name, ping_interval, self.negotiated.peer_ping_interval)
+        )
+
+    def _handle_data(self, frame: Frame, now: float) -> None:
+        if self.negotiated is None:
+            raise HandshakeError("expected HELLO, got DATA")
+        size = len(frame.payload)
+        final = bool(frame.flags & FLAG_FIN)
+        if not final and size == 0:
+            raise ProtocolError("empty non-final DATA chunk")
+        self._recv_credit -= size + MESSAGE_OVERHEAD if final else size
+        if self._recv_credit < 0:
+            raise ProtocolError("peer sent more DATA than its credit", CloseCode.FLOW_CONTROL)
+        if self._partial_size + size > self.limits.max_message_size:
+            raise ProtocolError(
+                f"message exceeds max_message_size ({self.limits.max_message_size} bytes)",
+                CloseCode.TOO_LARGE,
+            )
+        if not final:
+            self._partial.append(frame.payload)
+            self._partial_size += size
+            return
+        if self._partial:
+            self._partial.append(frame.payload)
+            data = b"".join(self._partial)
+            self._partial.clear()
+            self._partial_size = 0
+        else:
+            data = frame.payload
+        self._counters["messages_received"] += 1
+        self._events.append(MessageReceived(data))
+
+    def _handle_pong(self, pong: Pong, now: float) -> None:
+        if pong.seq > self._ping_seq or not self._started <= pong.sent_at <= now:
+            raise ProtocolError(f"PONG answers a PING never sent (seq {pong.seq})")
+        self._counters["pongs_received"] += 1
+        self.rtt.add(now - pong.sent_at)
+        if self.policy.evidence is Evidence.PONG:
+            self._evidence(now)
+
+    def _handle_close(self, close: Close, now: float) -> None:
+        if self._state is State.CLOSING:
+            self._die(Reason.LOCAL_CLOSE, Source.LOCAL, now, abort=False)
+            return
+        # Echo the code so the peer's close completes; anything still queued is moot.
+        self._control += encode_control(FrameKind.CLOSE, Close(close.code))
+        reason = Reason.PROTOCOL_ERROR if close.code in _PEER_BLAMES_US else Reason.EOF
+        self._die(
+            reason, Source.PEER, now, abort=False,
+            close_code=close.code, close_reason=close.reason,
+        )
+
+    def _fail(self, error: ProtocolError, now: float) -> None:
+        """The peer broke the protocol: tell it why, then die."""
+        reason_text = str(error).encode()[:1024].decode(errors="ignore")
+        self._control += encode_control(FrameKind.CLOSE, Close(error.code, reason_text))
+        self._die(
+            Reason.PROTOCOL_ERROR, Source.LOCAL, now, abort=False, error=error,
+            close_code=error.code, close_reason=reason_text,
+        )
+
+    def _die(
+        self,
+        reason: Reason,
+        source: Source,
+        now: float,
+        *,
+        abort: bool,
+        error: Exception | None = None,
+        close_code: int | None = None,
+        close_reason: str = "",
+    ) -> None:
+        self._state = next_state(self._state, Trigger.DIE)
+        if reason is Reason.LOCAL_CLOSE and close_code is None:
+            close_code, close_reason = self._close_code, self._close_reason
+        self.death = Death(
+            reason=reason,
+            source=source,
+            silence=self.silence(now),
+            last_rtt=self.rtt.last,
+            close_code=close_code,
+            close_reason=close_reason,
+            error=error,
+        )
+        self._outbox.clear()
+        self._pending_bytes = 0
+        self._close_frame = None
+        self._partial.clear()
+        if abort:
+            self._control = bytearray()
+        self._events.append(Died(self.death, abort))

@@ -1,0 +1,41 @@
+"""Frozen snapshots of a session's counters and RTT figures."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import msgspec
+
+from pulsewire.core.states import State
+
+__all__ = ["SessionStats"]
+
+
+class SessionStats(msgspec.Struct, frozen=True, kw_only=True):
+    """What one connection has done so far. Durations in seconds."""
+
+    COUNTERS: ClassVar[tuple[str, ...]] = (
+        "messages_sent",
+        "messages_received",
+        "bytes_sent",
+        "bytes_received",
+        "pings_sent",
+        "pings_received",
+        "pongs_received",
+    )
+
+    state: State
+    silence: float  #: time since the last evidence of life
+    rtt_last: float | None
+    rtt_smoothed: float | None
+    rtt_variance: float | None
+    rtt_min: float | None
+    rtt_max: float | None
+    pending_send_bytes: int  #: accepted by send() and not yet written
+    messages_sent: int
+    messages_received: int
+    bytes_sent: int  #: DATA payload bytes written
+    bytes_received: int  #: all bytes read, framing included
+    pings_sent: int
+    pings_received: int
+    pongs_received: int

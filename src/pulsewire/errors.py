@@ -1,0 +1,95 @@
+"""The one exception hierarchy of pulsewire.
+
+Errors are split by who is at fault: the local user misusing the API, the remote
+peer breaking the protocol, or the connection being gone::
+
+    PulsewireError
+     ├── PolicyError            a policy or limit is invalid (local misuse, raised at construction)
+     ├── UsageError             the API was called in a way it does not support (local misuse)
+     ├── ProtocolError          the peer broke the wire protocol (carries a close code)
+     │    └── HandshakeError    bad magic, wrong version, incompatible negotiation, handshake timeout
+     ├── ConnectError           the TCP connection or the handshake could not be established
+     └── ConnectionClosedError  the connection is dead; carries the ``Death`` record
+          ├── PeerDeadError     the peer died, vanished, reset or closed (reason != LOCAL_CLOSE)
+          └── LocalClosedError  you closed it
+
+A peer's misbehaviour never escapes to the user as a ``ProtocolError``: the session closes
+the connection with the matching close code and reports ``Death(PROTOCOL_ERROR)``; the
+``ProtocolError`` is kept on ``Death.error`` for diagnosis.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pulsewire.core.events import Death
+    from pulsewire.core.frames import CloseCode
+
+__all__ = [
+    "ConnectError",
+    "ConnectionClosedError",
+    "HandshakeError",
+    "LocalClosedError",
+    "PeerDeadError",
+    "PolicyError",
+    "ProtocolError",
+    "PulsewireError",
+    "UsageError",
+]
+
+
+class PulsewireError(Exception):
+    """Root of every exception pulsewire raises on purpose."""
+
+
+class PolicyError(PulsewireError, ValueError):
+    """A policy or limit was constructed with values that cannot work together."""
+
+
+class UsageError(PulsewireError, RuntimeError):
+    """The local code used the API in a way it does not support."""
+
+
+class ProtocolError(PulsewireError):
+    """The peer sent bytes that break the wire protocol.
+
+    ``code`` is the close code the session sends to the peer before closing.
+    """
+
+    def __init__(self, message: str, code: CloseCode | None = None) -> None:
+        super().__init__(message)
+        if code is None:
+            from pulsewire.core.frames import CloseCode
+
+            code = CloseCode.PROTOCOL_ERROR
+        self.code: CloseCode = code
+
+
+class HandshakeError(ProtocolError):
+    """The handshake failed: wrong magic or version, incompatible proposals, or too slow."""
+
+
+class ConnectError(PulsewireError):
+    """The connection could not be established (refused, unreachable, handshake failed)."""
+
+
+class ConnectionClosedError(PulsewireError):
+    """The connection is dead; ``death`` says why, with the last RTT and the silence."""
+
+    def __init__(self, death: Death) -> None:
+        super().__init__(death.describe())
+        self.death = death
+
+    @property
+    def reason(self) -> object:
+        """The ``Reason`` of the death (shortcut for ``self.death.reason``)."""
+        return self.death.reason
+
+
+class PeerDeadError(ConnectionClosedError):
+    """The peer is gone: timed out, reset, closed, unreachable or broke the protocol."""
+
+
+class LocalClosedError(ConnectionClosedError):
+    """The connection was closed by this side."""
