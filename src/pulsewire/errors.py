@@ -7,7 +7,7 @@ peer breaking the protocol, or the connection being gone::
      ├── PolicyError            a policy or limit is invalid (local misuse, raised at construction)
      ├── UsageError             the API was called in a way it does not support (local misuse)
      ├── ProtocolError          the peer broke the wire protocol (carries a close code)
-     │    └── HandshakeError    bad magic, wrong version, incompatible negotiation, handshake timeout
+     │    └── HandshakeError    bad magic or version, incompatible proposals, handshake timeout
      ├── ConnectError           the TCP connection or the handshake could not be established
      └── ConnectionClosedError  the connection is dead; carries the ``Death`` record
           ├── PeerDeadError     the peer died, vanished, reset or closed (reason != LOCAL_CLOSE)

@@ -10,7 +10,7 @@ __all__ = ["RttEstimator"]
 class RttEstimator:
     """Smoothed RTT and variance as in RFC 6298, plus last, min and max.
 
-    ``srtt`` follows the RFC's α = 1/8 and ``rttvar`` its β = 1/4; the first sample sets
+    ``srtt`` follows the RFC's alpha = 1/8 and ``rttvar`` its beta = 1/4; the first sample sets
     ``srtt = r`` and ``rttvar = r / 2``.
     """
 

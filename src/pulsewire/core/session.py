@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
+from typing import Any
 
 import msgspec
 
@@ -65,7 +66,7 @@ from pulsewire.errors import (
 
 __all__ = ["Negotiated", "Session"]
 
-_DECODERS = {
+_DECODERS: dict[FrameKind, msgspec.msgpack.Decoder[Any]] = {
     FrameKind.HELLO: msgspec.msgpack.Decoder(Hello),
     FrameKind.PING: msgspec.msgpack.Decoder(Ping),
     FrameKind.PONG: msgspec.msgpack.Decoder(Pong),
@@ -87,6 +88,7 @@ _PEER_BLAMES_US = frozenset(
 )
 
 _MAX_CREDIT = 2**40
+_UNLIMITED = 2**62
 
 
 class Negotiated(msgspec.Struct, frozen=True):
@@ -209,13 +211,13 @@ class Session:
         out = self._control
         self._control = bytearray()
         if self._outbox and budget != 0 and self.negotiated is not None:
-            self._emit_data(out, math.inf if budget is None else budget)
+            self._emit_data(out, _UNLIMITED if budget is None else budget)
         if self._close_frame is not None and not self._outbox:
             out += self._close_frame
             self._close_frame = None
         return out
 
-    def _emit_data(self, out: bytearray, budget: float) -> None:
+    def _emit_data(self, out: bytearray, budget: int) -> None:
         assert self.negotiated is not None
         chunk_max = min(self.limits.chunk_size, self.negotiated.peer.max_frame_size)
         outbox = self._outbox
@@ -312,7 +314,7 @@ class Session:
         try:
             for frame in self._decoder.feed(data):
                 self._handle_frame(frame, now)
-                if self._state is State.DEAD:
+                if self.death is not None:
                     return
         except ProtocolError as error:
             self._fail(error, now)
