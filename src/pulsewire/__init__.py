@@ -1,1 +1,59 @@
-"""pulsewire: fast, controllable dead-peer detection for long-lived asyncio connections."""
+"""pulsewire: fast, controllable dead-peer detection for long-lived asyncio connections.
+
+This module is the curated public API; it only re-exports.
+"""
+
+from pulsewire.asyncio import Connection, Handler, Listener, ListenerStats, Server, connect, serve
+from pulsewire.core import (
+    CloseCode,
+    Death,
+    Evidence,
+    Limits,
+    Policy,
+    Reason,
+    SessionStats,
+    Source,
+    State,
+)
+from pulsewire.errors import (
+    ConnectError,
+    ConnectionClosedError,
+    HandshakeError,
+    LocalClosedError,
+    PeerDeadError,
+    PolicyError,
+    ProtocolError,
+    PulsewireError,
+    UsageError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CloseCode",
+    "ConnectError",
+    "Connection",
+    "ConnectionClosedError",
+    "Death",
+    "Evidence",
+    "Handler",
+    "HandshakeError",
+    "Limits",
+    "Listener",
+    "ListenerStats",
+    "LocalClosedError",
+    "PeerDeadError",
+    "Policy",
+    "PolicyError",
+    "ProtocolError",
+    "PulsewireError",
+    "Reason",
+    "Server",
+    "SessionStats",
+    "Source",
+    "State",
+    "UsageError",
+    "__version__",
+    "connect",
+    "serve",
+]

@@ -7,8 +7,8 @@ peer breaking the protocol, or the connection being gone::
      ├── PolicyError            a policy or limit is invalid (local misuse, raised at construction)
      ├── UsageError             the API was called in a way it does not support (local misuse)
      ├── ProtocolError          the peer broke the wire protocol (carries a close code)
-     │    └── HandshakeError    bad magic or version, incompatible proposals, handshake timeout
-     ├── ConnectError           the TCP connection or the handshake could not be established
+     │    └── HandshakeError    bad magic or version, incompatible proposals (also a ConnectError)
+     ├── ConnectError           connect() failed: refused, unreachable, timed out, handshake failed
      └── ConnectionClosedError  the connection is dead; carries the ``Death`` record
           ├── PeerDeadError     the peer died, vanished, reset or closed (reason != LOCAL_CLOSE)
           └── LocalClosedError  you closed it
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pulsewire.core.events import Death
     from pulsewire.core.frames import CloseCode
+    from pulsewire.core.states import Reason
 
 __all__ = [
     "ConnectError",
@@ -66,12 +67,12 @@ class ProtocolError(PulsewireError):
         self.code: CloseCode = code
 
 
-class HandshakeError(ProtocolError):
-    """The handshake failed: wrong magic or version, incompatible proposals, or too slow."""
-
-
 class ConnectError(PulsewireError):
-    """The connection could not be established (refused, unreachable, handshake failed)."""
+    """``connect()`` failed: refused, unreachable, timed out, or the handshake failed."""
+
+
+class HandshakeError(ProtocolError, ConnectError):
+    """The handshake failed: wrong magic or version, or incompatible proposals."""
 
 
 class ConnectionClosedError(PulsewireError):
@@ -82,7 +83,7 @@ class ConnectionClosedError(PulsewireError):
         self.death = death
 
     @property
-    def reason(self) -> object:
+    def reason(self) -> Reason:
         """The ``Reason`` of the death (shortcut for ``self.death.reason``)."""
         return self.death.reason
 

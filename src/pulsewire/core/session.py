@@ -88,6 +88,7 @@ _PEER_BLAMES_US = frozenset(
 )
 
 _MAX_CREDIT = 2**40
+_MAX_NAME = 256  #: the bound ``Hello.name`` is decoded with
 _UNLIMITED = 2**62
 
 
@@ -113,6 +114,8 @@ class Session:
     ) -> None:
         self.policy = policy = policy if policy is not None else Policy()
         self.limits = limits = limits if limits is not None else Limits()
+        if len(name) > _MAX_NAME:
+            raise UsageError(f"name longer than {_MAX_NAME} characters: the peer would reject it")
         self.name = name
         self._rng = rng if rng is not None else random.Random()
         self._state = State.HANDSHAKE
@@ -259,14 +262,16 @@ class Session:
         negotiated = self.negotiated
         if negotiated is None:
             raise UsageError("cannot send before the handshake has completed")
-        size = len(data)
+        # Keep a reference, not a copy, when the data cannot change under us. Size the
+        # message in bytes: len() of a memoryview counts items, not bytes.
+        message = memoryview(data if isinstance(data, bytes) else bytes(data))
+        size = len(message)
         if size > negotiated.peer.max_message_size:
             raise UsageError(
                 f"message of {size} bytes exceeds the peer's max_message_size "
                 f"({negotiated.peer.max_message_size} bytes)"
             )
-        # Keep a reference, not a copy, when the data cannot change under us.
-        self._outbox.append(memoryview(data if isinstance(data, bytes) else bytes(data)))
+        self._outbox.append(message)
         self._pending_bytes += size
         self._counters["messages_sent"] += 1
 
@@ -289,7 +294,7 @@ class Session:
             raise UsageError(f"invalid close code {code}: use a CloseCode or 4000-4999")
         if len(reason.encode()) > 1024:
             raise UsageError("close reason longer than 1024 bytes")
-        self._close_code = code
+        self._close_code = int(code)
         self._close_reason = reason
         self._close_frame = encode_control(FrameKind.CLOSE, Close(code, reason))
         self._close_deadline = now + self.policy.effective_close_timeout
@@ -471,7 +476,7 @@ class Session:
         self._events.append(MessageReceived(data))
 
     def _handle_pong(self, pong: Pong, now: float) -> None:
-        if pong.seq > self._ping_seq or not self._started <= pong.sent_at <= now:
+        if not 1 <= pong.seq <= self._ping_seq or not self._started <= pong.sent_at <= now:
             raise ProtocolError(f"PONG answers a PING never sent (seq {pong.seq})")
         self._counters["pongs_received"] += 1
         self.rtt.add(now - pong.sent_at)

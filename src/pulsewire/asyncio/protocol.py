@@ -1,0 +1,204 @@
+"""The asyncio protocol: moves bytes between a transport and a sans-I/O ``Session``.
+
+It follows the session's driver contract (see :mod:`pulsewire.core.session`): after every
+input it writes what the session has to send, hands the events to the ``Connection`` and
+registers the session's deadline with the loop-wide scheduler. It holds no timer and no
+task of its own.
+
+Writing: control frames are written at once; DATA only while the transport is not paused
+and at most ``WRITE_BUDGET`` bytes per turn of the loop, so a 50 MB message is cut into
+turns between which reads, PONGs and other connections get their share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import math
+import weakref
+from typing import TYPE_CHECKING
+
+from pulsewire.asyncio.scheduler import DeadlineScheduler
+from pulsewire.core.events import (
+    Died,
+    Event,
+    HandshakeCompleted,
+    MessageReceived,
+    Recovered,
+    Source,
+    Suspected,
+)
+from pulsewire.core.session import Session
+from pulsewire.core.states import Reason
+
+if TYPE_CHECKING:
+    from pulsewire.asyncio.connection import Connection
+
+__all__ = ["WRITE_BUDGET", "PulsewireProtocol", "reason_for_error"]
+
+#: DATA bytes handed to the transport per turn of the loop.
+WRITE_BUDGET = 256 * 1024
+#: Size of the read buffer shared by every connection of a loop (reads are synchronous).
+READ_BUFFER_SIZE = 64 * 1024
+
+_UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+_RESET = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ECONNREFUSED}
+
+
+def reason_for_error(error: BaseException | None) -> tuple[Reason, Source]:
+    """Map what the transport reported to a death reason: the kernel is the source."""
+    if error is None:
+        return Reason.EOF, Source.KERNEL
+    code = getattr(error, "errno", None)
+    if isinstance(error, ConnectionResetError | BrokenPipeError) or code in _RESET:
+        return Reason.RESET, Source.KERNEL
+    if code in _UNREACHABLE:
+        return Reason.UNREACHABLE, Source.KERNEL
+    if isinstance(error, TimeoutError) or code == errno.ETIMEDOUT:
+        return Reason.TIMEOUT, Source.KERNEL
+    return Reason.RESET, Source.KERNEL
+
+
+class _SharedReadBuffer:
+    """One read buffer per scheduler: asyncio calls get_buffer and buffer_updated back to back."""
+
+    __slots__ = ("buffer", "view")
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(READ_BUFFER_SIZE)
+        self.view = memoryview(self.buffer)
+
+
+_read_buffers: weakref.WeakKeyDictionary[DeadlineScheduler, _SharedReadBuffer] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class PulsewireProtocol(asyncio.BufferedProtocol):
+    """Transport callbacks for one connection; the user-facing side is ``Connection``."""
+
+    __slots__ = (
+        "_flush_scheduled",
+        "_read",
+        "_writing_paused",
+        "connection",
+        "scheduled_at",
+        "scheduler",
+        "session",
+        "transport",
+    )
+
+    def __init__(self, connection: Connection, scheduler: DeadlineScheduler) -> None:
+        self.connection = connection
+        self.scheduler = scheduler
+        self.session: Session | None = None
+        self.transport: asyncio.Transport | None = None
+        self.scheduled_at = math.inf
+        self._writing_paused = False
+        self._flush_scheduled = False
+        shared = _read_buffers.get(scheduler)
+        if shared is None:
+            shared = _read_buffers[scheduler] = _SharedReadBuffer()
+        self._read = shared
+
+    # ------------------------------------------------------------ transport callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        connection = self.connection
+        self.session = Session(
+            connection.policy, connection.limits, now=self.scheduler.time(), name=connection.name
+        )
+        connection._attach(self, transport)
+        self.after_input()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        assert self.session is not None
+        self.session.receive_data(self._read.view[:nbytes], self.scheduler.time())
+        self.after_input()
+
+    def eof_received(self) -> bool:
+        assert self.session is not None
+        self.session.receive_eof(self.scheduler.time())
+        self.after_input()
+        return True  # we close the transport ourselves once the session has died
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        session = self.session
+        if session is not None and session.death is None:
+            reason, source = reason_for_error(exc)
+            session.connection_lost(reason, self.scheduler.time(), source=source, error=exc)
+            self.after_input()
+        self.scheduler.cancel(self)
+        self.connection._transport_lost()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self.flush()
+
+    # ------------------------------------------------------------ driver duties
+
+    def on_deadline(self, now: float) -> None:
+        assert self.session is not None
+        self.session.handle_timer(now)
+        self.after_input()
+
+    def after_input(self) -> None:
+        """The driver's duty after every input: write, dispatch events, re-arm."""
+        session = self.session
+        assert session is not None
+        self.flush()
+        events = session.events_received()
+        if events:
+            self._dispatch(events)
+        self.scheduler.schedule(self, session.next_deadline())
+
+    def flush(self) -> None:
+        session = self.session
+        transport = self.transport
+        if session is None or transport is None or transport.is_closing():
+            return
+        budget = 0 if self._writing_paused else WRITE_BUDGET
+        data = session.data_to_send(budget)
+        if data:
+            transport.write(data)
+        if session.pending_send_bytes and not self._writing_paused and not self._flush_scheduled:
+            # More DATA is waiting: continue on the next turn of the loop, after reads.
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._scheduled_flush)
+        self.connection._send_progress()
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
+
+    def _dispatch(self, events: list[Event]) -> None:
+        connection = self.connection
+        for event in events:
+            if isinstance(event, MessageReceived):
+                connection._on_message(event.data)
+            elif isinstance(event, HandshakeCompleted):
+                connection._on_handshake(event)
+            elif isinstance(event, Suspected):
+                connection._on_suspect(event.silence)
+            elif isinstance(event, Recovered):
+                connection._on_recover(event.silence)
+            elif isinstance(event, Died):
+                self._close_transport(event.abort)
+                connection._on_dead(event.death)
+
+    def _close_transport(self, abort: bool) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not abort and transport.get_write_buffer_size() == 0:
+            transport.close()  # our last frames (a CLOSE, say) are in the kernel: FIN after them
+        else:
+            transport.abort()  # the peer is unresponsive or not reading: do not wait on it

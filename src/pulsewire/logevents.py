@@ -1,0 +1,36 @@
+"""Stable structlog event names. Match on these, not on message text.
+
+Every event carries ``peer`` (the remote address) and, where known, ``name`` (the peer's
+HELLO name). pulsewire logs through ``structlog.get_logger("pulsewire")`` and never
+configures structlog: that is the application's job.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "CONNECTION_CLOSE",
+    "HANDLER_ERROR",
+    "HANDSHAKE_FAILED",
+    "PEER_CONNECTED",
+    "PEER_DEAD",
+    "PEER_RECOVERED",
+    "PEER_RTT",
+    "PEER_SUSPECT",
+    "SCHEDULER_LATE",
+    "SERVER_CLOSED",
+    "SERVER_LISTENING",
+]
+
+PEER_CONNECTED: Final = "peer.connected"  #: handshake done; negotiated intervals
+PEER_SUSPECT: Final = "peer.suspect"  #: silent past suspect_after
+PEER_RECOVERED: Final = "peer.recovered"  #: evidence arrived from a suspect peer
+PEER_DEAD: Final = "peer.dead"  #: every death, with reason, source, silence, last_rtt
+PEER_RTT: Final = "peer.rtt"  #: one RTT sample (only tools such as ``probe`` log these)
+HANDSHAKE_FAILED: Final = "peer.handshake_failed"  #: bad magic, version or proposals
+CONNECTION_CLOSE: Final = "connection.close"  #: the local side started an orderly close
+HANDLER_ERROR: Final = "handler.error"  #: a user hook or handler raised
+SCHEDULER_LATE: Final = "scheduler.late"  #: the deadline timer fired late: local stall
+SERVER_LISTENING: Final = "server.listening"
+SERVER_CLOSED: Final = "server.closed"
