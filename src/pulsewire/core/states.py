@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["TRANSITIONS", "Reason", "State", "Trigger", "next_state"]
+__all__ = ["TRANSITIONS", "Reason", "State", "Trigger", "mermaid_diagram", "next_state"]
 
 
 class State(enum.Enum):
@@ -63,3 +63,12 @@ def next_state(state: State, trigger: Trigger) -> State:
         return TRANSITIONS[state, trigger]
     except KeyError:
         raise AssertionError(f"illegal transition: {state.name} on {trigger.name}") from None
+
+
+def mermaid_diagram() -> str:
+    """The state diagram in Mermaid syntax, drawn from :data:`TRANSITIONS` (used by docs/)."""
+    lines = ["stateDiagram-v2", f"    [*] --> {State.HANDSHAKE.name}"]
+    for (source, trigger), target in TRANSITIONS.items():
+        lines.append(f"    {source.name} --> {target.name}: {trigger.value}")
+    lines.append(f"    {State.DEAD.name} --> [*]")
+    return "\n".join(lines)
