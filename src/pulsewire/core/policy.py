@@ -14,9 +14,15 @@ import math
 
 import msgspec
 
+from pulsewire.core.frames import MESSAGE_OVERHEAD
 from pulsewire.errors import PolicyError
 
 __all__ = ["Evidence", "Limits", "Policy"]
+
+# What HELLO can carry (the bounds in ``frames.Hello``): a policy or limit beyond them would
+# be rejected by every peer as a malformed HELLO, so it is rejected here, at construction.
+_MAX_WIRE_SECONDS = 86_400
+_MAX_WIRE_BYTES = 2**31
 
 
 class Evidence(enum.Enum):
@@ -55,6 +61,12 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         for name in ("interval", "timeout", "min_peer_interval", "handshake_timeout"):
             _positive(name, getattr(self, name))
+        for name in ("timeout", "min_peer_interval"):
+            if getattr(self, name) > _MAX_WIRE_SECONDS:
+                raise PolicyError(
+                    f"{name} must be at most {_MAX_WIRE_SECONDS} s (one day), "
+                    f"got {getattr(self, name)!r}"
+                )
         if self.timeout <= self.interval:
             raise PolicyError(
                 f"timeout ({self.timeout} s) must be longer than interval ({self.interval} s): "
@@ -106,6 +118,14 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
                 f"receive_window ({self.receive_window}) must be at least max_message_size "
                 f"({self.max_message_size}), or a whole message could never be delivered"
             )
+        wire_limits = (
+            ("max_frame_size", self.max_frame_size, _MAX_WIRE_BYTES),
+            ("max_message_size", self.max_message_size, _MAX_WIRE_BYTES - MESSAGE_OVERHEAD),
+            ("receive_window", self.effective_receive_window, _MAX_WIRE_BYTES - MESSAGE_OVERHEAD),
+        )
+        for name, value, limit in wire_limits:
+            if value > limit:
+                raise PolicyError(f"{name} must be at most {limit} bytes, got {value!r}")
 
     @property
     def effective_receive_window(self) -> int:
