@@ -13,6 +13,7 @@ __all__ = [
     "CONNECTION_CLOSE",
     "HANDLER_ERROR",
     "HANDSHAKE_FAILED",
+    "KERNEL_OPTION_UNSUPPORTED",
     "PEER_CONNECTED",
     "PEER_DEAD",
     "PEER_RECOVERED",
@@ -31,6 +32,7 @@ PEER_RTT: Final = "peer.rtt"  #: one RTT sample (only tools such as ``probe`` lo
 HANDSHAKE_FAILED: Final = "peer.handshake_failed"  #: bad magic, version or proposals
 CONNECTION_CLOSE: Final = "connection.close"  #: the local side started an orderly close
 HANDLER_ERROR: Final = "handler.error"  #: a user hook or handler raised
+KERNEL_OPTION_UNSUPPORTED: Final = "kernel.option_unsupported"  #: the platform lacks an option
 SCHEDULER_LATE: Final = "scheduler.late"  #: the deadline timer fired late: local stall
 SERVER_LISTENING: Final = "server.listening"
 SERVER_CLOSED: Final = "server.closed"

@@ -1,0 +1,830 @@
+"""Tests for pulsewire.kernel: validation, per-platform application, host facts.
+
+Linux is exercised on real loopback sockets and read back with getsockopt; macOS and
+Windows through a fake socket module and a fake socket that record every call.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import socket
+import sys
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import msgspec
+import pytest
+import structlog
+
+from pulsewire.errors import PolicyError, UsageError
+from pulsewire.kernel import (
+    EVENT_OPTION_UNSUPPORTED,
+    MACOS_TCP_KEEPALIVE,
+    HostTcpFacts,
+    KeepaliveReport,
+    KernelKeepalive,
+    apply_keepalive,
+    linux_retransmission_timeout,
+)
+
+on_linux = pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="real-socket keepalive options and /proc/sys are Linux-only",
+)
+
+SOL_SOCKET = 0xFFFF
+SO_KEEPALIVE = 0x0008
+IPPROTO_TCP = 6
+
+
+# --------------------------------------------------------------------------------------
+# Fakes
+# --------------------------------------------------------------------------------------
+
+
+class FakeSocket:
+    """Records setsockopt/getsockopt/ioctl calls; getsockopt returns what was set."""
+
+    def __init__(
+        self,
+        *,
+        with_ioctl: bool = False,
+        refuse: dict[tuple[int, int], int] | None = None,
+        unreadable: set[tuple[int, int]] | None = None,
+        read_as: dict[tuple[int, int], int] | None = None,
+    ) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.options: dict[tuple[int, int], int] = {}
+        self.refuse = refuse or {}
+        self.unreadable = unreadable or set()
+        self.read_as = read_as or {}
+        if with_ioctl:
+            self.ioctl = self._ioctl
+
+    def setsockopt(self, level: int, optname: int, value: int) -> None:
+        self.calls.append(("setsockopt", level, optname, value))
+        if (level, optname) in self.refuse:
+            code = self.refuse[(level, optname)]
+            raise OSError(code, "refused by the fake kernel")
+        self.options[(level, optname)] = value
+
+    def getsockopt(self, level: int, optname: int) -> int:
+        self.calls.append(("getsockopt", level, optname))
+        if (level, optname) in self.unreadable:
+            raise OSError(errno.EINVAL, "cannot read back")
+        return self.read_as.get((level, optname), self.options[(level, optname)])
+
+    def _ioctl(self, code: int, value: tuple[int, int, int]) -> None:
+        self.calls.append(("ioctl", code, value))
+
+    def sets(self) -> list[tuple[Any, ...]]:
+        return [call for call in self.calls if call[0] != "getsockopt"]
+
+
+def fake_module(**constants: int) -> SimpleNamespace:
+    base = {"SOL_SOCKET": SOL_SOCKET, "SO_KEEPALIVE": SO_KEEPALIVE, "IPPROTO_TCP": IPPROTO_TCP}
+    return SimpleNamespace(**base, **constants)
+
+
+def macos_module(**overrides: int | None) -> SimpleNamespace:
+    constants: dict[str, int | None] = {
+        "TCP_KEEPALIVE": 0x10,
+        "TCP_KEEPINTVL": 0x101,
+        "TCP_KEEPCNT": 0x102,
+        **overrides,
+    }
+    return fake_module(**{k: v for k, v in constants.items() if v is not None})
+
+
+WIN_SIO_KEEPALIVE_VALS = 0x98000004
+WIN_TCP_KEEPIDLE = 3
+WIN_TCP_KEEPCNT = 16
+WIN_TCP_KEEPINTVL = 17
+WIN_TCP_MAXRT = 5
+
+KA = KernelKeepalive(idle=10, interval=5, count=3)
+
+
+def unsupported_events(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
+    return [entry for entry in logs if entry["event"] == EVENT_OPTION_UNSUPPORTED]
+
+
+# --------------------------------------------------------------------------------------
+# KernelKeepalive: a validated value
+# --------------------------------------------------------------------------------------
+
+
+def test_value_semantics() -> None:
+    a = KernelKeepalive(idle=10, interval=5, count=3, user_timeout=30)
+    b = KernelKeepalive(idle=10, interval=5, count=3, user_timeout=30)
+    assert a == b
+    assert hash(a) == hash(b)
+    assert repr(a) == (
+        "KernelKeepalive(idle=10, interval=5, count=3, user_timeout=30, strict=False)"
+    )
+    assert a.nominal_detection_time == 25
+    with pytest.raises(AttributeError):
+        a.idle = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        KernelKeepalive(10, 5, 3)  # type: ignore[call-arg]
+
+
+def test_json_round_trip_validates() -> None:
+    ka = KernelKeepalive(idle=10, interval=5, count=3, user_timeout=2.5, strict=True)
+    assert msgspec.json.decode(msgspec.json.encode(ka), type=KernelKeepalive) == ka
+    with pytest.raises(msgspec.ValidationError, match="count must be between 1 and 127"):
+        msgspec.json.decode(b'{"idle": 1, "interval": 1, "count": 0}', type=KernelKeepalive)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"idle": 0}, "idle must be a positive number of seconds, got 0"),
+        ({"idle": -1}, "idle must be a positive number of seconds, got -1"),
+        ({"idle": math.nan}, "idle must be a positive number of seconds, got nan"),
+        ({"idle": math.inf}, "idle must be a positive number of seconds, got inf"),
+        ({"idle": True}, "idle must be a positive number of seconds, got True"),
+        ({"idle": "10"}, "idle must be a positive number of seconds, got '10'"),
+        ({"interval": 0}, "interval must be a positive number of seconds, got 0"),
+        ({"idle": 32768}, r"idle must be at most 32767 s \(.*TCP_KEEPIDLE\), got 32768"),
+        ({"interval": 40000}, r"interval must be at most 32767 s \(.*TCP_KEEPINTVL\)"),
+        ({"count": 0}, r"count must be between 1 and 127 probes \(Linux's limit"),
+        ({"count": 128}, "count must be between 1 and 127 probes"),
+        ({"count": 2.5}, "count must be a whole number of probes, got 2.5"),
+        ({"count": True}, "count must be a whole number of probes, got True"),
+        ({"user_timeout": 0}, "use None to leave TCP_USER_TIMEOUT unset"),
+        ({"user_timeout": -3}, "user_timeout must be positive, got -3"),
+        ({"user_timeout": math.nan}, "user_timeout must be a number of seconds or None"),
+        ({"user_timeout": 3e6}, r"user_timeout must be at most 2147483 s"),
+        ({"strict": 1}, "strict must be True or False, got 1"),
+        (
+            {"idle": 2.5, "strict": True},
+            r"idle must be a whole number of seconds >= 1 in strict mode .* got 2.5",
+        ),
+        (
+            {"interval": 0.5, "strict": True},
+            "interval must be a whole number of seconds >= 1 in strict mode",
+        ),
+        (
+            {"user_timeout": 1.0005, "strict": True},
+            r"user_timeout must be a whole number of milliseconds in strict mode",
+        ),
+    ],
+)
+def test_invalid_values_say_what_is_wrong(kwargs: dict[str, Any], message: str) -> None:
+    values: dict[str, Any] = {"idle": 10, "interval": 5, "count": 3, **kwargs}
+    with pytest.raises(PolicyError, match=message):
+        KernelKeepalive(**values)
+
+
+def test_valid_edge_values() -> None:
+    KernelKeepalive(idle=0.5, interval=0.25, count=1)  # rounded up when applied
+    KernelKeepalive(idle=32767, interval=32767, count=127, user_timeout=2147483)
+    KernelKeepalive(idle=1, interval=1, count=1, user_timeout=2.3, strict=True)  # 2300 ms
+    KernelKeepalive(idle=2.0, interval=3, count=1, strict=True)
+
+
+# --------------------------------------------------------------------------------------
+# Linux: real sockets on loopback
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tcp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        client = socket.create_connection(listener.getsockname(), timeout=5)
+        server, _ = listener.accept()
+        try:
+            yield client, server
+        finally:
+            client.close()
+            server.close()
+
+
+def linux_read(sock: socket.socket) -> dict[str, int]:
+    tcp = socket.IPPROTO_TCP
+    return {
+        "SO_KEEPALIVE": sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+        "TCP_KEEPIDLE": sock.getsockopt(tcp, socket.TCP_KEEPIDLE),
+        "TCP_KEEPINTVL": sock.getsockopt(tcp, socket.TCP_KEEPINTVL),
+        "TCP_KEEPCNT": sock.getsockopt(tcp, socket.TCP_KEEPCNT),
+        "TCP_USER_TIMEOUT": sock.getsockopt(tcp, socket.TCP_USER_TIMEOUT),
+    }
+
+
+@on_linux
+def test_linux_applies_and_reads_back(tcp_pair: tuple[socket.socket, socket.socket]) -> None:
+    client, server = tcp_pair
+    ka = KernelKeepalive(idle=10, interval=5, count=3, user_timeout=30)
+    with structlog.testing.capture_logs() as logs:
+        report = apply_keepalive(client, ka)
+    assert linux_read(client) == {
+        "SO_KEEPALIVE": 1,
+        "TCP_KEEPIDLE": 10,
+        "TCP_KEEPINTVL": 5,
+        "TCP_KEEPCNT": 3,
+        "TCP_USER_TIMEOUT": 30_000,
+    }
+    assert [(o.option, o.value, o.unit, o.read_back) for o in report.applied] == [
+        ("SO_KEEPALIVE", 1, "on/off", 1),
+        ("TCP_KEEPIDLE", 10, "s", 10),
+        ("TCP_KEEPINTVL", 5, "s", 5),
+        ("TCP_KEEPCNT", 3, "probes", 3),
+        ("TCP_USER_TIMEOUT", 30_000, "ms", 30_000),
+    ]
+    assert all(option.verified for option in report.applied)
+    assert report.complete
+    assert report.unsupported == ()
+    assert report.platform == sys.platform
+    assert report.requested == ka
+    # TCP_USER_TIMEOUT replaces TCP_KEEPCNT on Linux: 10 + 5k >= 30 -> k = 4 probes.
+    assert report.idle_detection_time == 30
+    assert report.unacked_detection_time == 30
+    assert unsupported_events(logs) == []
+    assert "unacknowledged data: dropped after 30 s (TCP_USER_TIMEOUT)" in report.describe()
+    # The other end is untouched.
+    assert server.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
+
+
+@on_linux
+def test_linux_without_user_timeout_leaves_it_unset(
+    tcp_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    client, _ = tcp_pair
+    report = apply_keepalive(client, KA)
+    assert linux_read(client)["TCP_USER_TIMEOUT"] == 0
+    assert "TCP_USER_TIMEOUT" not in [o.option for o in report.applied]
+    assert report.idle_detection_time == 25
+    assert report.unacked_detection_time is None
+    assert "unacknowledged data: the host's retransmission timeout applies" in report.describe()
+
+
+@on_linux
+def test_linux_user_timeout_shorter_than_keepalive(
+    tcp_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    client, _ = tcp_pair
+    report = apply_keepalive(client, KernelKeepalive(idle=10, interval=5, count=9, user_timeout=3))
+    # Dropped at the first probe timer after one probe: idle + interval.
+    assert report.idle_detection_time == 15
+    assert report.unacked_detection_time == 3
+
+
+@on_linux
+def test_linux_rounds_fractions_up_and_says_so(
+    tcp_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    client, _ = tcp_pair
+    ka = KernelKeepalive(idle=1.5, interval=0.3, count=2, user_timeout=2.0004)
+    report = apply_keepalive(client, ka)
+    read = linux_read(client)
+    assert (read["TCP_KEEPIDLE"], read["TCP_KEEPINTVL"], read["TCP_USER_TIMEOUT"]) == (2, 1, 2001)
+    assert report.notes[:3] == (
+        "idle 1.5 s rounded up to 2 s: TCP_KEEPIDLE takes whole seconds (at least 1)",
+        "interval 0.3 s rounded up to 1 s: TCP_KEEPINTVL takes whole seconds (at least 1)",
+        "user_timeout 2.0004 s rounded up to 2001 ms: TCP_USER_TIMEOUT takes whole "
+        "milliseconds (at least 1)",
+    )
+    assert report.unacked_detection_time == pytest.approx(2.001)
+
+
+@on_linux
+def test_linux_exact_float_values_are_not_rounded(
+    tcp_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    client, _ = tcp_pair
+    # 2.3 * 1000 is 2299.9999999999995 and 1.1 * 1000 is 1100.0000000000002 in floats.
+    report = apply_keepalive(
+        client, KernelKeepalive(idle=4.0, interval=1, count=1, user_timeout=1.1)
+    )
+    assert linux_read(client)["TCP_USER_TIMEOUT"] == 1100
+    assert not any("rounded" in note for note in report.notes)
+    apply_keepalive(client, KernelKeepalive(idle=4, interval=1, count=1, user_timeout=2.3))
+    assert linux_read(client)["TCP_USER_TIMEOUT"] == 2300
+
+
+@on_linux
+def test_linux_strict_applies_exact_values(
+    tcp_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    client, _ = tcp_pair
+    ka = KernelKeepalive(idle=7, interval=2, count=4, user_timeout=0.25, strict=True)
+    report = apply_keepalive(client, ka)
+    assert report.complete
+    assert linux_read(client)["TCP_USER_TIMEOUT"] == 250
+
+
+@on_linux
+def test_linux_refuses_non_tcp_sockets() -> None:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+        pytest.raises(UsageError, match=r"needs a TCP \(SOCK_STREAM\) socket"),
+    ):
+        apply_keepalive(udp, KA)
+    with (
+        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix,
+        pytest.raises(UsageError, match="needs an IPv4 or IPv6 TCP socket"),
+    ):
+        apply_keepalive(unix, KA)
+
+
+@on_linux
+def test_linux_closed_socket_raises_oserror(
+    tcp_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    client, _ = tcp_pair
+    client.close()
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        apply_keepalive(client, KA)
+
+
+def test_report_is_printable_and_encodable() -> None:
+    sock = FakeSocket()
+    module = fake_module(TCP_KEEPIDLE=4, TCP_KEEPINTVL=5, TCP_KEEPCNT=6, TCP_USER_TIMEOUT=18)
+    report = apply_keepalive(sock, KA, platform="linux", socket_module=module)
+    assert repr(report).startswith("KeepaliveReport(requested=KernelKeepalive(idle=10")
+    decoded = msgspec.json.decode(msgspec.json.encode(report), type=KeepaliveReport)
+    assert decoded == report
+    assert report.describe().splitlines() == [
+        "kernel keepalive on linux:",
+        "  applied      SO_KEEPALIVE=on",
+        "  applied      TCP_KEEPIDLE=10 s",
+        "  applied      TCP_KEEPINTVL=5 s",
+        "  applied      TCP_KEEPCNT=3 probes",
+        "  idle dead peer: dropped after at most 25 s",
+        "  unacknowledged data: the host's retransmission timeout applies",
+    ]
+
+
+# --------------------------------------------------------------------------------------
+# Other Unix systems (same names as Linux, maybe fewer options)
+# --------------------------------------------------------------------------------------
+
+
+def test_unix_without_user_timeout_reports_it() -> None:
+    sock = FakeSocket()
+    module = fake_module(TCP_KEEPIDLE=256, TCP_KEEPINTVL=512, TCP_KEEPCNT=1024)
+    ka = KernelKeepalive(idle=10, interval=5, count=3, user_timeout=30)
+    with structlog.testing.capture_logs() as logs:
+        report = apply_keepalive(sock, ka, platform="freebsd14", socket_module=module)
+    assert sock.sets() == [
+        ("setsockopt", SOL_SOCKET, SO_KEEPALIVE, 1),
+        ("setsockopt", IPPROTO_TCP, 256, 10),
+        ("setsockopt", IPPROTO_TCP, 512, 5),
+        ("setsockopt", IPPROTO_TCP, 1024, 3),
+    ]
+    assert [(u.option, u.setting) for u in report.unsupported] == [
+        ("TCP_USER_TIMEOUT", "user_timeout")
+    ]
+    assert not report.complete
+    assert report.idle_detection_time == 25  # user_timeout does not apply off Linux
+    assert report.unacked_detection_time is None
+    assert unsupported_events(logs) == [
+        {
+            "event": EVENT_OPTION_UNSUPPORTED,
+            "log_level": "warning",
+            "option": "TCP_USER_TIMEOUT",
+            "setting": "user_timeout",
+            "platform": "freebsd14",
+            "reason": "the socket module does not expose it on this platform",
+        }
+    ]
+
+
+def test_module_without_so_keepalive_reports_it() -> None:
+    module = SimpleNamespace(IPPROTO_TCP=6, TCP_KEEPIDLE=4, TCP_KEEPINTVL=5, TCP_KEEPCNT=6)
+    report = apply_keepalive(FakeSocket(), KA, platform="linux", socket_module=module)
+    assert [(u.option, u.setting) for u in report.unsupported] == [("SO_KEEPALIVE", "keepalive")]
+    assert [o.option for o in report.applied] == ["TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"]
+
+
+def test_unix_missing_idle_makes_detection_unknown() -> None:
+    report = apply_keepalive(
+        FakeSocket(), KA, platform="sunos5", socket_module=fake_module(TCP_KEEPCNT=9)
+    )
+    assert {u.option for u in report.unsupported} == {"TCP_KEEPIDLE", "TCP_KEEPINTVL"}
+    assert report.idle_detection_time is None
+    assert "detection time unknown" in report.describe()
+
+
+def test_kernel_refusal_is_reported() -> None:
+    sock = FakeSocket(refuse={(IPPROTO_TCP, 18): errno.ENOPROTOOPT})
+    module = fake_module(TCP_KEEPIDLE=4, TCP_KEEPINTVL=5, TCP_KEEPCNT=6, TCP_USER_TIMEOUT=18)
+    ka = KernelKeepalive(idle=10, interval=5, count=3, user_timeout=30)
+    with structlog.testing.capture_logs() as logs:
+        report = apply_keepalive(sock, ka, platform="linux", socket_module=module)
+    [missing] = report.unsupported
+    assert missing.option == "TCP_USER_TIMEOUT"
+    assert missing.reason.startswith("the kernel refused it (")
+    assert report.unacked_detection_time is None
+    assert report.idle_detection_time == 25
+    assert [event["option"] for event in unsupported_events(logs)] == ["TCP_USER_TIMEOUT"]
+
+
+def test_kernel_refusal_in_strict_mode_raises() -> None:
+    sock = FakeSocket(refuse={(IPPROTO_TCP, 6): errno.ENOPROTOOPT})
+    module = fake_module(TCP_KEEPIDLE=4, TCP_KEEPINTVL=5, TCP_KEEPCNT=6)
+    ka = KernelKeepalive(idle=10, interval=5, count=3, strict=True)
+    with pytest.raises(PolicyError, match=r"TCP_KEEPCNT \(count\) is not supported on linux"):
+        apply_keepalive(sock, ka, platform="linux", socket_module=module)
+
+
+def test_other_socket_errors_propagate() -> None:
+    sock = FakeSocket(refuse={(IPPROTO_TCP, 4): errno.EINVAL})
+    module = fake_module(TCP_KEEPIDLE=4, TCP_KEEPINTVL=5, TCP_KEEPCNT=6)
+    with pytest.raises(OSError, match="refused by the fake kernel") as info:
+        apply_keepalive(sock, KA, platform="linux", socket_module=module)
+    assert info.value.errno == errno.EINVAL
+
+
+def test_read_back_problems_are_noted() -> None:
+    sock = FakeSocket(unreadable={(IPPROTO_TCP, 5)}, read_as={(IPPROTO_TCP, 4): 20})
+    module = fake_module(TCP_KEEPIDLE=4, TCP_KEEPINTVL=5, TCP_KEEPCNT=6)
+    report = apply_keepalive(sock, KA, platform="linux", socket_module=module)
+    by_name = {o.option: o for o in report.applied}
+    assert by_name["TCP_KEEPIDLE"].read_back == 20
+    assert not by_name["TCP_KEEPIDLE"].verified
+    assert by_name["TCP_KEEPINTVL"].read_back is None
+    assert not by_name["TCP_KEEPINTVL"].verified
+    assert "TCP_KEEPIDLE was set to 10 but reads back 20" in report.notes
+    assert any(note.startswith("TCP_KEEPINTVL could not be read back") for note in report.notes)
+    # Detection uses what the kernel reports: 20 + 5 * 3.
+    assert report.idle_detection_time == 35
+    assert "TCP_KEEPIDLE=10 s (reads back 20)" in report.describe()
+
+
+# --------------------------------------------------------------------------------------
+# macOS
+# --------------------------------------------------------------------------------------
+
+
+def test_macos_exact_calls() -> None:
+    sock = FakeSocket(read_as={(SOL_SOCKET, SO_KEEPALIVE): SO_KEEPALIVE})  # BSD returns 8
+    report = apply_keepalive(sock, KA, platform="darwin", socket_module=macos_module())
+    assert sock.sets() == [
+        ("setsockopt", SOL_SOCKET, SO_KEEPALIVE, 1),
+        ("setsockopt", IPPROTO_TCP, 0x10, 10),
+        ("setsockopt", IPPROTO_TCP, 0x101, 5),
+        ("setsockopt", IPPROTO_TCP, 0x102, 3),
+    ]
+    assert [o.option for o in report.applied] == [
+        "SO_KEEPALIVE",
+        "TCP_KEEPALIVE",
+        "TCP_KEEPINTVL",
+        "TCP_KEEPCNT",
+    ]
+    assert all(o.verified for o in report.applied)
+    assert report.complete
+    assert report.idle_detection_time == 25
+
+
+def test_macos_uses_the_constant_when_the_module_lacks_tcp_keepalive() -> None:
+    sock = FakeSocket()
+    module = macos_module(TCP_KEEPALIVE=None)
+    apply_keepalive(sock, KA, platform="darwin", socket_module=module)
+    assert ("setsockopt", IPPROTO_TCP, MACOS_TCP_KEEPALIVE, 10) in sock.calls
+    assert MACOS_TCP_KEEPALIVE == 0x10
+
+
+def test_macos_user_timeout_is_unsupported_and_logged() -> None:
+    sock = FakeSocket()
+    ka = KernelKeepalive(idle=10, interval=5, count=3, user_timeout=30)
+    with structlog.testing.capture_logs() as logs:
+        report = apply_keepalive(sock, ka, platform="darwin", socket_module=macos_module())
+    [missing] = report.unsupported
+    assert (missing.option, missing.setting) == ("TCP_USER_TIMEOUT", "user_timeout")
+    assert "TCP_RXT_CONNDROPTIME is not equivalent" in missing.reason
+    assert report.unacked_detection_time is None
+    assert report.idle_detection_time == 25  # no Linux user_timeout rule on macOS
+    assert len(sock.sets()) == 4  # nothing set for user_timeout
+    [event] = unsupported_events(logs)
+    assert event["log_level"] == "warning"
+    assert event["option"] == "TCP_USER_TIMEOUT"
+    assert event["platform"] == "darwin"
+    assert "unsupported  TCP_USER_TIMEOUT (user_timeout)" in report.describe()
+
+
+def test_macos_missing_interval_and_count_use_defaults() -> None:
+    sock = FakeSocket()
+    module = macos_module(TCP_KEEPINTVL=None, TCP_KEEPCNT=None)
+    with structlog.testing.capture_logs() as logs:
+        report = apply_keepalive(sock, KA, platform="darwin", socket_module=module)
+    assert sock.sets() == [
+        ("setsockopt", SOL_SOCKET, SO_KEEPALIVE, 1),
+        ("setsockopt", IPPROTO_TCP, 0x10, 10),
+    ]
+    assert [u.option for u in report.unsupported] == ["TCP_KEEPINTVL", "TCP_KEEPCNT"]
+    assert "net.inet.tcp.keepintvl" in report.unsupported[0].reason
+    assert report.idle_detection_time == 10 + 75 * 8
+    assert [e["option"] for e in unsupported_events(logs)] == ["TCP_KEEPINTVL", "TCP_KEEPCNT"]
+
+
+def test_macos_strict_raises_before_touching_the_socket() -> None:
+    sock = FakeSocket()
+    ka = KernelKeepalive(idle=10, interval=5, count=3, user_timeout=30, strict=True)
+    with (
+        structlog.testing.capture_logs() as logs,
+        pytest.raises(
+            PolicyError, match=r"TCP_USER_TIMEOUT \(user_timeout\) is not supported on darwin"
+        ),
+    ):
+        apply_keepalive(sock, ka, platform="darwin", socket_module=macos_module())
+    assert sock.calls == []
+    assert logs == []
+
+
+# --------------------------------------------------------------------------------------
+# Windows
+# --------------------------------------------------------------------------------------
+
+
+def test_windows_ioctl_with_fixed_count() -> None:
+    sock = FakeSocket(with_ioctl=True)
+    module = fake_module(SIO_KEEPALIVE_VALS=WIN_SIO_KEEPALIVE_VALS)
+    ka = KernelKeepalive(idle=10, interval=5, count=10)
+    with structlog.testing.capture_logs() as logs:
+        report = apply_keepalive(sock, ka, platform="win32", socket_module=module)
+    assert sock.calls == [("ioctl", WIN_SIO_KEEPALIVE_VALS, (1, 10_000, 5_000))]
+    [applied] = report.applied
+    assert applied.option == "SIO_KEEPALIVE_VALS"
+    assert applied.value == (1, 10_000, 5_000)
+    assert applied.read_back is None
+    assert report.complete  # asking for Windows' own fixed count is satisfied
+    assert any("fixed probe count" in note for note in report.notes)
+    assert "SIO_KEEPALIVE_VALS cannot be read back: values are as set" in report.notes
+    assert report.idle_detection_time == 60
+    assert unsupported_events(logs) == []
+    assert (
+        "applied      SIO_KEEPALIVE_VALS(1, 10000, 5000) (on/off, idle ms, interval ms)"
+        in report.describe()
+    )
+
+
+def test_windows_ioctl_takes_milliseconds() -> None:
+    sock = FakeSocket(with_ioctl=True)
+    module = fake_module(SIO_KEEPALIVE_VALS=WIN_SIO_KEEPALIVE_VALS)
+    ka = KernelKeepalive(idle=0.25, interval=1.5, count=10)
+    report = apply_keepalive(sock, ka, platform="win32", socket_module=module)
+    assert sock.calls == [("ioctl", WIN_SIO_KEEPALIVE_VALS, (1, 250, 1500))]
+    assert not any("rounded" in note for note in report.notes)
+    assert report.idle_detection_time == pytest.approx(0.25 + 1.5 * 10)
+
+
+def test_windows_count_unsupported_before_1703() -> None:
+    sock = FakeSocket(with_ioctl=True)
+    module = fake_module(SIO_KEEPALIVE_VALS=WIN_SIO_KEEPALIVE_VALS)
+    ka = KernelKeepalive(idle=10, interval=5, count=3, user_timeout=30)
+    with structlog.testing.capture_logs() as logs:
+        report = apply_keepalive(sock, ka, platform="win32", socket_module=module)
+    assert sock.calls == [("ioctl", WIN_SIO_KEEPALIVE_VALS, (1, 10_000, 5_000))]
+    assert [(u.option, u.setting) for u in report.unsupported] == [
+        ("TCP_KEEPCNT", "count"),
+        ("TCP_USER_TIMEOUT", "user_timeout"),
+    ]
+    assert "exactly 10 probes" in report.unsupported[0].reason
+    assert "TCP_MAXRT" in report.unsupported[1].reason
+    assert report.idle_detection_time == 10 + 5 * 10
+    assert report.unacked_detection_time is None
+    assert [e["option"] for e in unsupported_events(logs)] == ["TCP_KEEPCNT", "TCP_USER_TIMEOUT"]
+    assert {e["platform"] for e in unsupported_events(logs)} == {"win32"}
+
+
+def test_windows_1703_sets_count_as_a_socket_option() -> None:
+    sock = FakeSocket(with_ioctl=True)
+    module = fake_module(SIO_KEEPALIVE_VALS=WIN_SIO_KEEPALIVE_VALS, TCP_KEEPCNT=WIN_TCP_KEEPCNT)
+    report = apply_keepalive(sock, KA, platform="win32", socket_module=module)
+    assert sock.sets() == [
+        ("ioctl", WIN_SIO_KEEPALIVE_VALS, (1, 10_000, 5_000)),
+        ("setsockopt", IPPROTO_TCP, WIN_TCP_KEEPCNT, 3),
+    ]
+    assert report.complete
+    assert report.idle_detection_time == 25
+
+
+def test_windows_1709_prefers_socket_options() -> None:
+    sock = FakeSocket(with_ioctl=True)
+    module = fake_module(
+        SIO_KEEPALIVE_VALS=WIN_SIO_KEEPALIVE_VALS,
+        TCP_KEEPIDLE=WIN_TCP_KEEPIDLE,
+        TCP_KEEPINTVL=WIN_TCP_KEEPINTVL,
+        TCP_KEEPCNT=WIN_TCP_KEEPCNT,
+        TCP_MAXRT=WIN_TCP_MAXRT,
+    )
+    ka = KernelKeepalive(idle=10, interval=5, count=3, user_timeout=30)
+    report = apply_keepalive(sock, ka, platform="win32", socket_module=module)
+    assert sock.sets() == [
+        ("setsockopt", SOL_SOCKET, SO_KEEPALIVE, 1),
+        ("setsockopt", IPPROTO_TCP, WIN_TCP_KEEPIDLE, 10),
+        ("setsockopt", IPPROTO_TCP, WIN_TCP_KEEPINTVL, 5),
+        ("setsockopt", IPPROTO_TCP, WIN_TCP_KEEPCNT, 3),
+        ("setsockopt", IPPROTO_TCP, WIN_TCP_MAXRT, 30),
+    ]
+    assert all(o.verified for o in report.applied)
+    assert report.complete
+    assert report.idle_detection_time == 25
+    assert report.unacked_detection_time == 30
+
+
+def test_windows_maxrt_rounds_up_to_seconds() -> None:
+    sock = FakeSocket(with_ioctl=True)
+    module = fake_module(SIO_KEEPALIVE_VALS=WIN_SIO_KEEPALIVE_VALS, TCP_MAXRT=WIN_TCP_MAXRT)
+    ka = KernelKeepalive(idle=10, interval=5, count=10, user_timeout=1.5)
+    report = apply_keepalive(sock, ka, platform="win32", socket_module=module)
+    assert ("setsockopt", IPPROTO_TCP, WIN_TCP_MAXRT, 2) in sock.calls
+    assert "user_timeout 1.5 s rounded up to 2 s: TCP_MAXRT takes whole seconds (at least 1)" in (
+        report.notes
+    )
+    assert report.unacked_detection_time == 2
+
+
+def test_windows_strict_maxrt_rounding_is_an_error() -> None:
+    sock = FakeSocket(with_ioctl=True)
+    module = fake_module(SIO_KEEPALIVE_VALS=WIN_SIO_KEEPALIVE_VALS, TCP_MAXRT=WIN_TCP_MAXRT)
+    ka = KernelKeepalive(idle=10, interval=5, count=10, user_timeout=1.5, strict=True)
+    with pytest.raises(
+        PolicyError,
+        match=r"user_timeout=1.5 s cannot be applied exactly on win32: TCP_MAXRT takes whole",
+    ):
+        apply_keepalive(sock, ka, platform="win32", socket_module=module)
+    assert sock.calls == []
+
+
+def test_windows_strict_count_is_an_error() -> None:
+    sock = FakeSocket(with_ioctl=True)
+    module = fake_module(SIO_KEEPALIVE_VALS=WIN_SIO_KEEPALIVE_VALS)
+    ka = KernelKeepalive(idle=10, interval=5, count=3, strict=True)
+    with pytest.raises(PolicyError, match=r"TCP_KEEPCNT \(count\) is not supported on win32"):
+        apply_keepalive(sock, ka, platform="win32", socket_module=module)
+    assert sock.calls == []
+
+
+def test_windows_without_any_keepalive_interface() -> None:
+    sock = FakeSocket()  # no ioctl method
+    module = fake_module(SIO_KEEPALIVE_VALS=WIN_SIO_KEEPALIVE_VALS)
+    with structlog.testing.capture_logs() as logs:
+        report = apply_keepalive(
+            sock,
+            KernelKeepalive(idle=10, interval=5, count=10),
+            platform="win32",
+            socket_module=module,
+        )
+    assert sock.calls == []
+    assert [(u.option, u.setting) for u in report.unsupported] == [
+        ("SIO_KEEPALIVE_VALS", "idle"),
+        ("SIO_KEEPALIVE_VALS", "interval"),
+    ]
+    assert report.idle_detection_time is None
+    assert len(unsupported_events(logs)) == 2
+
+
+# --------------------------------------------------------------------------------------
+# Host facts and the retransmission model
+# --------------------------------------------------------------------------------------
+
+
+def make_proc(root: Path, **values: str) -> str:
+    directory = root / "sys" / "net" / "ipv4"
+    directory.mkdir(parents=True)
+    for name, text in values.items():
+        (directory / name).write_text(text)
+    return str(root)
+
+
+LINUX_DEFAULTS = {
+    "tcp_keepalive_time": "7200\n",
+    "tcp_keepalive_intvl": "75\n",
+    "tcp_keepalive_probes": "9\n",
+    "tcp_retries2": "15\n",
+    "tcp_syn_retries": "6\n",
+}
+
+
+def test_retransmission_model_known_numbers() -> None:
+    assert linux_retransmission_timeout(15) == pytest.approx(924.6)  # ip-sysctl.rst
+    assert linux_retransmission_timeout(0) == pytest.approx(0.2)
+    assert linux_retransmission_timeout(3) == pytest.approx(3.0)  # 0.2 + 0.4 + 0.8 + 1.6
+    assert linux_retransmission_timeout(9) == pytest.approx(204.6)  # last doubling step
+    assert linux_retransmission_timeout(10) == pytest.approx(324.6)  # first capped step
+    assert linux_retransmission_timeout(6, rto_base=1.0) == pytest.approx(127)  # SYN
+    assert linux_retransmission_timeout(15, rto_max=60) == pytest.approx(511 * 0.2 + 7 * 60)
+
+
+@pytest.mark.parametrize(("rto_base", "rto_max"), [(0.2, 120.0), (1.0, 120.0), (0.2, 60.0)])
+def test_retransmission_model_equals_the_capped_backoff_sum(
+    rto_base: float, rto_max: float
+) -> None:
+    for retries in range(40):
+        expected = sum(min(rto_base * 2**i, rto_max) for i in range(retries + 1))
+        assert linux_retransmission_timeout(
+            retries, rto_base=rto_base, rto_max=rto_max
+        ) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"retries": -1}, "retries must be a whole number >= 0"),
+        ({"retries": 1.5}, "retries must be a whole number >= 0"),
+        ({"retries": 3, "rto_base": 0}, "rto_base must be a positive number of seconds"),
+        ({"retries": 3, "rto_max": 0.1}, r"rto_max must be a number of seconds >= rto_base"),
+    ],
+)
+def test_retransmission_model_rejects_bad_input(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        linux_retransmission_timeout(**kwargs)
+
+
+def test_host_facts_linux_defaults(tmp_path: Path) -> None:
+    facts = HostTcpFacts.read(make_proc(tmp_path, **LINUX_DEFAULTS), platform="linux")
+    assert facts == HostTcpFacts(
+        platform="linux",
+        proc_root=str(tmp_path),
+        keepalive_time=7200,
+        keepalive_intvl=75,
+        keepalive_probes=9,
+        retries2=15,
+        syn_retries=6,
+    )
+    assert facts.idle_detection_time() == 7875  # 2 h 11 min 15 s
+    assert facts.unacked_detection_time() == pytest.approx(924.6)  # ~15.4 min
+    assert facts.connect_timeout() == pytest.approx(127)
+    text = facts.describe()
+    assert "7875 s (2 h 11 min 15 s)" in text
+    assert "924.6 s (15 min 24.6 s)" in text
+    assert "127 s (2 min 7 s)" in text
+    assert "without SO_KEEPALIVE (off by default)" in text
+    assert "missing" not in text
+
+
+def test_host_facts_custom_values(tmp_path: Path) -> None:
+    values = {
+        "tcp_keepalive_time": "600",
+        "tcp_keepalive_intvl": "10",
+        "tcp_keepalive_probes": "5",
+        "tcp_retries2": "8",
+        "tcp_syn_retries": "3",
+        "tcp_rto_max_ms": "60000",
+    }
+    facts = HostTcpFacts.read(make_proc(tmp_path, **values), platform="linux")
+    assert facts.idle_detection_time() == 650
+    assert facts.rto_max == 60
+    assert facts.unacked_detection_time() == pytest.approx(511 * 0.2)  # below the cap
+    assert facts.connect_timeout() == pytest.approx(15)  # 1 + 2 + 4 + 8
+    assert "650 s (10 min 50 s)" in facts.describe()
+    assert "doubling up to 60 s" in facts.describe()
+
+
+def test_host_facts_missing_and_garbled_files(tmp_path: Path) -> None:
+    values = {**LINUX_DEFAULTS, "tcp_keepalive_intvl": "not a number", "tcp_retries2": "-4"}
+    del values["tcp_syn_retries"]
+    facts = HostTcpFacts.read(make_proc(tmp_path, **values), platform="linux")
+    assert facts.keepalive_intvl is None
+    assert facts.retries2 is None
+    assert facts.syn_retries is None
+    assert facts.missing == ("tcp_keepalive_intvl", "tcp_retries2", "tcp_syn_retries")
+    assert facts.idle_detection_time() is None
+    assert facts.unacked_detection_time() is None
+    assert facts.connect_timeout() is None
+    text = facts.describe()
+    assert "keepalive: unknown" in text
+    assert "missing: tcp_keepalive_intvl, tcp_retries2, tcp_syn_retries" in text
+
+
+def test_host_facts_without_proc(tmp_path: Path) -> None:
+    facts = HostTcpFacts.read(str(tmp_path / "nowhere"), platform="darwin")
+    assert facts.platform == "darwin"
+    assert facts.missing == (
+        "tcp_keepalive_time",
+        "tcp_keepalive_intvl",
+        "tcp_keepalive_probes",
+        "tcp_retries2",
+        "tcp_syn_retries",
+    )
+    assert facts.idle_detection_time() is None
+    assert facts.describe().startswith("TCP facts for darwin: none could be read from")
+
+
+@on_linux
+def test_host_facts_from_the_real_proc() -> None:
+    facts = HostTcpFacts.read()
+    directory = Path("/proc/sys/net/ipv4")
+    assert facts.platform == sys.platform
+    assert facts.missing == ()
+    assert facts.keepalive_time == int((directory / "tcp_keepalive_time").read_text())
+    assert facts.keepalive_intvl == int((directory / "tcp_keepalive_intvl").read_text())
+    assert facts.keepalive_probes == int((directory / "tcp_keepalive_probes").read_text())
+    assert facts.retries2 == int((directory / "tcp_retries2").read_text())
+    assert facts.syn_retries == int((directory / "tcp_syn_retries").read_text())
+    assert facts.idle_detection_time() == (
+        facts.keepalive_time + facts.keepalive_intvl * facts.keepalive_probes
+    )
+    rto_max = facts.rto_max or 120.0
+    assert facts.unacked_detection_time() == pytest.approx(
+        linux_retransmission_timeout(facts.retries2, rto_max=rto_max)
+    )
+    assert facts.describe().startswith("TCP facts for linux")
