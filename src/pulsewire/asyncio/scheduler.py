@@ -9,6 +9,16 @@ nothing is touched. The old, earlier entry fires, the session finds nothing due,
 connection registers its new deadline: one heap push per interval per connection, however
 busy it is. Only a deadline moving *earlier* (a close timeout, say) pushes a new entry; the
 superseded one is recognised as stale when it surfaces and skipped.
+
+Local-stall guard: the scheduler's clock, :meth:`DeadlineScheduler.time`, is the loop's
+monotonic clock *minus the time the loop was stalled*. When the armed timer is overdue by
+more than ``STALL_THRESHOLD`` (the loop was blocked by a long GC pause, a blocking call,
+CPU starvation), the overdue time beyond the threshold is added to ``stalled`` and the
+clock given to every session stands still for it. A peer is never blamed for our own
+stall: after it, every overdue connection gets its ping out and a fresh chance to answer,
+while a truly dead peer is still convicted after ``timeout`` plus the stall. Reads that
+arrive after a stall are processed before timers (asyncio runs I/O callbacks first), and
+they see the same compensated clock, so evidence and deadlines never disagree.
 """
 
 from __future__ import annotations
@@ -44,26 +54,39 @@ class Scheduled(Protocol):
 class DeadlineScheduler:
     """Fires each registered target at its deadline; one timer for the whole loop."""
 
-    #: A timer this late means the local loop was blocked; it is logged and counted.
-    LATE_THRESHOLD = 0.1
+    #: A timer this late means the local loop was blocked: time beyond it is not counted.
+    STALL_THRESHOLD = 0.1
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._heap: list[tuple[float, int, Scheduled]] = []
         self._tiebreak = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
-        self._armed_at = math.inf
+        self._armed_at = math.inf  # loop time at which the timer is armed
+        self._stall_counted_until = -math.inf
+        #: Seconds of loop stall subtracted from the clock so far.
+        self.stalled = 0.0
+        self.stalls = 0
         self.fired = 0
         self.max_lateness = 0.0
-        self.late_fires = 0
-        #: Called with (now, lateness) whenever the timer fires; used by stall guards.
-        self.on_fire: Callable[[float, float], None] | None = None
+        #: Called with each timer's lateness in seconds (for benchmarks and monitoring).
+        self.on_fire: Callable[[float], None] | None = None
 
     def __len__(self) -> int:
         return len(self._heap)
 
     def time(self) -> float:
-        return self._loop.time()
+        """The loop's clock, less the time the loop was stalled (see the module docstring)."""
+        now = self._loop.time()
+        stall_from = self._armed_at + self.STALL_THRESHOLD
+        if now > stall_from:
+            start = max(stall_from, self._stall_counted_until)
+            if now > start:
+                if start == stall_from:
+                    self.stalls += 1
+                self.stalled += now - start
+                self._stall_counted_until = now
+        return now - self.stalled
 
     def schedule(self, target: Scheduled, deadline: float | None) -> None:
         """Make sure ``target.on_deadline`` runs no later than ``deadline``."""
@@ -71,7 +94,7 @@ class DeadlineScheduler:
             return
         target.scheduled_at = deadline
         heapq.heappush(self._heap, (deadline, next(self._tiebreak), target))
-        if deadline < self._armed_at:
+        if deadline + self.stalled < self._armed_at:
             self._arm(deadline)
 
     def cancel(self, target: Scheduled) -> None:
@@ -81,21 +104,25 @@ class DeadlineScheduler:
     def _arm(self, deadline: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._armed_at = deadline
-        self._timer = self._loop.call_at(deadline, self._fire)
+        self._armed_at = when = deadline + self.stalled
+        self._timer = self._loop.call_at(when, self._fire)
 
     def _fire(self) -> None:
         self._timer = None
-        armed_at, self._armed_at = self._armed_at, math.inf
-        now = self._loop.time()
-        lateness = now - armed_at
+        stalled_before = self.stalled
+        lateness = self._loop.time() - self._armed_at
+        now = self.time()
+        self._armed_at = math.inf
         if lateness > self.max_lateness:
             self.max_lateness = lateness
-        if lateness > self.LATE_THRESHOLD:
-            self.late_fires += 1
-            _log.warning(logevents.SCHEDULER_LATE, lateness=round(lateness, 4))
+        if self.stalled > stalled_before:
+            _log.warning(
+                logevents.SCHEDULER_LATE,
+                lateness=round(lateness, 4),
+                not_counted=round(self.stalled - stalled_before, 4),
+            )
         if self.on_fire is not None:
-            self.on_fire(now, lateness)
+            self.on_fire(lateness)
         heap = self._heap
         due = now + EPSILON  # the loop may fire a timer up to one clock tick early
         while heap and heap[0][0] <= due:
