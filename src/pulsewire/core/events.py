@@ -45,7 +45,11 @@ class Death:
     @property
     def clean(self) -> bool:
         """True when the connection ended by an orderly CLOSE exchange with code NORMAL."""
-        return self.close_code == 1000 and self.reason in (Reason.EOF, Reason.LOCAL_CLOSE)
+        return (
+            self.close_code == 1000
+            and self.reason in (Reason.EOF, Reason.LOCAL_CLOSE)
+            and self.error is None  # e.g. the peer never answered our CLOSE
+        )
 
     def describe(self) -> str:
         rtt = "n/a" if self.last_rtt is None else f"{self.last_rtt * 1000:.1f} ms"

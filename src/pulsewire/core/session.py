@@ -280,11 +280,17 @@ class Session:
         if self._state is State.DEAD:
             return
         self._consumed_unreported += size + MESSAGE_OVERHEAD
-        if self._consumed_unreported * 4 >= self._window:
-            increment = self._consumed_unreported
+        self._grant_credit()
+
+    def _grant_credit(self) -> None:
+        # Report consumption in batches of a quarter window; but at once when the peer is
+        # left with too little credit to finish even a one-byte chunk: the rest of the window
+        # may be held by the message it is sending, which we cannot consume until it ends.
+        unreported = self._consumed_unreported
+        if unreported and (unreported * 4 >= self._window or self._recv_credit <= MESSAGE_OVERHEAD):
             self._consumed_unreported = 0
-            self._recv_credit += increment
-            self._control += encode_control(FrameKind.CREDIT, Credit(increment))
+            self._recv_credit += unreported
+            self._control += encode_control(FrameKind.CREDIT, Credit(unreported))
 
     def close(self, now: float, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Start an orderly close: queued DATA is sent first, then CLOSE; wait for the peer's."""
@@ -339,7 +345,11 @@ class Session:
         self._die(Reason.EOF, Source.KERNEL, now, abort=False, error=error)
 
     def connection_lost(
-        self, reason: Reason, now: float, *, source: Source = Source.KERNEL,
+        self,
+        reason: Reason,
+        now: float,
+        *,
+        source: Source = Source.KERNEL,
         error: Exception | None = None,
     ) -> None:
         """The transport is gone; ``reason`` is mapped from the socket error by the driver."""
@@ -356,7 +366,10 @@ class Session:
             return
         due = now + EPSILON
         if due >= self._close_deadline:
-            self._die(Reason.LOCAL_CLOSE, Source.LOCAL, now, abort=True)
+            late = TimeoutError(
+                f"no CLOSE from the peer within {self.policy.effective_close_timeout} s"
+            )
+            self._die(Reason.LOCAL_CLOSE, Source.LOCAL, now, abort=True, error=late)
             return
         tracker = self._tracker
         if tracker is None:
@@ -456,6 +469,7 @@ class Session:
         self._recv_credit -= size + MESSAGE_OVERHEAD if final else size
         if self._recv_credit < 0:
             raise ProtocolError("peer sent more DATA than its credit", CloseCode.FLOW_CONTROL)
+        self._grant_credit()
         if self._partial_size + size > self.limits.max_message_size:
             raise ProtocolError(
                 f"message exceeds max_message_size ({self.limits.max_message_size} bytes)",
@@ -491,8 +505,12 @@ class Session:
         self._control += encode_control(FrameKind.CLOSE, Close(close.code))
         reason = Reason.PROTOCOL_ERROR if close.code in _PEER_BLAMES_US else Reason.EOF
         self._die(
-            reason, Source.PEER, now, abort=False,
-            close_code=close.code, close_reason=close.reason,
+            reason,
+            Source.PEER,
+            now,
+            abort=False,
+            close_code=close.code,
+            close_reason=close.reason,
         )
 
     def _fail(self, error: ProtocolError, now: float) -> None:
@@ -500,8 +518,13 @@ class Session:
         reason_text = str(error).encode()[:1024].decode(errors="ignore")
         self._control += encode_control(FrameKind.CLOSE, Close(error.code, reason_text))
         self._die(
-            Reason.PROTOCOL_ERROR, Source.LOCAL, now, abort=False, error=error,
-            close_code=error.code, close_reason=reason_text,
+            Reason.PROTOCOL_ERROR,
+            Source.LOCAL,
+            now,
+            abort=False,
+            error=error,
+            close_code=error.code,
+            close_reason=reason_text,
         )
 
     def _die(

@@ -1,0 +1,34 @@
+"""Public test kit: drive pulsewire sessions in memory on a fake clock.
+
+- :class:`SessionPair` joins a client and a server session through two :class:`Wire`\\ s
+  whose bytes can be delivered, held, dropped or torn; the clock is a float the test moves
+  (``advance``, ``step_to_deadline``, ``jump``), so an hour of protocol time takes a
+  millisecond and every run repeats exactly.
+- :func:`opening_bytes`, :func:`control_frame`, :func:`data_frame` build raw wire bytes to
+  play a misbehaving peer; :func:`parse_frames` and :func:`decode_control` read what a
+  session sent.
+"""
+
+from pulsewire.testing.frames import (
+    Control,
+    control_frame,
+    data_frame,
+    decode_control,
+    opening_bytes,
+    parse_frames,
+)
+from pulsewire.testing.pair import SessionPair, Side
+from pulsewire.testing.wire import Wire, WireMode
+
+__all__ = [
+    "Control",
+    "SessionPair",
+    "Side",
+    "Wire",
+    "WireMode",
+    "control_frame",
+    "data_frame",
+    "decode_control",
+    "opening_bytes",
+    "parse_frames",
+]

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import math
+
+import msgspec
+import pytest
+
+from pulsewire.core import Evidence, Limits, Policy, Session
+from pulsewire.errors import PolicyError
+from pulsewire.testing import opening_bytes
+
+
+def test_default_policy_is_valid_with_documented_derived_values() -> None:
+    policy = Policy()
+    assert policy.effective_suspect_after == 3.0  # halfway between 1 and 5
+    assert policy.effective_close_timeout == policy.timeout
+
+
+def test_explicit_suspect_after_and_close_timeout_are_used() -> None:
+    policy = Policy(suspect_after=1.5, close_timeout=0.5)
+    assert policy.effective_suspect_after == 1.5
+    assert policy.effective_close_timeout == 0.5
+
+
+def test_timeout_not_longer_than_interval_is_refused_with_an_explanation() -> None:
+    with pytest.raises(PolicyError, match=r"timeout \(2 s\) must be longer than interval \(2 s\)"):
+        Policy(interval=2, timeout=2)
+
+
+@pytest.mark.parametrize("field", ["interval", "timeout", "min_peer_interval", "handshake_timeout"])
+@pytest.mark.parametrize("value", [0, -1.0, math.nan, math.inf])
+def test_durations_must_be_positive_and_finite(field: str, value: float) -> None:
+    with pytest.raises(PolicyError, match=field):
+        Policy(**{field: value})
+
+
+def test_suspect_after_must_be_shorter_than_timeout() -> None:
+    with pytest.raises(PolicyError, match="suspect_after"):
+        Policy(timeout=5, suspect_after=5)
+
+
+@pytest.mark.parametrize("jitter", [-0.1, 1.0, 2.0])
+def test_jitter_must_be_a_fraction_below_one(jitter: float) -> None:
+    with pytest.raises(PolicyError, match="jitter"):
+        Policy(jitter=jitter)
+
+
+@pytest.mark.parametrize("field", ["timeout", "min_peer_interval"])
+def test_durations_the_hello_cannot_carry_are_refused(field: str) -> None:
+    with pytest.raises(PolicyError, match="at most 86400"):
+        Policy(**{field: 86_401.0})
+
+
+def test_longest_policy_the_hello_carries_is_accepted_by_a_peer() -> None:
+    session = Session(now=0.0)
+    session.receive_data(opening_bytes(Policy(interval=3600, timeout=86_400)), 0.0)
+    assert session.death is None
+    assert session.negotiated is not None
+
+
+def test_policy_is_an_immutable_comparable_printable_value() -> None:
+    policy = Policy(interval=2, timeout=10, evidence=Evidence.PONG)
+    assert policy == Policy(interval=2, timeout=10, evidence=Evidence.PONG)
+    assert hash(policy) == hash(Policy(interval=2, timeout=10, evidence=Evidence.PONG))
+    assert "interval=2" in repr(policy)
+    with pytest.raises(AttributeError):
+        policy.interval = 3  # type: ignore[misc]
+
+
+def test_policy_round_trips_through_json() -> None:
+    policy = Policy(interval=0.5, timeout=2, evidence=Evidence.PONG)
+    assert msgspec.json.decode(msgspec.json.encode(policy), type=Policy) == policy
+
+
+def test_policy_error_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        Policy(timeout=0.5)
+
+
+def test_receive_window_defaults_to_max_message_size() -> None:
+    assert Limits(max_message_size=1000).effective_receive_window == 1000
+    assert Limits(max_message_size=1000, receive_window=5000).effective_receive_window == 5000
+
+
+def test_receive_window_smaller_than_a_message_is_refused() -> None:
+    with pytest.raises(PolicyError, match="receive_window"):
+        Limits(max_message_size=1000, receive_window=999)
+
+
+@pytest.mark.parametrize("field", ["max_frame_size", "max_message_size", "chunk_size"])
+@pytest.mark.parametrize("value", [0, -1, 1.5])
+def test_sizes_must_be_positive_integers(field: str, value: float) -> None:
+    with pytest.raises(PolicyError, match=field):
+        Limits(**{field: value})
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"max_frame_size": 2**31 + 1},
+        {"max_message_size": 2**31},
+        {"max_message_size": 100, "receive_window": 2**31},
+    ],
+)
+def test_sizes_the_hello_cannot_carry_are_refused(limits: dict[str, int]) -> None:
+    with pytest.raises(PolicyError, match="must be at most"):
+        Limits(**limits)
+
+
+def test_largest_limits_the_hello_carries_are_accepted_by_a_peer() -> None:
+    limits = Limits(max_frame_size=2**31, max_message_size=2**31 - 16)
+    session = Session(now=0.0)
+    session.receive_data(opening_bytes(limits=limits), 0.0)
+    assert session.death is None

@@ -1,0 +1,120 @@
+"""``pulsewire.core`` is sans-I/O: it imports no I/O or clock module and calls no clock."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import pulsewire.core
+
+CORE = Path(pulsewire.core.__file__).parent
+MODULES = sorted(CORE.rglob("*.py"))
+
+BANNED_IMPORTS = {
+    "anyio",
+    "asyncio",
+    "datetime",
+    "selectors",
+    "socket",
+    "structlog",
+    "threading",
+    "time",
+    "trio",
+    "uvloop",
+}
+CLOCK_CALLS = {
+    "clock_gettime",
+    "monotonic",
+    "monotonic_ns",
+    "now",
+    "perf_counter",
+    "perf_counter_ns",
+    "process_time",
+    "sleep",
+    "time",
+    "time_ns",
+    "today",
+    "utcnow",
+}
+
+
+def violations(source: str) -> list[str]:
+    """Banned imports and clock-like calls in ``source``, as readable strings."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""] if node.level == 0 else []
+        elif isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in CLOCK_CALLS:
+                found.append(f"line {node.lineno}: calls {name}()")
+            continue
+        else:
+            continue
+        found += [
+            f"line {node.lineno}: imports {name}"
+            for name in names
+            if name.partition(".")[0] in BANNED_IMPORTS
+        ]
+    return found
+
+
+def test_core_has_modules() -> None:
+    assert {"session.py", "codec.py", "liveness.py"} <= {path.name for path in MODULES}
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda path: path.name)
+def test_core_module_imports_no_io_and_reads_no_clock(path: Path) -> None:
+    assert violations(path.read_text()) == []
+
+
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "import asyncio",
+        "import time as t",
+        "from socket import socket",
+        "import structlog.stdlib",
+        "from selectors import DefaultSelector",
+        "x = loop.time()",
+        "from os import x\nmonotonic()",
+        "datetime.datetime.now()",
+    ],
+)
+def test_checker_catches_a_violation(snippet: str) -> None:
+    assert violations(snippet)
+
+
+def test_checker_allows_now_as_a_plain_value() -> None:
+    assert violations("def f(now: float) -> float:\n    return now + 1") == []
+
+
+def test_core_imports_where_io_modules_cannot_be_imported() -> None:
+    # A stub parent package keeps pulsewire/__init__.py (which loads the drivers) out of it.
+    script = textwrap.dedent(
+        f"""
+        import importlib, pkgutil, sys, types
+        for name in ("asyncio", "anyio", "socket", "selectors", "structlog", "trio"):
+            sys.modules[name] = None
+        stub = types.ModuleType("pulsewire")
+        stub.__path__ = [{str(CORE.parent)!r}]
+        sys.modules["pulsewire"] = stub
+        import pulsewire.core
+        for info in pkgutil.iter_modules(pulsewire.core.__path__, "pulsewire.core."):
+            importlib.import_module(info.name)
+        print(sorted(name for name in sys.modules if name.startswith("pulsewire.core")))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pulsewire.core.session" in result.stdout
