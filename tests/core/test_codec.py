@@ -128,3 +128,13 @@ def test_eof_inside_preamble_header_or_payload_is_a_protocol_error(cut: int) -> 
     decoder.feed(STREAM[:cut])
     with pytest.raises(ProtocolError, match="stream ended inside a frame"):
         decoder.feed_eof()
+
+
+def test_frames_before_garbage_in_the_same_read_are_returned_then_the_error() -> None:
+    decoder = FrameDecoder(1024)
+    frames = decoder.feed(PREAMBLE + PING + b"\xff\x00\x00\x00\x00\x00")
+    assert [frame.kind for frame in frames] == [FrameKind.PING]
+    with pytest.raises(ProtocolError, match="unknown frame kind 255"):
+        decoder.raise_pending()
+    with pytest.raises(ProtocolError, match="unknown frame kind 255"):
+        decoder.feed(PING)

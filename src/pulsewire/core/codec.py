@@ -49,6 +49,7 @@ class FrameDecoder:
         self.max_frame_size = max_frame_size
         self._buffer = bytearray()
         self._preamble_seen = False
+        self._error: ProtocolError | None = None
 
     @property
     def buffered(self) -> int:
@@ -59,7 +60,11 @@ class FrameDecoder:
         """Return every frame completed by ``data``; raise :class:`ProtocolError` on garbage.
 
         ``data`` may be a view of a buffer the caller reuses: whatever is kept is copied.
+        Frames completed before the garbage in the same read are returned first, and the
+        error is raised by the next call (or :meth:`raise_pending`), so the outcome does
+        not depend on how the bytes happened to be split.
         """
+        self.raise_pending()
         buffer = self._buffer
         if buffer:
             buffer += data
@@ -76,7 +81,14 @@ class FrameDecoder:
         frames: list[Frame] = []
         while end - pos >= HEADER_SIZE:
             kind_byte, flags, length = HEADER.unpack_from(view, pos)
-            kind = self._check_header(kind_byte, flags, length)
+            try:
+                kind = self._check_header(kind_byte, flags, length)
+            except ProtocolError as error:
+                if not frames:
+                    raise
+                self._error = error
+                self._buffer = bytearray()
+                return frames
             start = pos + HEADER_SIZE
             if end - start < length:
                 break
@@ -85,8 +97,14 @@ class FrameDecoder:
         self._keep(view, pos, end)
         return frames
 
+    def raise_pending(self) -> None:
+        """Raise the error found after the frames the last :meth:`feed` returned, if any."""
+        if self._error is not None:
+            raise self._error
+
     def feed_eof(self) -> None:
         """The stream ended: raise if it ended inside the preamble or a frame."""
+        self.raise_pending()
         if self._buffer:
             raise ProtocolError(f"stream ended inside a frame ({len(self._buffer)} bytes pending)")
 

@@ -323,10 +323,12 @@ class Session:
         if self.policy.evidence is Evidence.ANY:
             self._evidence(now)
         try:
-            for frame in self._decoder.feed(data):
+            decoder = self._decoder
+            for frame in decoder.feed(data):
                 self._handle_frame(frame, now)
                 if self.death is not None:
                     return
+            decoder.raise_pending()
         except ProtocolError as error:
             self._fail(error, now)
 
