@@ -43,3 +43,15 @@ def test_steady_rtt_converges_with_vanishing_variance() -> None:
     assert rtt.srtt == pytest.approx(0.05)
     assert rtt.rttvar is not None
     assert math.isclose(rtt.rttvar, 0.0, abs_tol=1e-9)
+
+
+def test_recent_percentiles_use_nearest_rank_over_the_last_samples() -> None:
+    from pulsewire.core.estimators import RttEstimator
+
+    estimator = RttEstimator()
+    assert estimator.percentile(0.5) is None
+    for value in range(1, 101):  # only the last 64 (37..100) are kept
+        estimator.add(float(value))
+    assert estimator.percentile(0.5) == 68.0
+    assert estimator.percentile(0.99) == 100.0
+    assert estimator.percentile(0.0) == 37.0

@@ -17,6 +17,7 @@ __all__ = [
     "MessageReceived",
     "Recovered",
     "Source",
+    "SuspectCause",
     "Suspected",
 ]
 
@@ -80,10 +81,16 @@ class MessageReceived(msgspec.Struct, frozen=True, gc=False):
     data: bytes
 
 
+class SuspectCause(enum.Enum):
+    SILENCE = "silence"  #: silent for longer than ``suspect_after``
+    PEER_STUCK = "peer_stuck"  #: the peer's PONG says its application is not progressing
+
+
 class Suspected(msgspec.Struct, frozen=True):
-    """The peer has been silent for longer than ``suspect_after``."""
+    """The peer is SUSPECT: silent past ``suspect_after``, or its application is stuck."""
 
     silence: float
+    cause: SuspectCause = SuspectCause.SILENCE
 
 
 class Recovered(msgspec.Struct, frozen=True):

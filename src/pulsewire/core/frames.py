@@ -116,6 +116,9 @@ class Ping(msgspec.Struct, frozen=True, array_like=True, gc=False):
 class Pong(msgspec.Struct, frozen=True, array_like=True, gc=False):
     seq: _Seq
     sent_at: float  #: copied from the PING
+    #: How long the answering side's application has left a received message unconsumed,
+    #: when that exceeds its ``progress_timeout``; 0.0 when it is making progress.
+    stuck_for: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 0.0
 
 
 class Close(msgspec.Struct, frozen=True, array_like=True):

@@ -8,6 +8,10 @@ from three instants, all measured from the last evidence (or the last ping, for 
   ``interval`` shortened by a random 0..jitter fraction, drawn afresh after every ping;
 - ``suspect_at``: ``last_evidence + suspect_after``;
 - ``dead_at``: ``last_evidence + timeout``.
+
+With an adaptive policy, ``timeout`` (and ``suspect_after`` unless fixed by the policy)
+is recomputed only when a response delay is sampled: once per answered silence, never
+per frame.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from __future__ import annotations
 import enum
 import random
 
-from pulsewire.core.policy import Policy
+from pulsewire.core.estimators import ResponseEstimator, phi_to_z
+from pulsewire.core.policy import Adaptive, Policy
 
 __all__ = ["Decision", "LivenessTracker"]
 
@@ -34,12 +39,18 @@ class LivenessTracker:
     """Decides when to ping and when the peer is suspect or dead. Pure: no clock, no I/O."""
 
     __slots__ = (
+        "_adaptive",
+        "_ceiling",
+        "_fixed_suspect_after",
         "_jitter",
         "_rng",
+        "_z",
+        "first_ping",
         "interval",
         "last_evidence",
         "last_ping",
         "ping_delay",
+        "responses",
         "suspect_after",
         "suspected",
         "timeout",
@@ -47,12 +58,20 @@ class LivenessTracker:
 
     def __init__(self, policy: Policy, interval: float, now: float, rng: random.Random) -> None:
         self.interval = interval
-        self.timeout = policy.timeout
+        self._ceiling = self.timeout = policy.timeout
+        self._fixed_suspect_after = policy.suspect_after
         self.suspect_after = policy.effective_suspect_after
         self._rng = rng
         self._jitter = policy.jitter
+        self._adaptive: Adaptive | None = policy.adaptive
+        self.responses: ResponseEstimator | None = None
+        self._z = 0.0
+        if policy.adaptive is not None:
+            self.responses = ResponseEstimator(policy.adaptive.window)
+            self._z = phi_to_z(policy.adaptive.threshold)
         self.last_evidence = now
         self.last_ping = now
+        self.first_ping: float | None = None  #: first PING sent into the current silence
         self.suspected = False
         self.ping_delay = self._draw_delay()
 
@@ -63,10 +82,28 @@ class LivenessTracker:
         """Record evidence of life; return True when it ends a suspicion."""
         if now > self.last_evidence:
             self.last_evidence = now
+        if self.first_ping is not None:
+            if self.responses is not None:
+                self._learn(now - self.first_ping)
+            self.first_ping = None
         if self.suspected:
             self.suspected = False
             return True
         return False
+
+    def _learn(self, delay: float) -> None:
+        """Adaptive policy: one more response delay; recompute the timeout."""
+        responses = self.responses
+        adaptive = self._adaptive
+        assert responses is not None
+        assert adaptive is not None
+        responses.add(delay)
+        if len(responses) < adaptive.warmup:
+            return
+        allowance = responses.mean + self._z * max(responses.std, adaptive.min_std)
+        self.timeout = min(self._ceiling, max(adaptive.min_timeout, self.interval + allowance))
+        if self._fixed_suspect_after is None:
+            self.suspect_after = self.interval + (self.timeout - self.interval) / 2
 
     def silence(self, now: float) -> float:
         return max(0.0, now - self.last_evidence)
@@ -91,6 +128,8 @@ class LivenessTracker:
             self.suspected = True
             decision |= Decision.SUSPECT
         if due >= self.next_ping_at():
+            if self.first_ping is None:
+                self.first_ping = now
             self.last_ping = now
             self.ping_delay = self._draw_delay()
             decision |= Decision.PING

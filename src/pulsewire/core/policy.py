@@ -17,7 +17,7 @@ import msgspec
 from pulsewire.core.frames import MESSAGE_OVERHEAD
 from pulsewire.errors import PolicyError
 
-__all__ = ["Evidence", "Limits", "Policy"]
+__all__ = ["Adaptive", "Evidence", "Limits", "Policy"]
 
 # What HELLO can carry (the bounds in ``frames.Hello``): a policy or limit beyond them would
 # be rejected by every peer as a malformed HELLO, so it is rejected here, at construction.
@@ -37,6 +37,45 @@ def _positive(name: str, value: float) -> None:
         raise PolicyError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
+class Adaptive(msgspec.Struct, frozen=True, kw_only=True):
+    """Adaptive detection: the timeout follows the response delays observed on the link.
+
+    A response delay is the time from the first PING sent into a silence to the next
+    evidence of life. Over the last ``window`` of them (mean ``m``, standard deviation
+    ``s``), the effective timeout is::
+
+        clamp(interval + m + z * max(s, min_std), min_timeout, Policy.timeout)
+
+    where ``z`` is the normal quantile at which a live peer would be that late with
+    probability ``10 ** -threshold`` (the phi of a phi-accrual detector: 8 means one
+    mistake in 10^8 answers if the delays were normal; they are not — TCP retransmissions
+    give them a long tail — which is what ``min_timeout`` is for). ``Policy.timeout`` is
+    the ceiling, and it is also the timeout until ``warmup`` delays have been observed:
+    a connection is never convicted on too little evidence.
+    """
+
+    min_timeout: float  #: the floor: never convict sooner than this
+    threshold: float = 8.0  #: phi: convict when a live answer is this unlikely
+    min_std: float = 0.05  #: floor on the standard deviation, seconds
+    window: int = 100  #: delays remembered
+    warmup: int = 5  #: delays observed before the estimate replaces the ceiling
+
+    def __post_init__(self) -> None:
+        _positive("min_timeout", self.min_timeout)
+        _positive("min_std", self.min_std)
+        if not (isinstance(self.threshold, int | float) and 0 < self.threshold <= 15):
+            raise PolicyError(f"threshold (phi) must be in (0, 15], got {self.threshold!r}")
+        for name in ("window", "warmup"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise PolicyError(f"{name} must be a whole number >= 1, got {value!r}")
+        if self.warmup > self.window:
+            raise PolicyError(
+                f"warmup ({self.warmup}) cannot exceed window ({self.window}): the estimate "
+                "would never be trusted"
+            )
+
+
 class Policy(msgspec.Struct, frozen=True, kw_only=True):
     """A fixed liveness policy: DEAD after ``timeout`` seconds without evidence.
 
@@ -47,6 +86,15 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     - After ``timeout`` seconds of silence the peer is DEAD with reason TIMEOUT.
 
     Worst-case detection time of a dead peer is ``timeout`` after its last frame arrived.
+
+    With ``adaptive`` set, the timeout follows the link's observed response delays between
+    ``adaptive.min_timeout`` and ``timeout`` (see :class:`Adaptive`).
+
+    ``tcp_user_timeout`` (default on) also sets the socket's ``TCP_USER_TIMEOUT`` to
+    ``timeout`` where the platform has it, so that data written to a blackholed peer is
+    given up by the kernel within the same bound instead of after ~15 minutes of
+    retransmissions. ``progress_timeout``, when set, is how long a received message may
+    wait unconsumed before this side reports, in its PONGs, that its application is stuck.
     """
 
     interval: float = 1.0
@@ -57,6 +105,9 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     evidence: Evidence = Evidence.ANY
     handshake_timeout: float = 10.0
     close_timeout: float | None = None  #: wait for the peer's CLOSE; default: ``timeout``
+    adaptive: Adaptive | None = None  #: adaptive timeout between a floor and ``timeout``
+    tcp_user_timeout: bool = True  #: set TCP_USER_TIMEOUT to ``timeout`` on the socket
+    progress_timeout: float | None = None  #: report our application stuck after this
 
     def __post_init__(self) -> None:
         for name in ("interval", "timeout", "min_peer_interval", "handshake_timeout"):
@@ -81,8 +132,25 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
                 )
         if self.close_timeout is not None:
             _positive("close_timeout", self.close_timeout)
-        if not 0 <= self.jitter < 1:
-            raise PolicyError(f"jitter must be a fraction in [0, 1), got {self.jitter!r}")
+        if self.progress_timeout is not None:
+            _positive("progress_timeout", self.progress_timeout)
+        if self.adaptive is not None:
+            floor = self.adaptive.min_timeout
+            if not self.interval < floor <= self.timeout:
+                raise PolicyError(
+                    f"adaptive.min_timeout ({floor} s) must lie between interval "
+                    f"({self.interval} s) and timeout ({self.timeout} s, the ceiling)"
+                )
+            if self.suspect_after is not None and not self.suspect_after < floor:
+                raise PolicyError(
+                    f"suspect_after ({self.suspect_after} s) must be shorter than "
+                    f"adaptive.min_timeout ({floor} s)"
+                )
+        if not 0 <= self.jitter <= 0.5:
+            raise PolicyError(
+                f"jitter must be a fraction in [0, 0.5], got {self.jitter!r}: peers treat "
+                "pings closer than half the negotiated interval as abuse"
+            )
 
     @property
     def effective_suspect_after(self) -> float:

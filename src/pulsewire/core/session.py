@@ -36,6 +36,7 @@ from pulsewire.core.events import (
     MessageReceived,
     Recovered,
     Source,
+    SuspectCause,
     Suspected,
 )
 from pulsewire.core.frames import (
@@ -90,6 +91,9 @@ _PEER_BLAMES_US = frozenset(
 _MAX_CREDIT = 2**40
 _MAX_NAME = 256  #: the bound ``Hello.name`` is decoded with
 _UNLIMITED = 2**62
+#: A peer's pings may come this fraction of its negotiated interval apart, at the closest,
+#: before they count against it (its jitter is at most 50 % by policy).
+PING_TOLERANCE = 0.5
 
 
 class Negotiated(msgspec.Struct, frozen=True):
@@ -153,6 +157,12 @@ class Session:
         self._recv_credit = self._window
         self._consumed_unreported = 0
         self._ping_seq = 0
+        # Abuse limit: a token bucket refilled at the fastest rate the peer may ping.
+        self._ping_tokens = 0.0
+        self._ping_tokens_at = now
+        # Progress: arrival times of received messages the application has not consumed.
+        self._unconsumed_since: deque[float] = deque()
+        self._peer_stuck_for = 0.0
         self._counters = dict.fromkeys(SessionStats.COUNTERS, 0)
 
     # ------------------------------------------------------------------ queries
@@ -194,6 +204,10 @@ class Session:
             rtt_variance=rtt.rttvar,
             rtt_min=rtt.minimum if rtt.count else None,
             rtt_max=rtt.maximum if rtt.count else None,
+            rtt_p50=rtt.percentile(0.5),
+            rtt_p99=rtt.percentile(0.99),
+            timeout=self.policy.timeout if self._tracker is None else self._tracker.timeout,
+            peer_stuck_for=self._peer_stuck_for,
             pending_send_bytes=self._pending_bytes,
             **self._counters,
         )
@@ -277,6 +291,8 @@ class Session:
 
     def message_consumed(self, size: int) -> None:
         """The application has taken a received message of ``size`` bytes: grant credit."""
+        if self._unconsumed_since:
+            self._unconsumed_since.popleft()
         if self._state is State.DEAD:
             return
         self._consumed_unreported += size + MESSAGE_OVERHEAD
@@ -389,9 +405,7 @@ class Session:
             self._die(Reason.TIMEOUT, Source.HEARTBEAT, now, abort=True)
             return
         if Decision.SUSPECT in decision:
-            if state is State.ALIVE:
-                self._state = next_state(state, Trigger.SILENCE)
-            self._events.append(Suspected(tracker.silence(now)))
+            self._refresh_suspicion(now, tracker.silence(now), SuspectCause.SILENCE)
         if Decision.PING in decision:
             self._ping_seq += 1
             self._control += encode_control(FrameKind.PING, Ping(self._ping_seq, now))
@@ -406,8 +420,19 @@ class Session:
             return
         silence = now - tracker.last_evidence
         if tracker.evidence(now):
-            if self._state is State.SUSPECT:
-                self._state = next_state(self._state, Trigger.EVIDENCE)
+            self._refresh_suspicion(now, silence, SuspectCause.SILENCE)
+
+    def _refresh_suspicion(self, now: float, silence: float, cause: SuspectCause) -> None:
+        """Move between ALIVE and SUSPECT when the reasons for suspicion change."""
+        tracker = self._tracker
+        assert tracker is not None
+        suspect = tracker.suspected or self._peer_stuck_for > 0
+        state = self._state
+        if suspect and state is State.ALIVE:
+            self._state = next_state(state, Trigger.SILENCE)
+            self._events.append(Suspected(silence, cause))
+        elif not suspect and state is State.SUSPECT:
+            self._state = next_state(state, Trigger.EVIDENCE)
             self._events.append(Recovered(silence))
 
     def _handle_frame(self, frame: Frame, now: float) -> None:
@@ -426,8 +451,7 @@ class Session:
         if self.negotiated is None:
             raise HandshakeError(f"expected HELLO, got {kind.name}")
         if isinstance(payload, Ping):
-            self._counters["pings_received"] += 1
-            self._control += encode_control(FrameKind.PONG, Pong(payload.seq, payload.sent_at))
+            self._handle_ping(payload, now)
         elif isinstance(payload, Pong):
             self._handle_pong(payload, now)
         elif isinstance(payload, Credit):
@@ -454,6 +478,10 @@ class Session:
             peer_ping_interval=max(hello.interval, policy.min_peer_interval),
         )
         self._send_credit = hello.window
+        self._ping_tokens = 3.0 + hello.timeout / (
+            self.negotiated.peer_ping_interval * PING_TOLERANCE
+        )
+        self._ping_tokens_at = now
         self._tracker = LivenessTracker(policy, ping_interval, now, self._rng)
         if self._state is State.HANDSHAKE:
             self._state = next_state(self._state, Trigger.HANDSHAKE_DONE)
@@ -489,15 +517,64 @@ class Session:
         else:
             data = frame.payload
         self._counters["messages_received"] += 1
+        self._unconsumed_since.append(now)
         self._events.append(MessageReceived(data))
+
+    def _handle_ping(self, ping: Ping, now: float) -> None:
+        self._counters["pings_received"] += 1
+        self._spend_ping_token(now)
+        self._control += encode_control(
+            FrameKind.PONG, Pong(ping.seq, ping.sent_at, self._stuck_for(now))
+        )
+
+    def _spend_ping_token(self, now: float) -> None:
+        """Close a peer that pings faster than the negotiated minimum, beyond a tolerance.
+
+        The bucket refills at one token per ``PING_TOLERANCE`` of the peer's negotiated
+        interval (its own jitter shortens intervals by up to 25 %), and holds enough for
+        every ping a stall of the peer's whole timeout could release at once (TCP delivers
+        pings queued behind a retransmission together).
+        """
+        negotiated = self.negotiated
+        assert negotiated is not None
+        min_gap = negotiated.peer_ping_interval * PING_TOLERANCE
+        capacity = 3.0 + negotiated.peer.timeout / min_gap
+        tokens = self._ping_tokens + (now - self._ping_tokens_at) / min_gap
+        self._ping_tokens_at = now
+        self._ping_tokens = min(capacity, tokens) - 1.0
+        if self._ping_tokens < 0:
+            self._counters["pings_refused"] += 1
+            raise ProtocolError(
+                f"peer pings faster than the negotiated minimum of "
+                f"{negotiated.peer_ping_interval} s",
+                CloseCode.TOO_MANY_PINGS,
+            )
+
+    def _stuck_for(self, now: float) -> float:
+        """How long our application has been stuck, as reported in our PONGs (0.0: it is not)."""
+        limit = self.policy.progress_timeout
+        if limit is None or not self._unconsumed_since:
+            return 0.0
+        waited = now - self._unconsumed_since[0]
+        return waited if waited > limit else 0.0
 
     def _handle_pong(self, pong: Pong, now: float) -> None:
         if not 1 <= pong.seq <= self._ping_seq or not self._started <= pong.sent_at <= now:
             raise ProtocolError(f"PONG answers a PING never sent (seq {pong.seq})")
         self._counters["pongs_received"] += 1
         self.rtt.add(now - pong.sent_at)
+        was_stuck = self._peer_stuck_for > 0
+        self._peer_stuck_for = pong.stuck_for
+        if pong.stuck_for > 0:
+            # The peer's loop answers but its application does not progress: in strict mode
+            # that is no proof of life.
+            if not was_stuck:
+                self._refresh_suspicion(now, self.silence(now), SuspectCause.PEER_STUCK)
+            return
         if self.policy.evidence is Evidence.PONG:
             self._evidence(now)
+        if was_stuck:
+            self._refresh_suspicion(now, self.silence(now), SuspectCause.PEER_STUCK)
 
     def _handle_close(self, close: Close, now: float) -> None:
         if self._state is State.CLOSING:

@@ -22,6 +22,7 @@ class SessionStats(msgspec.Struct, frozen=True, kw_only=True):
         "pings_sent",
         "pings_received",
         "pongs_received",
+        "pings_refused",
     )
 
     state: State
@@ -31,6 +32,10 @@ class SessionStats(msgspec.Struct, frozen=True, kw_only=True):
     rtt_variance: float | None
     rtt_min: float | None
     rtt_max: float | None
+    rtt_p50: float | None  #: over the last 64 samples
+    rtt_p99: float | None  #: over the last 64 samples
+    timeout: float  #: the timeout in force (adaptive policies move it)
+    peer_stuck_for: float  #: the peer's last report of its application being stuck, s
     pending_send_bytes: int  #: accepted by send() and not yet written
     messages_sent: int
     messages_received: int
@@ -39,3 +44,4 @@ class SessionStats(msgspec.Struct, frozen=True, kw_only=True):
     pings_sent: int
     pings_received: int
     pongs_received: int
+    pings_refused: int  #: pings beyond the abuse limit (the connection is then closed)
