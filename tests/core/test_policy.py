@@ -112,3 +112,52 @@ def test_largest_limits_the_hello_carries_are_accepted_by_a_peer() -> None:
     session = Session(now=0.0)
     session.receive_data(opening_bytes(limits=limits), 0.0)
     assert session.death is None
+
+
+# ---------------------------------------------------------------------------- presets
+
+
+def test_lan_preset_convicts_in_under_a_second() -> None:
+    lan = Policy.lan()
+    assert lan.timeout < 1.0
+    assert lan.interval * 3 < lan.timeout + 1e-9
+
+
+def test_wan_and_mobile_presets_adapt_between_floor_and_ceiling() -> None:
+    for preset in (Policy.wan(), Policy.mobile()):
+        assert preset.adaptive is not None
+        assert preset.interval < preset.adaptive.min_timeout < preset.timeout
+
+
+def test_nat_preset_pings_at_a_third_of_the_middlebox_idle_timer() -> None:
+    nat = Policy.nat(idle_timeout=30.0)
+    assert nat.interval == 10.0
+    assert nat.timeout == 40.0
+    with pytest.raises(PolicyError, match="idle_timeout"):
+        Policy.nat(idle_timeout=0)
+
+
+def test_mobile_preset_pings_below_common_nat_timers() -> None:
+    assert Policy.mobile().interval < 30.0
+
+
+@pytest.mark.parametrize(("loss", "pings"), [(0.0, 3), (0.01, 3), (0.03, 4), (0.1, 5)])
+def test_for_detection_fits_more_pings_into_the_timeout_on_lossier_paths(
+    loss: float, pings: int
+) -> None:
+    policy = Policy.for_detection(3.0, loss=loss)
+    assert policy.timeout == 3.0
+    assert policy.interval == pytest.approx(3.0 / pings)
+    assert policy.tcp_user_timeout
+
+
+def test_for_detection_rejects_impossible_budgets() -> None:
+    with pytest.raises(PolicyError, match="within"):
+        Policy.for_detection(0)
+    with pytest.raises(PolicyError, match="loss"):
+        Policy.for_detection(3.0, loss=1.5)
+
+
+def test_describe_states_the_detection_bound() -> None:
+    assert "dead after 5 s of silence" in Policy().describe()
+    assert "between 3 s and 10 s" in Policy.wan().describe()

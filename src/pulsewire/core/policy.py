@@ -152,6 +152,109 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
                 "pings closer than half the negotiated interval as abuse"
             )
 
+    # ------------------------------------------------------------------ presets
+
+    @classmethod
+    def lan(cls) -> Policy:
+        """Sub-second detection on a local network: ping every 0.2 s, dead after 0.8 s.
+
+        A LAN's round trip is well under a millisecond and loss is rare, so 0.8 s leaves
+        room for one TCP retransmission (200 ms minimum RTO) and a ping that went out up to
+        25 % early. 0.8 s is also the worst case: under 1 s for every failure.
+        """
+        return cls(interval=0.2, timeout=0.8, min_peer_interval=0.05, handshake_timeout=3.0)
+
+    @classmethod
+    def wan(cls) -> Policy:
+        """Across the internet: ping every second; adaptive between 3 s and 10 s.
+
+        Round trips of 20-300 ms with jitter and some loss. The adaptive timeout settles
+        near its 3 s floor on a good path and rises toward the 10 s ceiling on a jittery or
+        lossy one, where a fixed timeout would have to be set for the worst path up front.
+        """
+        return cls(
+            interval=1.0,
+            timeout=10.0,
+            adaptive=Adaptive(min_timeout=3.0),
+            handshake_timeout=15.0,
+        )
+
+    @classmethod
+    def nat(cls, idle_timeout: float = 60.0) -> Policy:
+        """Behind NATs and stateful firewalls that forget flows idle for ``idle_timeout`` s.
+
+        Pings every third of the middlebox's idle timer, so the mapping survives two lost
+        pings in a row; dead after four intervals. The common floor for carrier-grade NAT
+        TCP mappings is in minutes, but home routers and mobile carriers are seen as low as
+        30-60 s: the default 60 s gives a 20 s interval. Pass your middlebox's real timer.
+        """
+        _positive("idle_timeout", idle_timeout)
+        interval = idle_timeout / 3
+        return cls(interval=interval, timeout=4 * interval, handshake_timeout=15.0)
+
+    @classmethod
+    def mobile(cls) -> Policy:
+        """Phones and lossy radio links: NAT-safe, loss-tolerant, sparing with the radio.
+
+        Every wake-up of a cellular radio costs battery, so pings are every 20 s (below
+        the 30-60 s NAT timers seen on mobile carriers, like :meth:`nat`); the adaptive
+        timeout lies between 45 s and 2 minutes, because mobile links stall for seconds
+        (handovers, radio sleep) without being dead.
+        """
+        return cls(
+            interval=20.0,
+            timeout=120.0,
+            adaptive=Adaptive(min_timeout=45.0),
+            handshake_timeout=30.0,
+        )
+
+    @classmethod
+    def for_detection(cls, within: float, *, loss: float = 0.01) -> Policy:
+        """The policy that convicts a dead peer within ``within`` seconds.
+
+        ``loss`` is the packet loss you expect on the path (0.01 = 1 %). Each lost segment
+        delays evidence by a TCP retransmission (0.2 s, then doubling), so the lossier the
+        path, the more pings must fit into the timeout for one of them to get through in
+        time: 3 per timeout below 2 % loss, 4 below 5 %, 5 beyond. ``TCP_USER_TIMEOUT`` is
+        set to ``within`` too (``tcp_user_timeout=True``), so written data that the peer
+        never acknowledges is given up by the kernel in the same bound.
+        """
+        _positive("within", within)
+        if not 0 <= loss < 1:
+            raise PolicyError(f"loss must be a fraction in [0, 1), got {loss!r}")
+        pings = 3 if loss < 0.02 else 4 if loss < 0.05 else 5
+        interval = within / pings
+        return cls(
+            interval=interval,
+            timeout=within,
+            min_peer_interval=min(0.05, interval),
+            handshake_timeout=max(within, 3.0),
+        )
+
+    def describe(self) -> str:
+        """One paragraph: when this policy pings, suspects and convicts."""
+        if self.adaptive is None:
+            verdict = f"dead after {self.timeout:g} s of silence"
+        else:
+            verdict = (
+                f"dead after an adaptive timeout between {self.adaptive.min_timeout:g} s and "
+                f"{self.timeout:g} s (phi {self.adaptive.threshold:g}; {self.timeout:g} s "
+                f"until {self.adaptive.warmup} response delays are known)"
+            )
+        evidence = "any bytes" if self.evidence is Evidence.ANY else "only PONGs"
+        suspect = (
+            f"{self.effective_suspect_after:g} s"
+            if self.adaptive is None or self.suspect_after is not None
+            else "halfway to the timeout"
+        )
+        return (
+            f"Pings after {self.interval * (1 - self.jitter):g}-{self.interval:g} s of silence, "
+            f"suspect after {suspect}, {verdict}; evidence: "
+            f"{evidence}; TCP_USER_TIMEOUT {'= timeout' if self.tcp_user_timeout else 'unset'}."
+        )
+
+    # ------------------------------------------------------------------ derived values
+
     @property
     def effective_suspect_after(self) -> float:
         if self.suspect_after is not None:
