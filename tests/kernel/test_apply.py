@@ -1,4 +1,4 @@
-"""Tests for pulsewire.kernel: validation, per-platform application, host facts.
+"""Tests for pulsewire.kernel.apply: per-platform application, the report, the warnings.
 
 Linux is exercised on real loopback sockets and read back with getsockopt; macOS and
 Windows through a fake socket module and a fake socket that record every call.
@@ -7,11 +7,9 @@ Windows through a fake socket module and a fake socket that record every call.
 from __future__ import annotations
 
 import errno
-import math
 import socket
 import sys
 from collections.abc import Iterator, MutableMapping
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,21 +21,29 @@ from pulsewire.errors import PolicyError, UsageError
 from pulsewire.kernel import (
     EVENT_OPTION_UNSUPPORTED,
     MACOS_TCP_KEEPALIVE,
-    HostTcpFacts,
+    WINDOWS_TCP_MAXRT,
     KeepaliveReport,
     KernelKeepalive,
     apply_keepalive,
-    linux_retransmission_timeout,
 )
+from pulsewire.kernel.apply import _forget_warnings
 
 on_linux = pytest.mark.skipif(
     not sys.platform.startswith("linux"),
-    reason="real-socket keepalive options and /proc/sys are Linux-only",
+    reason="real-socket keepalive options are Linux-only",
 )
 
 SOL_SOCKET = 0xFFFF
 SO_KEEPALIVE = 0x0008
 IPPROTO_TCP = 6
+
+
+@pytest.fixture(autouse=True)
+def fresh_warnings() -> Iterator[None]:
+    """Each test sees the first ``kernel.option_unsupported`` warning, whatever ran before."""
+    _forget_warnings()
+    yield
+    _forget_warnings()
 
 
 # --------------------------------------------------------------------------------------
@@ -110,81 +116,6 @@ KA = KernelKeepalive(idle=10, interval=5, count=3)
 
 def unsupported_events(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
     return [entry for entry in logs if entry["event"] == EVENT_OPTION_UNSUPPORTED]
-
-
-# --------------------------------------------------------------------------------------
-# KernelKeepalive: a validated value
-# --------------------------------------------------------------------------------------
-
-
-def test_value_semantics() -> None:
-    a = KernelKeepalive(idle=10, interval=5, count=3, user_timeout=30)
-    b = KernelKeepalive(idle=10, interval=5, count=3, user_timeout=30)
-    assert a == b
-    assert hash(a) == hash(b)
-    assert repr(a) == (
-        "KernelKeepalive(idle=10, interval=5, count=3, user_timeout=30, strict=False)"
-    )
-    assert a.nominal_detection_time == 25
-    with pytest.raises(AttributeError):
-        a.idle = 1  # type: ignore[misc]
-    with pytest.raises(TypeError):
-        KernelKeepalive(10, 5, 3)  # type: ignore[call-arg]
-
-
-def test_json_round_trip_validates() -> None:
-    ka = KernelKeepalive(idle=10, interval=5, count=3, user_timeout=2.5, strict=True)
-    assert msgspec.json.decode(msgspec.json.encode(ka), type=KernelKeepalive) == ka
-    with pytest.raises(msgspec.ValidationError, match="count must be between 1 and 127"):
-        msgspec.json.decode(b'{"idle": 1, "interval": 1, "count": 0}', type=KernelKeepalive)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"idle": 0}, "idle must be a positive number of seconds, got 0"),
-        ({"idle": -1}, "idle must be a positive number of seconds, got -1"),
-        ({"idle": math.nan}, "idle must be a positive number of seconds, got nan"),
-        ({"idle": math.inf}, "idle must be a positive number of seconds, got inf"),
-        ({"idle": True}, "idle must be a positive number of seconds, got True"),
-        ({"idle": "10"}, "idle must be a positive number of seconds, got '10'"),
-        ({"interval": 0}, "interval must be a positive number of seconds, got 0"),
-        ({"idle": 32768}, r"idle must be at most 32767 s \(.*TCP_KEEPIDLE\), got 32768"),
-        ({"interval": 40000}, r"interval must be at most 32767 s \(.*TCP_KEEPINTVL\)"),
-        ({"count": 0}, r"count must be between 1 and 127 probes \(Linux's limit"),
-        ({"count": 128}, "count must be between 1 and 127 probes"),
-        ({"count": 2.5}, "count must be a whole number of probes, got 2.5"),
-        ({"count": True}, "count must be a whole number of probes, got True"),
-        ({"user_timeout": 0}, "use None to leave TCP_USER_TIMEOUT unset"),
-        ({"user_timeout": -3}, "user_timeout must be positive, got -3"),
-        ({"user_timeout": math.nan}, "user_timeout must be a number of seconds or None"),
-        ({"user_timeout": 3e6}, r"user_timeout must be at most 2147483 s"),
-        ({"strict": 1}, "strict must be True or False, got 1"),
-        (
-            {"idle": 2.5, "strict": True},
-            r"idle must be a whole number of seconds >= 1 in strict mode .* got 2.5",
-        ),
-        (
-            {"interval": 0.5, "strict": True},
-            "interval must be a whole number of seconds >= 1 in strict mode",
-        ),
-        (
-            {"user_timeout": 1.0005, "strict": True},
-            r"user_timeout must be a whole number of milliseconds in strict mode",
-        ),
-    ],
-)
-def test_invalid_values_say_what_is_wrong(kwargs: dict[str, Any], message: str) -> None:
-    values: dict[str, Any] = {"idle": 10, "interval": 5, "count": 3, **kwargs}
-    with pytest.raises(PolicyError, match=message):
-        KernelKeepalive(**values)
-
-
-def test_valid_edge_values() -> None:
-    KernelKeepalive(idle=0.5, interval=0.25, count=1)  # rounded up when applied
-    KernelKeepalive(idle=32767, interval=32767, count=127, user_timeout=2147483)
-    KernelKeepalive(idle=1, interval=1, count=1, user_timeout=2.3, strict=True)  # 2300 ms
-    KernelKeepalive(idle=2.0, interval=3, count=1, strict=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -341,6 +272,46 @@ def test_linux_closed_socket_raises_oserror(
     client.close()
     with pytest.raises(OSError, match="Bad file descriptor"):
         apply_keepalive(client, KA)
+
+
+@on_linux
+def test_linux_user_timeout_alone_leaves_keepalive_off(
+    tcp_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    client, _ = tcp_pair
+    before = linux_read(client)
+    with structlog.testing.capture_logs() as logs:
+        report = apply_keepalive(client, KernelKeepalive(user_timeout=5))
+    after = linux_read(client)
+    assert after["SO_KEEPALIVE"] == 0
+    assert after["TCP_USER_TIMEOUT"] == 5000
+    # The probe timers are not touched either: still the host's defaults.
+    for name in ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"):
+        assert after[name] == before[name]
+    assert [(o.option, o.value, o.unit, o.read_back) for o in report.applied] == [
+        ("TCP_USER_TIMEOUT", 5000, "ms", 5000)
+    ]
+    assert report.complete
+    assert report.notes == ()  # no "replaces TCP_KEEPCNT" note: there is no keepalive
+    assert report.idle_detection_time is None
+    assert report.unacked_detection_time == 5
+    assert unsupported_events(logs) == []
+    assert report.describe().splitlines() == [
+        f"kernel keepalive on {sys.platform}:",
+        "  applied      TCP_USER_TIMEOUT=5000 ms",
+        "  idle dead peer: no keepalive probing requested (SO_KEEPALIVE left as it was)",
+        "  unacknowledged data: dropped after 5 s (TCP_USER_TIMEOUT)",
+    ]
+
+
+@on_linux
+def test_linux_user_timeout_alone_does_not_turn_keepalive_off(
+    tcp_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    client, _ = tcp_pair
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    apply_keepalive(client, KernelKeepalive(user_timeout=5))
+    assert client.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
 
 
 def test_report_is_printable_and_encodable() -> None:
@@ -581,17 +552,49 @@ def test_windows_count_unsupported_before_1703() -> None:
     ka = KernelKeepalive(idle=10, interval=5, count=3, user_timeout=30)
     with structlog.testing.capture_logs() as logs:
         report = apply_keepalive(sock, ka, platform="win32", socket_module=module)
-    assert sock.calls == [("ioctl", WIN_SIO_KEEPALIVE_VALS, (1, 10_000, 5_000))]
-    assert [(u.option, u.setting) for u in report.unsupported] == [
-        ("TCP_KEEPCNT", "count"),
-        ("TCP_USER_TIMEOUT", "user_timeout"),
+    assert sock.sets() == [
+        ("ioctl", WIN_SIO_KEEPALIVE_VALS, (1, 10_000, 5_000)),
+        ("setsockopt", IPPROTO_TCP, WIN_TCP_MAXRT, 30),  # the <ws2ipdef.h> value
     ]
-    assert "exactly 10 probes" in report.unsupported[0].reason
-    assert "TCP_MAXRT" in report.unsupported[1].reason
+    [missing] = report.unsupported
+    assert (missing.option, missing.setting) == ("TCP_KEEPCNT", "count")
+    assert "exactly 10 probes" in missing.reason
     assert report.idle_detection_time == 10 + 5 * 10
+    assert report.unacked_detection_time == 30
+    [event] = unsupported_events(logs)
+    assert (event["option"], event["platform"]) == ("TCP_KEEPCNT", "win32")
+
+
+def test_windows_maxrt_falls_back_to_its_header_value() -> None:
+    # CPython's socket module has no TCP_MAXRT on Windows: <ws2ipdef.h> defines it as 5.
+    assert WINDOWS_TCP_MAXRT == 5
+    sock = FakeSocket(with_ioctl=True)
+    module = fake_module(SIO_KEEPALIVE_VALS=WIN_SIO_KEEPALIVE_VALS)
+    ka = KernelKeepalive(idle=10, interval=5, count=10, user_timeout=12)
+    report = apply_keepalive(sock, ka, platform="win32", socket_module=module)
+    [maxrt] = [o for o in report.applied if o.option == "TCP_MAXRT"]
+    assert (maxrt.setting, maxrt.value, maxrt.unit) == ("user_timeout", 12, "s")
+    assert maxrt.verified
+    assert report.complete
+    assert report.unacked_detection_time == 12
+    # A module that does expose the name is used as it is.
+    sock = FakeSocket(with_ioctl=True)
+    module = fake_module(SIO_KEEPALIVE_VALS=WIN_SIO_KEEPALIVE_VALS, TCP_MAXRT=99)
+    apply_keepalive(sock, ka, platform="win32", socket_module=module)
+    assert ("setsockopt", IPPROTO_TCP, 99, 12) in sock.calls
+
+
+def test_windows_maxrt_refused_by_the_kernel_is_reported() -> None:
+    sock = FakeSocket(with_ioctl=True, refuse={(IPPROTO_TCP, WIN_TCP_MAXRT): 10042})
+    module = fake_module(SIO_KEEPALIVE_VALS=WIN_SIO_KEEPALIVE_VALS)
+    ka = KernelKeepalive(idle=10, interval=5, count=10, user_timeout=30)
+    with structlog.testing.capture_logs() as logs:
+        report = apply_keepalive(sock, ka, platform="win32", socket_module=module)
+    [missing] = report.unsupported
+    assert (missing.option, missing.setting) == ("TCP_MAXRT", "user_timeout")
+    assert missing.reason.startswith("the kernel refused it (")
     assert report.unacked_detection_time is None
-    assert [e["option"] for e in unsupported_events(logs)] == ["TCP_KEEPCNT", "TCP_USER_TIMEOUT"]
-    assert {e["platform"] for e in unsupported_events(logs)} == {"win32"}
+    assert [e["option"] for e in unsupported_events(logs)] == ["TCP_MAXRT"]
 
 
 def test_windows_1703_sets_count_as_a_socket_option() -> None:
@@ -679,152 +682,115 @@ def test_windows_without_any_keepalive_interface() -> None:
         ("SIO_KEEPALIVE_VALS", "interval"),
     ]
     assert report.idle_detection_time is None
+    # One warning per option: it names every setting the option carries.
+    [event] = unsupported_events(logs)
+    assert (event["option"], event["setting"]) == ("SIO_KEEPALIVE_VALS", "idle,interval")
+    assert event["reason"] == report.unsupported[0].reason
+
+
+# --------------------------------------------------------------------------------------
+# Probing off: only user_timeout, on every platform
+# --------------------------------------------------------------------------------------
+
+
+UT_ONLY = KernelKeepalive(user_timeout=30)
+
+
+def test_probing_off_on_unix_without_user_timeout_sets_nothing() -> None:
+    sock = FakeSocket()
+    module = fake_module(TCP_KEEPIDLE=256, TCP_KEEPINTVL=512, TCP_KEEPCNT=1024)
+    report = apply_keepalive(sock, UT_ONLY, platform="freebsd14", socket_module=module)
+    assert sock.calls == []
+    assert [(u.option, u.setting) for u in report.unsupported] == [
+        ("TCP_USER_TIMEOUT", "user_timeout")
+    ]
+    assert report.applied == ()
+    assert report.idle_detection_time is None
+    assert report.unacked_detection_time is None
+
+
+def test_probing_off_on_macos_sets_nothing() -> None:
+    sock = FakeSocket()
+    report = apply_keepalive(sock, UT_ONLY, platform="darwin", socket_module=macos_module())
+    assert sock.calls == []
+    assert [u.option for u in report.unsupported] == ["TCP_USER_TIMEOUT"]
+    assert report.notes == ()  # no assumed macOS interval/count: no probing
+    assert "no keepalive probing requested" in report.describe()
+
+
+def test_probing_off_on_macos_strict_raises() -> None:
+    sock = FakeSocket()
+    with pytest.raises(PolicyError, match=r"TCP_USER_TIMEOUT \(user_timeout\) is not supported"):
+        apply_keepalive(
+            sock,
+            KernelKeepalive(user_timeout=30, strict=True),
+            platform="darwin",
+            socket_module=macos_module(),
+        )
+    assert sock.calls == []
+
+
+@pytest.mark.parametrize("with_ioctl", [True, False])
+def test_probing_off_on_windows_sets_only_maxrt(with_ioctl: bool) -> None:
+    sock = FakeSocket(with_ioctl=with_ioctl)
+    module = fake_module(SIO_KEEPALIVE_VALS=WIN_SIO_KEEPALIVE_VALS)  # count fixed at 10
+    report = apply_keepalive(sock, UT_ONLY, platform="win32", socket_module=module)
+    assert sock.sets() == [("setsockopt", IPPROTO_TCP, WIN_TCP_MAXRT, 30)]
+    assert report.complete  # no fixed-count complaint: no probing was asked for
+    assert report.notes == ()
+    assert report.idle_detection_time is None
+    assert report.unacked_detection_time == 30
+
+
+# --------------------------------------------------------------------------------------
+# kernel.option_unsupported: once per process per (platform, option)
+# --------------------------------------------------------------------------------------
+
+
+def test_unsupported_option_is_logged_once_but_always_reported() -> None:
+    ka = KernelKeepalive(idle=10, interval=5, count=3, user_timeout=30)
+    with structlog.testing.capture_logs() as logs:
+        reports = [
+            apply_keepalive(FakeSocket(), ka, platform="darwin", socket_module=macos_module())
+            for _ in range(3)
+        ]
+    [event] = unsupported_events(logs)
+    assert (event["option"], event["platform"]) == ("TCP_USER_TIMEOUT", "darwin")
+    for report in reports:
+        assert [u.option for u in report.unsupported] == ["TCP_USER_TIMEOUT"]
+        assert not report.complete
+
+
+def test_each_platform_and_option_is_logged_once() -> None:
+    ka = KernelKeepalive(idle=10, interval=5, count=3, user_timeout=30)
+    unix = fake_module(TCP_KEEPIDLE=4, TCP_KEEPINTVL=5, TCP_KEEPCNT=6)
+    sparse_macos = macos_module(TCP_KEEPINTVL=None)
+    with structlog.testing.capture_logs() as logs:
+        apply_keepalive(FakeSocket(), ka, platform="darwin", socket_module=macos_module())
+        apply_keepalive(FakeSocket(), ka, platform="freebsd14", socket_module=unix)
+        apply_keepalive(FakeSocket(), ka, platform="darwin", socket_module=sparse_macos)
+        apply_keepalive(FakeSocket(), ka, platform="freebsd14", socket_module=unix)
+        apply_keepalive(FakeSocket(), ka, platform="darwin", socket_module=sparse_macos)
+    assert [(e["platform"], e["option"]) for e in unsupported_events(logs)] == [
+        ("darwin", "TCP_USER_TIMEOUT"),
+        ("freebsd14", "TCP_USER_TIMEOUT"),
+        ("darwin", "TCP_KEEPINTVL"),  # new on darwin; its TCP_USER_TIMEOUT was said already
+    ]
+
+
+def test_forget_warnings_logs_again() -> None:
+    with structlog.testing.capture_logs() as logs:
+        apply_keepalive(FakeSocket(), UT_ONLY, platform="darwin", socket_module=macos_module())
+        apply_keepalive(FakeSocket(), UT_ONLY, platform="darwin", socket_module=macos_module())
+        _forget_warnings()
+        apply_keepalive(FakeSocket(), UT_ONLY, platform="darwin", socket_module=macos_module())
     assert len(unsupported_events(logs)) == 2
 
 
-# --------------------------------------------------------------------------------------
-# Host facts and the retransmission model
-# --------------------------------------------------------------------------------------
-
-
-def make_proc(root: Path, **values: str) -> str:
-    directory = root / "sys" / "net" / "ipv4"
-    directory.mkdir(parents=True)
-    for name, text in values.items():
-        (directory / name).write_text(text)
-    return str(root)
-
-
-LINUX_DEFAULTS = {
-    "tcp_keepalive_time": "7200\n",
-    "tcp_keepalive_intvl": "75\n",
-    "tcp_keepalive_probes": "9\n",
-    "tcp_retries2": "15\n",
-    "tcp_syn_retries": "6\n",
-}
-
-
-def test_retransmission_model_known_numbers() -> None:
-    assert linux_retransmission_timeout(15) == pytest.approx(924.6)  # ip-sysctl.rst
-    assert linux_retransmission_timeout(0) == pytest.approx(0.2)
-    assert linux_retransmission_timeout(3) == pytest.approx(3.0)  # 0.2 + 0.4 + 0.8 + 1.6
-    assert linux_retransmission_timeout(9) == pytest.approx(204.6)  # last doubling step
-    assert linux_retransmission_timeout(10) == pytest.approx(324.6)  # first capped step
-    assert linux_retransmission_timeout(6, rto_base=1.0) == pytest.approx(127)  # SYN
-    assert linux_retransmission_timeout(15, rto_max=60) == pytest.approx(511 * 0.2 + 7 * 60)
-
-
-@pytest.mark.parametrize(("rto_base", "rto_max"), [(0.2, 120.0), (1.0, 120.0), (0.2, 60.0)])
-def test_retransmission_model_equals_the_capped_backoff_sum(
-    rto_base: float, rto_max: float
-) -> None:
-    for retries in range(40):
-        expected = sum(min(rto_base * 2**i, rto_max) for i in range(retries + 1))
-        assert linux_retransmission_timeout(
-            retries, rto_base=rto_base, rto_max=rto_max
-        ) == pytest.approx(expected)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"retries": -1}, "retries must be a whole number >= 0"),
-        ({"retries": 1.5}, "retries must be a whole number >= 0"),
-        ({"retries": 3, "rto_base": 0}, "rto_base must be a positive number of seconds"),
-        ({"retries": 3, "rto_max": 0.1}, r"rto_max must be a number of seconds >= rto_base"),
-    ],
-)
-def test_retransmission_model_rejects_bad_input(kwargs: dict[str, Any], message: str) -> None:
-    with pytest.raises(PolicyError, match=message):
-        linux_retransmission_timeout(**kwargs)
-
-
-def test_host_facts_linux_defaults(tmp_path: Path) -> None:
-    facts = HostTcpFacts.read(make_proc(tmp_path, **LINUX_DEFAULTS), platform="linux")
-    assert facts == HostTcpFacts(
-        platform="linux",
-        proc_root=str(tmp_path),
-        keepalive_time=7200,
-        keepalive_intvl=75,
-        keepalive_probes=9,
-        retries2=15,
-        syn_retries=6,
-    )
-    assert facts.idle_detection_time() == 7875  # 2 h 11 min 15 s
-    assert facts.unacked_detection_time() == pytest.approx(924.6)  # ~15.4 min
-    assert facts.connect_timeout() == pytest.approx(127)
-    text = facts.describe()
-    assert "7875 s (2 h 11 min 15 s)" in text
-    assert "924.6 s (15 min 24.6 s)" in text
-    assert "127 s (2 min 7 s)" in text
-    assert "without SO_KEEPALIVE (off by default)" in text
-    assert "missing" not in text
-
-
-def test_host_facts_custom_values(tmp_path: Path) -> None:
-    values = {
-        "tcp_keepalive_time": "600",
-        "tcp_keepalive_intvl": "10",
-        "tcp_keepalive_probes": "5",
-        "tcp_retries2": "8",
-        "tcp_syn_retries": "3",
-        "tcp_rto_max_ms": "60000",
-    }
-    facts = HostTcpFacts.read(make_proc(tmp_path, **values), platform="linux")
-    assert facts.idle_detection_time() == 650
-    assert facts.rto_max == 60
-    assert facts.unacked_detection_time() == pytest.approx(511 * 0.2)  # below the cap
-    assert facts.connect_timeout() == pytest.approx(15)  # 1 + 2 + 4 + 8
-    assert "650 s (10 min 50 s)" in facts.describe()
-    assert "doubling up to 60 s" in facts.describe()
-
-
-def test_host_facts_missing_and_garbled_files(tmp_path: Path) -> None:
-    values = {**LINUX_DEFAULTS, "tcp_keepalive_intvl": "not a number", "tcp_retries2": "-4"}
-    del values["tcp_syn_retries"]
-    facts = HostTcpFacts.read(make_proc(tmp_path, **values), platform="linux")
-    assert facts.keepalive_intvl is None
-    assert facts.retries2 is None
-    assert facts.syn_retries is None
-    assert facts.missing == ("tcp_keepalive_intvl", "tcp_retries2", "tcp_syn_retries")
-    assert facts.idle_detection_time() is None
-    assert facts.unacked_detection_time() is None
-    assert facts.connect_timeout() is None
-    text = facts.describe()
-    assert "keepalive: unknown" in text
-    assert "missing: tcp_keepalive_intvl, tcp_retries2, tcp_syn_retries" in text
-
-
-def test_host_facts_without_proc(tmp_path: Path) -> None:
-    facts = HostTcpFacts.read(str(tmp_path / "nowhere"), platform="darwin")
-    assert facts.platform == "darwin"
-    assert facts.missing == (
-        "tcp_keepalive_time",
-        "tcp_keepalive_intvl",
-        "tcp_keepalive_probes",
-        "tcp_retries2",
-        "tcp_syn_retries",
-    )
-    assert facts.idle_detection_time() is None
-    assert facts.describe().startswith("TCP facts for darwin: none could be read from")
-
-
-@on_linux
-def test_host_facts_from_the_real_proc() -> None:
-    facts = HostTcpFacts.read()
-    directory = Path("/proc/sys/net/ipv4")
-    assert facts.platform == sys.platform
-    assert facts.missing == ()
-    assert facts.keepalive_time == int((directory / "tcp_keepalive_time").read_text())
-    assert facts.keepalive_intvl == int((directory / "tcp_keepalive_intvl").read_text())
-    assert facts.keepalive_probes == int((directory / "tcp_keepalive_probes").read_text())
-    assert facts.retries2 == int((directory / "tcp_retries2").read_text())
-    assert facts.syn_retries == int((directory / "tcp_syn_retries").read_text())
-    assert facts.idle_detection_time() == (
-        facts.keepalive_time + facts.keepalive_intvl * facts.keepalive_probes
-    )
-    rto_max = facts.rto_max or 120.0
-    assert facts.unacked_detection_time() == pytest.approx(
-        linux_retransmission_timeout(facts.retries2, rto_max=rto_max)
-    )
-    assert facts.describe().startswith("TCP facts for linux")
+def test_strict_failure_does_not_use_up_the_warning() -> None:
+    strict = KernelKeepalive(user_timeout=30, strict=True)
+    with pytest.raises(PolicyError):
+        apply_keepalive(FakeSocket(), strict, platform="darwin", socket_module=macos_module())
+    with structlog.testing.capture_logs() as logs:
+        apply_keepalive(FakeSocket(), UT_ONLY, platform="darwin", socket_module=macos_module())
+    assert len(unsupported_events(logs)) == 1

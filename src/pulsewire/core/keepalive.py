@@ -1,0 +1,170 @@
+"""The kernel keepalive request: :class:`KernelKeepalive`, a frozen, validated value.
+
+This module only says what is asked for and whether it can work at all; it touches no
+socket. :func:`pulsewire.kernel.apply_keepalive` applies it per platform and reports what
+the kernel took.
+
+Two independent mechanisms can be asked for, either or both:
+
+- **keepalive probing** (``idle``, ``interval``, ``count``, all set or all ``None``):
+  ``SO_KEEPALIVE`` and its timers; the kernel probes an idle connection and drops it when
+  the probes go unanswered. With all three ``None``, ``SO_KEEPALIVE`` is not touched.
+- **a bound on unacknowledged data** (``user_timeout``): ``TCP_USER_TIMEOUT`` (Windows:
+  ``TCP_MAXRT``), the longest that written data may stay unacknowledged.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Final
+
+import msgspec
+
+from pulsewire.errors import PolicyError
+
+__all__ = ["LINUX_MAX_KEEPCNT", "LINUX_MAX_KEEPIDLE", "KernelKeepalive"]
+
+#: Linux ``MAX_TCP_KEEPIDLE`` / ``MAX_TCP_KEEPINTVL`` (seconds): the largest value accepted.
+LINUX_MAX_KEEPIDLE: Final = 32767
+#: Linux ``MAX_TCP_KEEPCNT``: the largest probe count accepted.
+LINUX_MAX_KEEPCNT: Final = 127
+#: Largest ``TCP_USER_TIMEOUT`` in seconds: Linux takes an ``int`` of milliseconds.
+_MAX_USER_TIMEOUT: Final = (2**31 - 1) // 1000
+
+# Shared with pulsewire.kernel (not in __all__): a float that is this close to a whole
+# number of units counts as that whole number (2.3 s * 1000 is 2299.9999999999995 ms).
+UNIT_TOLERANCE: Final = 1e-6
+
+
+def is_number(value: object) -> bool:
+    """True for an ``int`` or ``float`` that is not a ``bool`` (shared with pulsewire.kernel)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_whole(value: float, scale: int = 1) -> bool:
+    """True when ``value * scale`` is a whole number, within :data:`UNIT_TOLERANCE`."""
+    exact = value * scale
+    return abs(exact - round(exact)) < UNIT_TOLERANCE
+
+
+class KernelKeepalive(msgspec.Struct, frozen=True, kw_only=True):
+    """Kernel keepalive settings for one TCP connection: a frozen, validated value.
+
+    - ``idle``: seconds without any received segment before the first probe.
+    - ``interval``: seconds between unanswered probes.
+    - ``count``: unanswered probes after which the kernel drops the connection.
+    - ``user_timeout``: ``TCP_USER_TIMEOUT`` in seconds, the longest that written data may
+      stay unacknowledged before the kernel drops the connection; ``None`` leaves the
+      option unset (the host's retransmission limit applies). Linux takes milliseconds.
+    - ``strict``: every option must be applied exactly, on every platform. Fractional
+      ``idle``/``interval`` (the keepalive socket options take whole seconds) or a
+      ``user_timeout`` finer than a millisecond are rejected here; an option the platform
+      lacks, or one it can only take rounded, makes :func:`~pulsewire.kernel.apply_keepalive`
+      raise :class:`~pulsewire.errors.PolicyError` instead of reporting it.
+
+    Keepalive probing is optional: ``idle``, ``interval`` and ``count`` are all set
+    (probing on) or all ``None`` (probing off: ``SO_KEEPALIVE`` is not touched and only
+    ``user_timeout`` is applied). At least one of the two must be asked for.
+
+    In the default mode fractional values are rounded up per platform by
+    :func:`~pulsewire.kernel.apply_keepalive`, and the report says so.
+
+    Bounds: ``idle`` and ``interval`` at most 32767 s and ``count`` 1 to 127 (Linux's
+    limits, the tightest of the supported platforms); ``user_timeout`` positive and at most
+    2147483 s (an ``int`` of milliseconds).
+    """
+
+    idle: float | None = None
+    interval: float | None = None
+    count: int | None = None
+    user_timeout: float | None = None
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("idle", "interval"):
+            value = getattr(self, name)
+            if value is not None:
+                self._check_probe_time(name, value)
+        if self.count is not None:
+            self._check_count(self.count)
+        if self.user_timeout is not None:
+            self._check_user_timeout(self.user_timeout)
+        if not isinstance(self.strict, bool):
+            raise PolicyError(f"strict must be True or False, got {self.strict!r}")
+        given = [value is not None for value in (self.idle, self.interval, self.count)]
+        if any(given) and not all(given):
+            raise PolicyError(
+                "idle, interval and count must be all set (keepalive probing on) or all None "
+                f"(probing off), got idle={self.idle!r}, interval={self.interval!r}, "
+                f"count={self.count!r}"
+            )
+        if not any(given) and self.user_timeout is None:
+            raise PolicyError(
+                "nothing to apply: set idle, interval and count (keepalive probing), "
+                "user_timeout (TCP_USER_TIMEOUT), or both"
+            )
+
+    # The checks take Any: msgspec does not check types in __init__, anything may arrive.
+
+    def _check_probe_time(self, name: str, value: Any) -> None:
+        if not (is_number(value) and math.isfinite(value) and value > 0):
+            raise PolicyError(f"{name} must be a positive number of seconds, got {value!r}")
+        if value > LINUX_MAX_KEEPIDLE:
+            raise PolicyError(
+                f"{name} must be at most {LINUX_MAX_KEEPIDLE} s (the largest value Linux "
+                f"accepts for TCP_KEEP{'IDLE' if name == 'idle' else 'INTVL'}), "
+                f"got {value!r}"
+            )
+        if self.strict and not (is_whole(value) and value >= 1):
+            raise PolicyError(
+                f"{name} must be a whole number of seconds >= 1 in strict mode "
+                f"(keepalive socket options take whole seconds), got {value!r}; "
+                "without strict it is rounded up and the report says so"
+            )
+
+    def _check_count(self, count: Any) -> None:
+        if not (isinstance(count, int) and not isinstance(count, bool)):
+            raise PolicyError(f"count must be a whole number of probes, got {count!r}")
+        if not 1 <= count <= LINUX_MAX_KEEPCNT:
+            raise PolicyError(
+                f"count must be between 1 and {LINUX_MAX_KEEPCNT} probes (Linux's limit "
+                f"for TCP_KEEPCNT), got {count!r}"
+            )
+
+    def _check_user_timeout(self, value: Any) -> None:
+        if not (is_number(value) and math.isfinite(value)):
+            raise PolicyError(f"user_timeout must be a number of seconds or None, got {value!r}")
+        if value == 0:
+            raise PolicyError(
+                "user_timeout must be positive; use None to leave TCP_USER_TIMEOUT unset "
+                "(the kernel reads 0 as 'use the system default')"
+            )
+        if value < 0:
+            raise PolicyError(f"user_timeout must be positive, got {value!r}")
+        if value > _MAX_USER_TIMEOUT:
+            raise PolicyError(
+                f"user_timeout must be at most {_MAX_USER_TIMEOUT} s (TCP_USER_TIMEOUT "
+                f"is an int of milliseconds), got {value!r}"
+            )
+        if self.strict and not is_whole(value, 1000):
+            raise PolicyError(
+                f"user_timeout must be a whole number of milliseconds in strict mode "
+                f"(TCP_USER_TIMEOUT takes milliseconds), got {value!r} s"
+            )
+
+    @property
+    def probing(self) -> bool:
+        """True when keepalive probing is asked for (``idle``, ``interval``, ``count`` set)."""
+        return self.idle is not None
+
+    @property
+    def nominal_detection_time(self) -> float | None:
+        """``idle + interval * count``: how long an idle dead peer goes unnoticed, as asked.
+
+        ``None`` when probing is off. The platform may round or replace these values;
+        :class:`~pulsewire.kernel.KeepaliveReport` gives the time that results from what
+        was actually applied.
+        """
+        if self.idle is None or self.interval is None or self.count is None:
+            return None
+        return self.idle + self.interval * self.count

@@ -1,0 +1,91 @@
+"""Kernel TCP keepalive and ``TCP_USER_TIMEOUT``, per platform, reporting what was applied.
+
+This package only re-exports. Each module has one job:
+
+- :mod:`pulsewire.core.keepalive`: :class:`KernelKeepalive`, the request as a frozen,
+  validated value (sans-I/O, so policies can carry it).
+- :mod:`pulsewire.kernel.apply`: :func:`apply_keepalive` sets it on a socket, per
+  platform, and returns a :class:`KeepaliveReport` of what the kernel took.
+- :mod:`pulsewire.kernel.host`: :class:`HostTcpFacts` reads this host's Linux TCP
+  defaults and computes their worst-case detection times, for ``pulsewire kernel``.
+
+Why kernel keepalive alone is not enough
+----------------------------------------
+TCP keepalive is a *keepalive* (traffic that keeps middleboxes' state), not a *heartbeat*
+(proof that the peer application is alive):
+
+- **The kernel answers the probes, not the process.** A peer process that is frozen
+  (SIGSTOP, a debugger, a deadlock, an event loop blocked by a synchronous call or a long GC
+  pause) still has a kernel that ACKs every probe, so its connection looks healthy forever.
+  Only an application-level PING answered by the peer's own event loop (pulsewire's PONG
+  evidence) proves that the peer still runs.
+- **Whole seconds.** Linux, macOS and the BSDs take ``TCP_KEEPIDLE``/``TCP_KEEPINTVL`` in
+  whole seconds (Linux: 1 to 32767), so sub-second detection is impossible; Windows'
+  ``SIO_KEEPALIVE_VALS`` takes milliseconds but fixes the probe count at 10 before
+  Windows 10 1703.
+- **Different on every platform**, with defaults measured in hours: Linux probes an idle
+  connection after 7200 s and gives up after 9 probes 75 s apart, 2 h 11 min 15 s in all,
+  and only when the application turned ``SO_KEEPALIVE`` on at all (it is off by default).
+- **Idle connections only.** Keepalive probes are sent only while nothing is in flight.
+  Once data is unacknowledged the retransmission timer rules instead: about 15 minutes on
+  Linux with ``tcp_retries2=15`` (see :func:`linux_retransmission_timeout`).
+- **No reason.** The application learns of the death only as ``ETIMEDOUT`` on its next
+  read or write, with no RTT, no silence duration, and no distinction from a reset.
+
+When it helps
+-------------
+- **NAT and firewall idle timers.** A NAT, stateful firewall or load balancer drops a
+  mapping that carried no packet for a while (minutes, on many devices). Kernel probes keep
+  the mapping alive at no cost to the application, and keep doing so while a process is
+  busy or its own pings are spaced out.
+- **``TCP_USER_TIMEOUT`` bounds writes to a blackholed peer.** Without it, data written to
+  a peer that vanished (cable cut, host powered off, a firewall silently dropping packets)
+  is retransmitted for ~15 minutes before the write fails. With it, Linux gives up after
+  the given time. On Linux it also replaces ``TCP_KEEPCNT`` while keepalive runs (see
+  :meth:`KeepaliveReport.idle_detection_time`).
+- **A backstop** for a connection whose application heartbeat is not running.
+"""
+
+from pulsewire.core.keepalive import LINUX_MAX_KEEPCNT, LINUX_MAX_KEEPIDLE, KernelKeepalive
+from pulsewire.kernel.apply import (
+    EVENT_OPTION_UNSUPPORTED,
+    MACOS_DEFAULT_KEEPCNT,
+    MACOS_DEFAULT_KEEPINTVL,
+    MACOS_TCP_KEEPALIVE,
+    WINDOWS_FIXED_KEEPCNT,
+    WINDOWS_TCP_MAXRT,
+    AppliedOption,
+    KeepaliveReport,
+    KeepaliveSocket,
+    UnsupportedOption,
+    apply_keepalive,
+)
+from pulsewire.kernel.host import (
+    TCP_RTO_MAX,
+    TCP_RTO_MIN,
+    TCP_TIMEOUT_INIT,
+    HostTcpFacts,
+    linux_retransmission_timeout,
+)
+
+__all__ = [
+    "EVENT_OPTION_UNSUPPORTED",
+    "LINUX_MAX_KEEPCNT",
+    "LINUX_MAX_KEEPIDLE",
+    "MACOS_DEFAULT_KEEPCNT",
+    "MACOS_DEFAULT_KEEPINTVL",
+    "MACOS_TCP_KEEPALIVE",
+    "TCP_RTO_MAX",
+    "TCP_RTO_MIN",
+    "TCP_TIMEOUT_INIT",
+    "WINDOWS_FIXED_KEEPCNT",
+    "WINDOWS_TCP_MAXRT",
+    "AppliedOption",
+    "HostTcpFacts",
+    "KeepaliveReport",
+    "KeepaliveSocket",
+    "KernelKeepalive",
+    "UnsupportedOption",
+    "apply_keepalive",
+    "linux_retransmission_timeout",
+]
