@@ -161,3 +161,16 @@ def test_for_detection_rejects_impossible_budgets() -> None:
 def test_describe_states_the_detection_bound() -> None:
     assert "dead after 5 s of silence" in Policy().describe()
     assert "between 3 s and 10 s" in Policy.wan().describe()
+
+
+def test_kernel_options_default_to_a_user_timeout_equal_to_the_timeout() -> None:
+    from pulsewire.core.keepalive import KernelKeepalive
+
+    assert Policy(timeout=4.0).kernel_options() == KernelKeepalive(user_timeout=4.0)
+    assert Policy(tcp_user_timeout=False).kernel_options() is None
+    probing = KernelKeepalive(idle=1, interval=1, count=3)
+    assert Policy(timeout=4.0, kernel=probing).kernel_options() == KernelKeepalive(
+        idle=1, interval=1, count=3, user_timeout=4.0
+    )
+    explicit = KernelKeepalive(idle=1, interval=1, count=3, user_timeout=9.0)
+    assert Policy(kernel=explicit).kernel_options() == explicit

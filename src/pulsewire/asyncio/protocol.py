@@ -15,9 +15,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import math
+import socket
 import weakref
 from typing import TYPE_CHECKING
 
+import structlog
+
+from pulsewire import logevents
 from pulsewire.asyncio.scheduler import DeadlineScheduler
 from pulsewire.core.events import (
     Died,
@@ -30,11 +34,15 @@ from pulsewire.core.events import (
 )
 from pulsewire.core.session import Session
 from pulsewire.core.states import Reason
+from pulsewire.errors import PolicyError
+from pulsewire.kernel import apply_keepalive
 
 if TYPE_CHECKING:
     from pulsewire.asyncio.connection import Connection
 
 __all__ = ["WRITE_BUDGET", "PulsewireProtocol", "reason_for_error"]
+
+_log = structlog.get_logger("pulsewire")
 
 #: DATA bytes handed to the transport per turn of the loop.
 WRITE_BUDGET = 256 * 1024
@@ -111,7 +119,29 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
             connection.policy, connection.limits, now=self.scheduler.time(), name=connection.name
         )
         connection._attach(self, transport)
+        if not self._apply_kernel_options(transport):
+            return
         self.after_input()
+
+    def _apply_kernel_options(self, transport: asyncio.Transport) -> bool:
+        """Set the policy's kernel options on a TCP socket; False if that failed (strict)."""
+        options = self.connection.policy.kernel_options()
+        sock = transport.get_extra_info("socket")
+        if options is None or sock is None or sock.type != socket.SOCK_STREAM:
+            return True
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return True  # Unix sockets have no keepalive or user timeout
+        try:
+            self.connection.kernel_report = apply_keepalive(sock, options)
+        except PolicyError as error:  # strict options the platform lacks
+            _log.error(logevents.KERNEL_OPTION_UNSUPPORTED, error=str(error), strict=True)
+            assert self.session is not None
+            self.session.connection_lost(
+                Reason.PROTOCOL_ERROR, self.scheduler.time(), source=Source.LOCAL, error=error
+            )
+            self.after_input()
+            return False
+        return True
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._read.view

@@ -15,6 +15,7 @@ import math
 import msgspec
 
 from pulsewire.core.frames import MESSAGE_OVERHEAD
+from pulsewire.core.keepalive import KernelKeepalive
 from pulsewire.errors import PolicyError
 
 __all__ = ["Adaptive", "Evidence", "Limits", "Policy"]
@@ -93,8 +94,13 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     ``tcp_user_timeout`` (default on) also sets the socket's ``TCP_USER_TIMEOUT`` to
     ``timeout`` where the platform has it, so that data written to a blackholed peer is
     given up by the kernel within the same bound instead of after ~15 minutes of
-    retransmissions. ``progress_timeout``, when set, is how long a received message may
-    wait unconsumed before this side reports, in its PONGs, that its application is stuck.
+    retransmissions. ``kernel`` adds kernel keepalive probing on top (useful to keep
+    middleboxes warm below the application, or as a second opinion); its own
+    ``user_timeout``, when set, wins over ``tcp_user_timeout``. What each platform actually
+    applied is on ``Connection.kernel_report``.
+
+    ``progress_timeout``, when set, is how long a received message may wait unconsumed
+    before this side reports, in its PONGs, that its application is stuck.
     """
 
     interval: float = 1.0
@@ -107,6 +113,7 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     close_timeout: float | None = None  #: wait for the peer's CLOSE; default: ``timeout``
     adaptive: Adaptive | None = None  #: adaptive timeout between a floor and ``timeout``
     tcp_user_timeout: bool = True  #: set TCP_USER_TIMEOUT to ``timeout`` on the socket
+    kernel: KernelKeepalive | None = None  #: kernel keepalive probing (and user timeout)
     progress_timeout: float | None = None  #: report our application stuck after this
 
     def __post_init__(self) -> None:
@@ -254,6 +261,17 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
         )
 
     # ------------------------------------------------------------------ derived values
+
+    def kernel_options(self) -> KernelKeepalive | None:
+        """The socket options this policy asks of the kernel, or None for none."""
+        kernel = self.kernel
+        if kernel is not None:
+            if kernel.user_timeout is None and self.tcp_user_timeout:
+                return msgspec.structs.replace(kernel, user_timeout=self.timeout)
+            return kernel
+        if self.tcp_user_timeout:
+            return KernelKeepalive(user_timeout=self.timeout)
+        return None
 
     @property
     def effective_suspect_after(self) -> float:
