@@ -8,10 +8,13 @@ import ssl as _ssl
 from pulsewire.asyncio.connection import Connection
 from pulsewire.asyncio.protocol import PulsewireProtocol
 from pulsewire.asyncio.scheduler import scheduler_for
+from pulsewire.core.frames import CloseCode
 from pulsewire.core.policy import Limits, Policy
 from pulsewire.errors import ConnectError, ConnectionClosedError, HandshakeError
 
 __all__ = ["connect"]
+
+_CLOSE_CODES = frozenset(CloseCode)
 
 
 async def connect(
@@ -58,7 +61,11 @@ async def connect(
                 f"handshake with {where} failed: {death.describe()}", death.error.code
             ) from error
         if death.close_code is not None:
-            raise HandshakeError(f"{where} refused the handshake: {death.describe()}") from error
+            # Carry the peer's code (which the session echoed), not a generic PROTOCOL_ERROR.
+            code = CloseCode(death.close_code) if death.close_code in _CLOSE_CODES else None
+            raise HandshakeError(
+                f"{where} refused the handshake: {death.describe()}", code
+            ) from error
         raise ConnectError(
             f"connection to {where} died during the handshake: {death.describe()}"
         ) from error

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, final
 import structlog
 
 from pulsewire import logevents
-from pulsewire.core.events import Death, HandshakeCompleted
+from pulsewire.core.events import Death, HandshakeCompleted, Source
 from pulsewire.core.frames import CloseCode
 from pulsewire.core.policy import Limits, Policy
 from pulsewire.core.session import Negotiated, Session
@@ -26,6 +26,7 @@ from pulsewire.errors import (
 if TYPE_CHECKING:
     from pulsewire.asyncio.protocol import PulsewireProtocol
     from pulsewire.asyncio.server import Server
+    from pulsewire.kernel import KeepaliveReport
 
 __all__ = ["SEND_BUFFER_LIMIT", "Connection"]
 
@@ -73,6 +74,7 @@ class Connection:
         "_ready",
         "_recv_waiter",
         "_transport",
+        "kernel_report",
         "limits",
         "name",
         "peer_address",
@@ -93,6 +95,9 @@ class Connection:
         self.limits = limits
         self.name = name
         self.peer_address = "?"
+        #: What the kernel applied of ``policy.kernel_options()`` (None: nothing asked, or
+        #: not a TCP socket).
+        self.kernel_report: KeepaliveReport | None = None
         self._hooks = hooks
         self._on_ready_callback = on_ready
         self._on_dead_callback = on_dead
@@ -234,6 +239,14 @@ class Connection:
 
     def abort(self) -> None:
         """Drop the connection at once, without a CLOSE (the peer will see RST or EOF)."""
+        protocol = self._protocol
+        if protocol is not None and protocol.session is not None:
+            # The verdict is ours: record it before the transport reports a bare EOF, which
+            # would be mistaken for the peer closing (Death(EOF, KERNEL)).
+            protocol.session.connection_lost(
+                Reason.LOCAL_CLOSE, protocol.scheduler.time(), source=Source.LOCAL
+            )
+            protocol.after_input()  # dispatches the death, which aborts the transport
         if self._transport is not None:
             self._transport.abort()
 
