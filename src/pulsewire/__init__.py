@@ -3,11 +3,24 @@
 This module is the curated public API; it only re-exports.
 """
 
-from pulsewire.asyncio import Connection, Handler, Listener, ListenerStats, Server, connect, serve
+from pulsewire.asyncio import (
+    Client,
+    ClientStats,
+    Connection,
+    Handler,
+    Listener,
+    ListenerStats,
+    Server,
+    connect,
+    serve,
+)
 from pulsewire.core import (
+    Adaptive,
+    Backoff,
     CloseCode,
     Death,
     Evidence,
+    KernelKeepalive,
     Limits,
     Policy,
     Reason,
@@ -30,6 +43,10 @@ from pulsewire.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Adaptive",
+    "Backoff",
+    "Client",
+    "ClientStats",
     "CloseCode",
     "ConnectError",
     "Connection",
@@ -38,6 +55,7 @@ __all__ = [
     "Evidence",
     "Handler",
     "HandshakeError",
+    "KernelKeepalive",
     "Limits",
     "Listener",
     "ListenerStats",

@@ -10,6 +10,10 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "CLIENT_CONNECT_FAILED",
+    "CLIENT_DISCONNECTED",
+    "CLIENT_PING_BACKOFF",
+    "CLIENT_RECONNECTED",
     "CONNECTION_CLOSE",
     "HANDLER_ERROR",
     "HANDSHAKE_FAILED",
@@ -34,5 +38,9 @@ CONNECTION_CLOSE: Final = "connection.close"  #: the local side started an order
 HANDLER_ERROR: Final = "handler.error"  #: a user hook or handler raised
 KERNEL_OPTION_UNSUPPORTED: Final = "kernel.option_unsupported"  #: the platform lacks an option
 SCHEDULER_LATE: Final = "scheduler.late"  #: the deadline timer fired late: local stall
+CLIENT_CONNECT_FAILED: Final = "client.connect_failed"  #: an attempt failed; retry_in says when
+CLIENT_DISCONNECTED: Final = "client.disconnected"  #: the client's connection died (reason)
+CLIENT_RECONNECTED: Final = "client.reconnected"  #: a new connection after a death
+CLIENT_PING_BACKOFF: Final = "client.ping_backoff"  #: told TOO_MANY_PINGS: interval doubled
 SERVER_LISTENING: Final = "server.listening"
 SERVER_CLOSED: Final = "server.closed"

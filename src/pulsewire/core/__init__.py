@@ -5,6 +5,7 @@ time or structlog (a lint rule and a test keep it so). Every timing behaviour is
 testable with a fake clock, instantly and deterministically.
 """
 
+from pulsewire.core.backoff import Backoff
 from pulsewire.core.events import (
     Death,
     Died,
@@ -16,18 +17,22 @@ from pulsewire.core.events import (
     Suspected,
 )
 from pulsewire.core.frames import CloseCode
-from pulsewire.core.policy import Evidence, Limits, Policy
+from pulsewire.core.keepalive import KernelKeepalive
+from pulsewire.core.policy import Adaptive, Evidence, Limits, Policy
 from pulsewire.core.session import Negotiated, Session
 from pulsewire.core.states import Reason, State
 from pulsewire.core.stats import SessionStats
 
 __all__ = [
+    "Adaptive",
+    "Backoff",
     "CloseCode",
     "Death",
     "Died",
     "Event",
     "Evidence",
     "HandshakeCompleted",
+    "KernelKeepalive",
     "Limits",
     "MessageReceived",
     "Negotiated",
