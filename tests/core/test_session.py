@@ -158,6 +158,7 @@ def test_handshake_failure_before_flush_still_sends_hello_then_close() -> None:
 
 def test_handshake_timeout_kills_with_timeout_and_handshake_error() -> None:
     session = Session(Policy(handshake_timeout=3.0), now=10.0)
+    session.data_to_send()  # the preamble and HELLO
     assert session.next_deadline() == 13.0
     session.handle_timer(12.9)
     assert session.state is State.HANDSHAKE
@@ -166,7 +167,11 @@ def test_handshake_timeout_kills_with_timeout_and_handshake_error() -> None:
     assert (death.reason, death.source) == (Reason.TIMEOUT, Source.HEARTBEAT)
     assert isinstance(death.error, HandshakeError)
     assert death.error.code is CloseCode.HANDSHAKE_TIMEOUT
-    assert session.events_received() == [Died(death, abort=True)]
+    assert death.close_code == CloseCode.HANDSHAKE_TIMEOUT
+    assert session.events_received() == [Died(death, abort=False)]
+    close = sent_controls(session)[-1]
+    assert isinstance(close, Close)
+    assert close.code == CloseCode.HANDSHAKE_TIMEOUT
 
 
 def test_dribbling_peer_does_not_extend_the_handshake_deadline() -> None:
@@ -190,7 +195,7 @@ def test_unanswered_pair_handshake_times_out_on_both_sides() -> None:
 
 @pytest.mark.parametrize(
     "first",
-    [control_frame(Ping(1, 0.0)), data_frame(b"hi"), control_frame(Close(1000))],
+    [control_frame(Ping(1, 0.0)), data_frame(b"hi")],
 )
 def test_frame_before_hello_is_a_protocol_error(first: bytes) -> None:
     session = Session(now=0.0)

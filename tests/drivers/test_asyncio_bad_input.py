@@ -12,9 +12,10 @@ import time
 
 import msgspec
 import pytest
+import structlog
 
 import pulsewire
-from pulsewire import CloseCode, Limits, Policy, Reason
+from pulsewire import CloseCode, Limits, Policy, logevents
 from pulsewire.core import Session
 from pulsewire.core.codec import Frame, FrameDecoder
 from pulsewire.core.frames import Close, FrameKind, frame_header
@@ -52,18 +53,30 @@ async def raw_exchange(port: int, data: bytes, within: float = 5.0) -> tuple[byt
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize(
-    ("garbage", "code"),
+    ("garbage", "code", "kinds"),
     [
-        pytest.param(b"GET / HTTP/1.1\r\n\r\n", CloseCode.UNSUPPORTED_VERSION, id="wrong-magic"),
-        pytest.param(b"PWIR\x02" + hello_bytes()[5:], CloseCode.UNSUPPORTED_VERSION, id="version"),
+        # The server (the responder) sends its HELLO only once it has accepted ours.
+        pytest.param(
+            b"GET / HTTP/1.1\r\n\r\n",
+            CloseCode.UNSUPPORTED_VERSION,
+            [FrameKind.CLOSE],
+            id="wrong-magic",
+        ),
+        pytest.param(
+            b"PWIR\x02" + hello_bytes()[5:],
+            CloseCode.UNSUPPORTED_VERSION,
+            [FrameKind.CLOSE],
+            id="version",
+        ),
         pytest.param(
             hello_bytes() + frame_header(FrameKind.DATA, 0, LIMITS.max_frame_size + 1),
             CloseCode.TOO_LARGE,
+            [FrameKind.HELLO, FrameKind.CLOSE],
             id="oversized-frame",
         ),
     ],
 )
-async def test_bad_input_kills_only_its_connection(garbage, code, accepting):
+async def test_bad_input_kills_only_its_connection(garbage, code, kinds, accepting):
     async with await pulsewire.serve(accepting, limits=LIMITS) as listener:
         good = await pulsewire.connect("127.0.0.1", listener.port, limits=LIMITS)
         served_good = await accepting.next()
@@ -71,7 +84,7 @@ async def test_bad_input_kills_only_its_connection(garbage, code, accepting):
         received, _ = await raw_exchange(listener.port, garbage)
 
         frames = decode_stream(received)
-        assert [frame.kind for frame in frames] == [FrameKind.HELLO, FrameKind.CLOSE]
+        assert [frame.kind for frame in frames] == kinds
         close = msgspec.msgpack.decode(frames[-1].payload, type=Close)
         print(f"\n{code.name}: the server said CLOSE({close.code}, {close.reason!r}), then FIN")
         assert close.code == code
@@ -104,7 +117,11 @@ async def test_every_bad_connection_is_counted_by_reason(accepting):
         received, waited = await raw_exchange(listener.port, b"")
         print(f"\nsilent handshake: dropped after {waited:.3f} s (deadline 0.5 s)")
         assert 0.5 - 0.05 <= waited <= 0.5 + 0.5
-        assert [frame.kind for frame in decode_stream(received)] == [FrameKind.HELLO]
+        # No HELLO from the server (it answers ours), just the reason it gives up.
+        frames = decode_stream(received)
+        assert [frame.kind for frame in frames] == [FrameKind.CLOSE]
+        close = msgspec.msgpack.decode(frames[0].payload, type=Close)
+        assert close.code == CloseCode.HANDSHAKE_TIMEOUT
         assert listener.stats().deaths == {"protocol_error": 3, "timeout": 1}
         assert listener.stats().active == 1
         assert good.state is pulsewire.State.ALIVE
@@ -113,20 +130,18 @@ async def test_every_bad_connection_is_counted_by_reason(accepting):
 @pytest.mark.asyncio
 async def test_handshake_that_never_comes_dies_of_timeout():
     policy = Policy(handshake_timeout=0.5)
-    deaths: list[pulsewire.Death] = []
-    died = asyncio.Event()
 
     class Watch(pulsewire.Server):
         async def on_dead(self, connection: pulsewire.Connection, death: pulsewire.Death) -> None:
-            deaths.append(death)
-            died.set()
+            raise AssertionError("on_dead without on_connect: hooks come in pairs")
 
-    async with await pulsewire.serve(Watch(), policy=policy) as listener:
-        _, waited = await raw_exchange(listener.port, b"")
-        async with asyncio.timeout(5):
-            await died.wait()
-    print(f"\nno HELLO: DEAD({deaths[0].reason.value}) after {waited:.3f} s (deadline 0.5 s)")
-    assert deaths[0].reason is Reason.TIMEOUT
-    assert deaths[0].source is pulsewire.Source.HEARTBEAT
-    assert isinstance(deaths[0].error, pulsewire.HandshakeError)
+    with structlog.testing.capture_logs() as logs:
+        async with await pulsewire.serve(Watch(), policy=policy) as listener:
+            _, waited = await raw_exchange(listener.port, b"")  # returns when the server closes
+            assert listener.stats().deaths == {"timeout": 1}
+    (dead,) = [event for event in logs if event["event"] == logevents.PEER_DEAD]
+    print(f"\nno HELLO: DEAD({dead['reason']}) after {waited:.3f} s (deadline 0.5 s)")
+    assert (dead["reason"], dead["source"]) == ("timeout", "heartbeat")
+    assert "no HELLO within 0.5 s" in dead["error"]
+    assert dead["close_code"] == CloseCode.HANDSHAKE_TIMEOUT
     assert policy.handshake_timeout - 0.05 <= waited <= policy.handshake_timeout + 0.5

@@ -60,7 +60,7 @@ async def connect(
     try:
         async with asyncio.timeout(policy.handshake_timeout):
             await loop.create_connection(
-                lambda: PulsewireProtocol(connection, scheduler),
+                lambda: PulsewireProtocol(connection, scheduler, initiator=True),
                 host,
                 port,
                 ssl=ssl,
@@ -76,13 +76,14 @@ async def connect(
         death = error.death
         if isinstance(death.error, HandshakeError):
             raise HandshakeError(
-                f"handshake with {where} failed: {death.describe()}", death.error.code
+                f"handshake with {where} failed: {death.error}", death.error.code
             ) from error
         if death.close_code is not None:
             # Carry the peer's code (which the session echoed), not a generic PROTOCOL_ERROR.
             code = CloseCode(death.close_code) if death.close_code in _CLOSE_CODES else None
+            why = f" ({death.close_reason})" if death.close_reason else ""
             raise HandshakeError(
-                f"{where} refused the handshake: {death.describe()}", code
+                f"{where} closed during the handshake with code {death.close_code}{why}", code
             ) from error
         raise ConnectError(
             f"connection to {where} died during the handshake: {death.describe()}"

@@ -340,7 +340,8 @@ class Connection:
         self._wake_all(death)
         if self._on_dead_callback is not None:
             self._on_dead_callback(self, death)
-        if self._hooks is not None:
+        if self._hooks is not None and self._session.negotiated is not None:
+            # Only connections that reached on_connect get on_dead: hooks come in pairs.
             self._run_hook(self._hooks.on_dead, self, death)
 
     def _transport_lost(self) -> None:

@@ -87,6 +87,7 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
 
     __slots__ = (
         "_flush_scheduled",
+        "_initiator",
         "_read",
         "_writing_paused",
         "connection",
@@ -96,8 +97,11 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         "transport",
     )
 
-    def __init__(self, connection: Connection, scheduler: DeadlineScheduler) -> None:
+    def __init__(
+        self, connection: Connection, scheduler: DeadlineScheduler, *, initiator: bool
+    ) -> None:
         self.connection = connection
+        self._initiator = initiator
         self.scheduler = scheduler
         self.session: Session | None = None
         self.transport: asyncio.Transport | None = None
@@ -116,7 +120,11 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         self.transport = transport
         connection = self.connection
         self.session = Session(
-            connection.policy, connection.limits, now=self.scheduler.time(), name=connection.name
+            connection.policy,
+            connection.limits,
+            now=self.scheduler.time(),
+            name=connection.name,
+            initiator=self._initiator,
         )
         connection._attach(self, transport)
         if not self._apply_kernel_options(transport):
@@ -196,7 +204,7 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         if session is None or transport is None or transport.is_closing():
             return
         budget = 0 if self._writing_paused else WRITE_BUDGET
-        data = session.data_to_send(budget)
+        data = session.data_to_send(budget, self.scheduler.time())
         if data:
             transport.write(data)
         if session.pending_send_bytes and not self._writing_paused and not self._flush_scheduled:

@@ -161,7 +161,7 @@ class Listener:
         loop = asyncio.get_running_loop()
         scheduler = scheduler_for(loop)
         self._server = await loop.create_server(
-            lambda: PulsewireProtocol(self._new_connection(), scheduler),
+            lambda: PulsewireProtocol(self._new_connection(), scheduler, initiator=False),
             host,
             port,
             ssl=ssl,

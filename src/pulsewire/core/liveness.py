@@ -4,8 +4,13 @@ Evidence arriving only stores a timestamp: it never recomputes or reschedules an
 a busy connection costs one attribute store per read. The deadline is derived on demand
 from three instants, all measured from the last evidence (or the last ping, for pings):
 
-- ``next_ping_at``: ``max(last_evidence, last_ping) + ping_delay``, where ``ping_delay`` is
-  ``interval`` shortened by a random 0..jitter fraction, drawn afresh after every ping;
+- ``next_ping_at``: ``max(min(last_evidence, last_sent), last_ping) + ping_delay``, where
+  ``ping_delay`` is ``interval`` shortened by a random 0..jitter fraction, drawn afresh after
+  every ping. A side pings when it has *received* nothing for an interval (it needs
+  evidence) or *sent* nothing for an interval (its peer needs evidence: a receiver of a
+  one-way bulk transfer must still prove it is alive, and its PING travels the idle
+  reverse path while the sender's own PINGs queue behind the data). On an idle connection
+  one PING/PONG exchange per interval resets both clocks on both sides;
 - ``suspect_at``: ``last_evidence + suspect_after``;
 - ``dead_at``: ``last_evidence + timeout``.
 
@@ -49,6 +54,7 @@ class LivenessTracker:
         "interval",
         "last_evidence",
         "last_ping",
+        "last_sent",
         "ping_delay",
         "responses",
         "suspect_after",
@@ -71,6 +77,7 @@ class LivenessTracker:
             self._z = phi_to_z(policy.adaptive.threshold)
         self.last_evidence = now
         self.last_ping = now
+        self.last_sent = now
         self.first_ping: float | None = None  #: first PING sent into the current silence
         self.suspected = False
         self.ping_delay = self._draw_delay()
@@ -108,8 +115,14 @@ class LivenessTracker:
     def silence(self, now: float) -> float:
         return max(0.0, now - self.last_evidence)
 
+    def sent(self, now: float) -> None:
+        """Record that frames went out to the peer."""
+        if now > self.last_sent:
+            self.last_sent = now
+
     def next_ping_at(self) -> float:
-        return max(self.last_evidence, self.last_ping) + self.ping_delay
+        quiet_since = min(self.last_evidence, self.last_sent)
+        return max(quiet_since, self.last_ping) + self.ping_delay
 
     def deadline(self) -> float:
         dead_at = self.last_evidence + self.timeout

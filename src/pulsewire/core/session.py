@@ -88,6 +88,7 @@ _PEER_BLAMES_US = frozenset(
     }
 )
 
+_CLOSE_CODES = frozenset(int(code) for code in CloseCode)
 _MAX_CREDIT = 2**40
 _MAX_NAME = 256  #: the bound ``Hello.name`` is decoded with
 _UNLIMITED = 2**62
@@ -115,7 +116,13 @@ class Session:
         now: float,
         name: str = "",
         rng: random.Random | None = None,
+        initiator: bool = True,
     ) -> None:
+        """``initiator``: this side opened the connection (a client). The responder (a
+        server) sends its preamble at once but its HELLO only after accepting the
+        initiator's, so an initiator that has the responder's HELLO knows it was accepted:
+        ``connect()`` never returns a connection that the server is about to refuse.
+        """
         self.policy = policy = policy if policy is not None else Policy()
         self.limits = limits = limits if limits is not None else Limits()
         if len(name) > _MAX_NAME:
@@ -135,7 +142,12 @@ class Session:
             window=self._window,
             name=name,
         )
-        self._control = bytearray(PREAMBLE + encode_control(FrameKind.HELLO, hello))
+        self.initiator = initiator
+        self._hello: bytes | None = encode_control(FrameKind.HELLO, hello)
+        self._control = bytearray(PREAMBLE)
+        if initiator:
+            self._send_hello()
+        self._clock = now  # the time of the latest input: when our output is written
         self._events: list[Event] = []
         self.negotiated: Negotiated | None = None
         self._tracker: LivenessTracker | None = None
@@ -219,12 +231,17 @@ class Session:
         events, self._events = self._events, []
         return events
 
-    def data_to_send(self, budget: int | None = None) -> bytearray:
+    def data_to_send(self, budget: int | None = None, now: float | None = None) -> bytearray:
         """Bytes to write now: every pending control frame, then DATA up to ``budget`` bytes.
 
         Control frames (PING, PONG, CREDIT, CLOSE on error) always go out first, so a long
         queue of DATA in user space never holds a PONG back. ``budget=0`` sends control only.
+        ``now``, when the driver knows it, dates the output (a side that has sent nothing
+        for an interval pings, so its peer has evidence); otherwise the time of the latest
+        input is used.
         """
+        if now is not None and now > self._clock:
+            self._clock = now
         out = self._control
         self._control = bytearray()
         if self._outbox and budget != 0 and self.negotiated is not None:
@@ -232,7 +249,14 @@ class Session:
         if self._close_frame is not None and not self._outbox:
             out += self._close_frame
             self._close_frame = None
+        if out and self._tracker is not None:
+            self._tracker.sent(self._clock)
         return out
+
+    def _send_hello(self) -> None:
+        if self._hello is not None:
+            self._control += self._hello
+            self._hello = None
 
     def _emit_data(self, out: bytearray, budget: int) -> None:
         assert self.negotiated is not None
@@ -316,6 +340,7 @@ class Session:
             raise UsageError(f"invalid close code {code}: use a CloseCode or 4000-4999")
         if len(reason.encode()) > 1024:
             raise UsageError("close reason longer than 1024 bytes")
+        self._clock = now
         self._close_code = int(code)
         self._close_reason = reason
         self._close_frame = encode_control(FrameKind.CLOSE, Close(code, reason))
@@ -335,6 +360,7 @@ class Session:
         """Bytes arrived from the peer."""
         if self._state is State.DEAD or not data:
             return
+        self._clock = now
         self._counters["bytes_received"] += len(data)
         if self.policy.evidence is Evidence.ANY:
             self._evidence(now)
@@ -382,6 +408,7 @@ class Session:
         state = self._state
         if state is State.DEAD:
             return
+        self._clock = now
         due = now + EPSILON
         if due >= self._close_deadline:
             late = TimeoutError(
@@ -396,7 +423,19 @@ class Session:
                     f"no HELLO within {self.policy.handshake_timeout} s",
                     CloseCode.HANDSHAKE_TIMEOUT,
                 )
-                self._die(Reason.TIMEOUT, Source.HEARTBEAT, now, abort=True, error=error)
+                # Say why, best effort: the driver drops the connection if it cannot flush.
+                self._control += encode_control(
+                    FrameKind.CLOSE, Close(CloseCode.HANDSHAKE_TIMEOUT, str(error))
+                )
+                self._die(
+                    Reason.TIMEOUT,
+                    Source.HEARTBEAT,
+                    now,
+                    abort=False,
+                    error=error,
+                    close_code=CloseCode.HANDSHAKE_TIMEOUT,
+                    close_reason=str(error),
+                )
             return
         decision = tracker.poll(now)
         if decision is Decision.NONE:
@@ -449,6 +488,9 @@ class Session:
             self._handle_hello(payload, now)
             return
         if self.negotiated is None:
+            if isinstance(payload, Close):
+                self._handle_refusal(payload, now)
+                return
             raise HandshakeError(f"expected HELLO, got {kind.name}")
         if isinstance(payload, Ping):
             self._handle_ping(payload, now)
@@ -460,6 +502,23 @@ class Session:
                 raise ProtocolError("peer granted absurd credit", CloseCode.FLOW_CONTROL)
         elif isinstance(payload, Close):
             self._handle_close(payload, now)
+
+    def _handle_refusal(self, close: Close, now: float) -> None:
+        """The peer closed before its HELLO: it refused ours (or is shutting down)."""
+        blames_us = close.code in _PEER_BLAMES_US
+        code = CloseCode(close.code) if close.code in _CLOSE_CODES else None
+        text = f"the peer refused the handshake with close code {close.code}"
+        if close.reason:
+            text += f": {close.reason}"
+        self._die(
+            Reason.PROTOCOL_ERROR if blames_us else Reason.EOF,
+            Source.PEER,
+            now,
+            abort=False,
+            error=HandshakeError(text, code) if blames_us else None,
+            close_code=close.code,
+            close_reason=close.reason,
+        )
 
     def _handle_hello(self, hello: Hello, now: float) -> None:
         if self.negotiated is not None:
@@ -477,6 +536,7 @@ class Session:
             ping_interval=ping_interval,
             peer_ping_interval=max(hello.interval, policy.min_peer_interval),
         )
+        self._send_hello()  # the responder accepts: now it introduces itself
         self._send_credit = hello.window
         self._ping_tokens = 3.0 + hello.timeout / (
             self.negotiated.peer_ping_interval * PING_TOLERANCE

@@ -57,7 +57,12 @@ class SessionPair:
             client_policy, client_limits, now=now, name="client", rng=random.Random(seed)
         )
         self.server = Session(
-            server_policy, server_limits, now=now, name="server", rng=random.Random(seed + 1)
+            server_policy,
+            server_limits,
+            now=now,
+            name="server",
+            rng=random.Random(seed + 1),
+            initiator=False,
         )
         self.to_server = Wire()  #: bytes from client to server
         self.to_client = Wire()  #: bytes from server to client
@@ -122,7 +127,7 @@ class SessionPair:
             return
         session = self.session(side)
         wire = self._outgoing(side)
-        wire.write(session.data_to_send())
+        wire.write(session.data_to_send(now=self.now))
         self._collect(side)
         if session.death is not None:
             wire.close(Reason.RESET if self._aborted.get(side, True) else Reason.EOF)
