@@ -153,3 +153,44 @@ async def test_pongs_overtake_a_50_mb_message(spawn_peer, sink):
     assert death.clean  # no false verdict along the way
     assert after.pongs_received >= during.pings_sent
     assert after.rtt_max < 1.0
+
+
+@pytest.mark.asyncio
+async def test_a_slow_but_healthy_reader_of_a_one_way_stream_is_not_convicted(spawn_peer):
+    # The reader takes 6 MiB at 2 MB/s: about 3 s, three times our timeout. Our PINGs wait behind
+    # megabytes already in the kernel buffers and their PONGs come too late; the reader,
+    # which sends nothing else, pings us on the idle reverse path, and that is our evidence.
+    size = 6 * 1024 * 1024
+    policy = Policy(interval=0.2, timeout=1.0)
+    payload = random.Random(11).randbytes(size)
+    peer = await spawn_peer(
+        "slow-sink",
+        "--read-rate", "2e6",
+        "--interval", str(policy.interval),
+        "--timeout", "5.0",
+        "--min-peer-interval", "0.05",
+        "--max-message-size", str(size),
+    )  # fmt: skip
+    connection = await pulsewire.connect(
+        "127.0.0.1",
+        int(peer.ready[0]),
+        policy=policy,
+        limits=Limits(max_message_size=size),
+    )
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    async with asyncio.timeout(30):
+        await connection.send(payload)
+        length, received_digest = await peer.expect("RECEIVED")
+    took = loop.time() - start
+    stats = connection.stats()
+    print(
+        f"\nslow reader: {size / 2**20:.0f} MiB in {took:.2f} s, "
+        f"{stats.pings_received} pings from the reader, state {connection.state.value}"
+    )
+    assert took > 1.5 * policy.timeout  # slow enough to matter
+    assert int(length) == size
+    assert received_digest == hashlib.sha256(payload).hexdigest()
+    assert connection.death is None
+    assert stats.pings_received >= 1
+    await connection.close()
