@@ -73,6 +73,7 @@ class Connection:
         "_protocol",
         "_ready",
         "_recv_waiter",
+        "_state_waiters",
         "_transport",
         "kernel_report",
         "limits",
@@ -105,6 +106,7 @@ class Connection:
         self._transport: asyncio.Transport | None = None
         self._inbound: deque[bytes] = deque()
         self._recv_waiter: asyncio.Future[None] | None = None
+        self._state_waiters: list[asyncio.Future[None]] | None = None
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._dead_waiter: asyncio.Future[Death] | None = None
         self._ready: asyncio.Future[None] | None = None
@@ -228,6 +230,31 @@ class Connection:
             self._protocol.after_input()
         return await self.wait_dead()
 
+    async def wait_state(self, *states: State) -> State:
+        """Wait until the connection is in one of ``states``; return the state it is in.
+
+        Returns at once if it already is; raises ``ConnectionClosedError`` if it dies
+        without reaching one of them (unless ``State.DEAD`` is among them).
+        """
+        if not states:
+            raise UsageError("wait_state() needs at least one state")
+        while True:
+            state = self.state
+            if state in states:
+                return state
+            self._raise_if_dead()
+            if self._state_waiters is None:
+                self._state_waiters = []
+            waiter = asyncio.get_running_loop().create_future()
+            self._state_waiters.append(waiter)
+            await waiter
+
+    def _state_changed(self) -> None:
+        waiters, self._state_waiters = self._state_waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
     async def wait_dead(self) -> Death:
         """Wait until the connection is dead and return why."""
         death = self.death
@@ -290,6 +317,7 @@ class Connection:
         )
         if self._ready is not None and not self._ready.done():
             self._ready.set_result(None)
+        self._state_changed()
         if self._on_ready_callback is not None:
             self._on_ready_callback(self)
         if self._hooks is not None:
@@ -315,13 +343,17 @@ class Connection:
                 protocol.session.message_consumed(len(data))
                 protocol.flush()
 
-    def _on_suspect(self, silence: float) -> None:
-        _log.warning(logevents.PEER_SUSPECT, peer=self.peer_address, silence=round(silence, 4))
+    def _on_suspect(self, silence: float, cause: str) -> None:
+        _log.warning(
+            logevents.PEER_SUSPECT, peer=self.peer_address, silence=round(silence, 4), cause=cause
+        )
+        self._state_changed()
         if self._hooks is not None:
             self._run_hook(self._hooks.on_suspect, self)
 
     def _on_recover(self, silence: float) -> None:
         _log.info(logevents.PEER_RECOVERED, peer=self.peer_address, silence=round(silence, 4))
+        self._state_changed()
         if self._hooks is not None:
             self._run_hook(self._hooks.on_recover, self)
 
@@ -354,6 +386,7 @@ class Connection:
             if future is not None and not future.done():
                 future.set_result(None)
         self._send_progress(force=True)
+        self._state_changed()
         if self._dead_waiter is not None and not self._dead_waiter.done():
             self._dead_waiter.set_result(death)
 

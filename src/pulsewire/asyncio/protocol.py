@@ -225,7 +225,7 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
             elif isinstance(event, HandshakeCompleted):
                 connection._on_handshake(event)
             elif isinstance(event, Suspected):
-                connection._on_suspect(event.silence)
+                connection._on_suspect(event.silence, event.cause.value)
             elif isinstance(event, Recovered):
                 connection._on_recover(event.silence)
             elif isinstance(event, Died):
