@@ -34,6 +34,8 @@ __all__ = ["Frame", "FrameDecoder"]
 
 _KINDS = {int(kind): kind for kind in FrameKind}
 _ALLOWED_FLAGS = {kind: (FLAG_FIN if kind is FrameKind.DATA else 0) for kind in FrameKind}
+_unpack_header = HEADER.unpack_from
+_tuple_new = tuple.__new__  # what NamedTuple._make uses: no Python-level __new__ per frame
 
 
 class Frame(NamedTuple):
@@ -47,6 +49,15 @@ class FrameDecoder:
 
     def __init__(self, max_frame_size: int) -> None:
         self.max_frame_size = max_frame_size
+        # kind byte -> (kind, flags allowed, largest payload): one lookup checks a header.
+        self._specs = {
+            byte: (
+                kind,
+                _ALLOWED_FLAGS[kind],
+                max_frame_size if kind is FrameKind.DATA else MAX_CONTROL_PAYLOAD,
+            )
+            for byte, kind in _KINDS.items()
+        }
         self._buffer = bytearray()
         self._preamble_seen = False
         self._error: ProtocolError | None = None
@@ -64,7 +75,8 @@ class FrameDecoder:
         error is raised by the next call (or :meth:`raise_pending`), so the outcome does
         not depend on how the bytes happened to be split.
         """
-        self.raise_pending()
+        if self._error is not None:
+            raise self._error
         buffer = self._buffer
         if buffer:
             buffer += data
@@ -79,21 +91,25 @@ class FrameDecoder:
                 self._keep(view, 0, end)
                 return []
         frames: list[Frame] = []
+        specs = self._specs
         while end - pos >= HEADER_SIZE:
-            kind_byte, flags, length = HEADER.unpack_from(view, pos)
-            try:
-                kind = self._check_header(kind_byte, flags, length)
-            except ProtocolError as error:
-                if not frames:
-                    raise
-                self._error = error
-                self._buffer = bytearray()
-                return frames
+            kind_byte, flags, length = _unpack_header(view, pos)
+            spec = specs.get(kind_byte)
+            if spec is None or flags & ~spec[1] or length > spec[2]:
+                try:
+                    self._check_header(kind_byte, flags, length)  # raises, with the reason
+                except ProtocolError as error:
+                    if not frames:
+                        raise
+                    self._error = error
+                    self._buffer = bytearray()
+                    return frames
+                raise AssertionError("unreachable: the header was refused")  # pragma: no cover
             start = pos + HEADER_SIZE
             if end - start < length:
                 break
             pos = start + length
-            frames.append(Frame(kind, flags, bytes(view[start:pos])))
+            frames.append(_tuple_new(Frame, (spec[0], flags, bytes(view[start:pos]))))
         self._keep(view, pos, end)
         return frames
 

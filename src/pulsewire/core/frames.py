@@ -39,6 +39,7 @@ __all__ = [
     "Ping",
     "Pong",
     "encode_control",
+    "encode_control_into",
     "frame_header",
 ]
 
@@ -139,7 +140,18 @@ def frame_header(kind: FrameKind, flags: int, length: int) -> bytes:
 
 def encode_control(kind: FrameKind, payload: msgspec.Struct) -> bytes:
     """Encode a whole control frame (header and msgpack payload) in one buffer."""
-    buf = bytearray(HEADER_SIZE)
-    _encoder.encode_into(payload, buf, HEADER_SIZE)
-    HEADER.pack_into(buf, 0, kind, 0, len(buf) - HEADER_SIZE)
+    buf = bytearray()
+    encode_control_into(buf, kind, payload)
     return bytes(buf)
+
+
+_HEADER_PLACEHOLDER = bytes(HEADER_SIZE)
+_pack_header_into = HEADER.pack_into
+
+
+def encode_control_into(out: bytearray, kind: FrameKind, payload: msgspec.Struct) -> None:
+    """Append a whole control frame to ``out``, encoding the payload in place (no copies)."""
+    start = len(out)
+    out += _HEADER_PLACEHOLDER
+    _encoder.encode_into(payload, out, start + HEADER_SIZE)
+    _pack_header_into(out, start, kind, 0, len(out) - start - HEADER_SIZE)

@@ -40,6 +40,12 @@ class Decision(enum.Flag):
     DEAD = enum.auto()  #: silence passed ``timeout``
 
 
+_PING = Decision.PING._value_
+_SUSPECT = Decision.SUSPECT._value_
+# Every combination, built once: composing Flag members per poll is slow.
+_DECISIONS = [Decision(bits) for bits in range(8)]
+
+
 class LivenessTracker:
     """Decides when to ping and when the peer is suspect or dead. Pure: no clock, no I/O."""
 
@@ -121,29 +127,38 @@ class LivenessTracker:
             self.last_sent = now
 
     def next_ping_at(self) -> float:
-        quiet_since = min(self.last_evidence, self.last_sent)
-        return max(quiet_since, self.last_ping) + self.ping_delay
+        # Comparisons rather than min()/max(): this runs after every input of every connection.
+        evidence = self.last_evidence
+        sent = self.last_sent
+        quiet_since = evidence if evidence < sent else sent
+        last_ping = self.last_ping
+        return (last_ping if last_ping > quiet_since else quiet_since) + self.ping_delay
 
     def deadline(self) -> float:
-        dead_at = self.last_evidence + self.timeout
-        ping_at = self.next_ping_at()
+        evidence = self.last_evidence
+        deadline = self.next_ping_at()
+        dead_at = evidence + self.timeout
+        if dead_at < deadline:
+            deadline = dead_at
         if not self.suspected:
-            return min(ping_at, self.last_evidence + self.suspect_after, dead_at)
-        return min(ping_at, dead_at)
+            suspect_at = evidence + self.suspect_after
+            if suspect_at < deadline:
+                deadline = suspect_at
+        return deadline
 
     def poll(self, now: float) -> Decision:
         """What is due at ``now``. Records the ping as sent when it returns PING."""
         due = now + EPSILON
         if due >= self.last_evidence + self.timeout:
             return Decision.DEAD
-        decision = Decision.NONE
+        bits = 0
         if not self.suspected and due >= self.last_evidence + self.suspect_after:
             self.suspected = True
-            decision |= Decision.SUSPECT
+            bits = _SUSPECT
         if due >= self.next_ping_at():
             if self.first_ping is None:
                 self.first_ping = now
             self.last_ping = now
             self.ping_delay = self._draw_delay()
-            decision |= Decision.PING
-        return decision
+            bits |= _PING
+        return _DECISIONS[bits]

@@ -52,6 +52,7 @@ from pulsewire.core.frames import (
     Ping,
     Pong,
     encode_control,
+    encode_control_into,
 )
 from pulsewire.core.liveness import EPSILON, Decision, LivenessTracker
 from pulsewire.core.policy import Evidence, Limits, Policy
@@ -89,6 +90,7 @@ _PEER_BLAMES_US = frozenset(
 )
 
 _CLOSE_CODES = frozenset(int(code) for code in CloseCode)
+_PING, _SUSPECT, _DEAD = (flag._value_ for flag in (Decision.PING, Decision.SUSPECT, Decision.DEAD))
 _MAX_CREDIT = 2**40
 _MAX_NAME = 256  #: the bound ``Hello.name`` is decoded with
 _UNLIMITED = 2**62
@@ -197,7 +199,8 @@ class Session:
             deadline = self._started + self.policy.handshake_timeout
         else:
             deadline = tracker.deadline()
-        return min(deadline, self._close_deadline)
+        close_deadline = self._close_deadline
+        return deadline if deadline < close_deadline else close_deadline
 
     def silence(self, now: float) -> float:
         """Seconds since the last evidence of life."""
@@ -330,7 +333,7 @@ class Session:
         if unreported and (unreported * 4 >= self._window or self._recv_credit <= MESSAGE_OVERHEAD):
             self._consumed_unreported = 0
             self._recv_credit += unreported
-            self._control += encode_control(FrameKind.CREDIT, Credit(unreported))
+            encode_control_into(self._control, FrameKind.CREDIT, Credit(unreported))
 
     def close(self, now: float, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Start an orderly close: queued DATA is sent first, then CLOSE; wait for the peer's."""
@@ -424,8 +427,8 @@ class Session:
                     CloseCode.HANDSHAKE_TIMEOUT,
                 )
                 # Say why, best effort: the driver drops the connection if it cannot flush.
-                self._control += encode_control(
-                    FrameKind.CLOSE, Close(CloseCode.HANDSHAKE_TIMEOUT, str(error))
+                encode_control_into(
+                    self._control, FrameKind.CLOSE, Close(CloseCode.HANDSHAKE_TIMEOUT, str(error))
                 )
                 self._die(
                     Reason.TIMEOUT,
@@ -440,14 +443,15 @@ class Session:
         decision = tracker.poll(now)
         if decision is Decision.NONE:
             return
-        if Decision.DEAD in decision:
+        bits = decision._value_  # plain int tests: enum.Flag operators are slow here
+        if bits & _DEAD:
             self._die(Reason.TIMEOUT, Source.HEARTBEAT, now, abort=True)
             return
-        if Decision.SUSPECT in decision:
+        if bits & _SUSPECT:
             self._refresh_suspicion(now, tracker.silence(now), SuspectCause.SILENCE)
-        if Decision.PING in decision:
+        if bits & _PING:
             self._ping_seq += 1
-            self._control += encode_control(FrameKind.PING, Ping(self._ping_seq, now))
+            encode_control_into(self._control, FrameKind.PING, Ping(self._ping_seq, now))
             self._counters["pings_sent"] += 1
 
     # ------------------------------------------------------------------ internals
@@ -583,8 +587,8 @@ class Session:
     def _handle_ping(self, ping: Ping, now: float) -> None:
         self._counters["pings_received"] += 1
         self._spend_ping_token(now)
-        self._control += encode_control(
-            FrameKind.PONG, Pong(ping.seq, ping.sent_at, self._stuck_for(now))
+        encode_control_into(
+            self._control, FrameKind.PONG, Pong(ping.seq, ping.sent_at, self._stuck_for(now))
         )
 
     def _spend_ping_token(self, now: float) -> None:
@@ -641,7 +645,7 @@ class Session:
             self._die(Reason.LOCAL_CLOSE, Source.LOCAL, now, abort=False)
             return
         # Echo the code so the peer's close completes; anything still queued is moot.
-        self._control += encode_control(FrameKind.CLOSE, Close(close.code))
+        encode_control_into(self._control, FrameKind.CLOSE, Close(close.code))
         reason = Reason.PROTOCOL_ERROR if close.code in _PEER_BLAMES_US else Reason.EOF
         self._die(
             reason,
@@ -655,7 +659,7 @@ class Session:
     def _fail(self, error: ProtocolError, now: float) -> None:
         """The peer broke the protocol: tell it why, then die."""
         reason_text = str(error).encode()[:1024].decode(errors="ignore")
-        self._control += encode_control(FrameKind.CLOSE, Close(error.code, reason_text))
+        encode_control_into(self._control, FrameKind.CLOSE, Close(error.code, reason_text))
         self._die(
             Reason.PROTOCOL_ERROR,
             Source.LOCAL,
