@@ -177,7 +177,9 @@ class Connection:
         session = self._session
         session.send_message(message)
         assert self._protocol is not None
-        self._protocol.flush()
+        # Written on the next turn of the loop, together with whatever else is sent in this
+        # one: a task sending many small messages makes few large writes.
+        self._protocol.flush_soon()
         while session.pending_send_bytes > SEND_BUFFER_LIMIT:
             if self._drain_waiters is None:
                 self._drain_waiters = []
@@ -265,9 +267,14 @@ class Connection:
         return await asyncio.shield(self._dead_waiter)
 
     def abort(self) -> None:
-        """Drop the connection at once, without a CLOSE (the peer will see RST or EOF)."""
+        """Drop the connection at once, without a CLOSE (the peer will see RST or EOF).
+
+        Messages already accepted by ``send()`` are handed to the kernel first, best effort
+        (what the transport cannot take at once is dropped): abort does not wait on the peer.
+        """
         protocol = self._protocol
         if protocol is not None and protocol.session is not None:
+            protocol.flush()
             # The verdict is ours: record it before the transport reports a bare EOF, which
             # would be mistaken for the peer closing (Death(EOF, KERNEL)).
             protocol.session.connection_lost(
@@ -284,7 +291,8 @@ class Connection:
         protocol = self._protocol
         if protocol is not None and protocol.session is not None:
             protocol.session.message_consumed(len(data))
-            protocol.flush()
+            if protocol.session.has_output:
+                protocol.flush_soon()
         return data
 
     def _raise_if_dead(self) -> None:
@@ -341,7 +349,8 @@ class Connection:
             protocol = self._protocol
             if protocol is not None and protocol.session is not None:
                 protocol.session.message_consumed(len(data))
-                protocol.flush()
+                if protocol.session.has_output:
+                    protocol.flush_soon()
 
     def _on_suspect(self, silence: float, cause: str) -> None:
         _log.warning(

@@ -207,11 +207,15 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         data = session.data_to_send(budget, self.scheduler.time())
         if data:
             transport.write(data)
-        if session.pending_send_bytes and not self._writing_paused and not self._flush_scheduled:
-            # More DATA is waiting: continue on the next turn of the loop, after reads.
+        if session.pending_send_bytes and not self._writing_paused:
+            self.flush_soon()  # more DATA is waiting: continue after the loop's next reads
+        self.connection._send_progress()
+
+    def flush_soon(self) -> None:
+        """Flush on the next turn of the loop: sends made in one turn share one write."""
+        if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._scheduled_flush)
-        self.connection._send_progress()
 
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False

@@ -190,6 +190,11 @@ class Session:
         """Bytes of DATA accepted by :meth:`send_message` and not yet handed out."""
         return self._pending_bytes
 
+    @property
+    def has_output(self) -> bool:
+        """Whether :meth:`data_to_send` has control frames waiting (DATA aside)."""
+        return bool(self._control) or (self._close_frame is not None and not self._outbox)
+
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` must next be called; ``None`` once DEAD. Pure."""
         if self._state is State.DEAD:
