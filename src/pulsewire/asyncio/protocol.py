@@ -17,7 +17,7 @@ import errno
 import math
 import socket
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import structlog
 
@@ -116,7 +116,8 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
     # ------------------------------------------------------------ transport callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports implement the interface without subclassing asyncio.Transport.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         connection = self.connection
         self.session = Session(
