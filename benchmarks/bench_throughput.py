@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import loop_factory, markdown_table, median, replace_section, versions  # noqa: E402
+from _common import loop_factory, markdown_table, median, replace_section, versions
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 VARIANTS = ("raw", "websockets", "pulsewire")
