@@ -174,12 +174,16 @@ class Connection:
         """
         if isinstance(message, str):
             raise TypeError("send() takes bytes; encode text first")
-        session = self._session
+        protocol = self._protocol
+        session = self._session if protocol is None else protocol.session
+        if session is None:
+            session = self._session  # raises: not established yet
         session.send_message(message)
-        assert self._protocol is not None
+        assert protocol is not None
         # Written on the next turn of the loop, together with whatever else is sent in this
         # one: a task sending many small messages makes few large writes.
-        self._protocol.flush_soon()
+        if not protocol._flush_scheduled:
+            protocol.flush_soon()
         while session.pending_send_bytes > SEND_BUFFER_LIMIT:
             if self._drain_waiters is None:
                 self._drain_waiters = []

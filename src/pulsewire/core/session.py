@@ -90,6 +90,8 @@ _PEER_BLAMES_US = frozenset(
 )
 
 _CLOSE_CODES = frozenset(int(code) for code in CloseCode)
+_pack_header = HEADER.pack
+_DATA = int(FrameKind.DATA)
 _PING, _SUSPECT, _DEAD = (flag._value_ for flag in (Decision.PING, Decision.SUSPECT, Decision.DEAD))
 _MAX_CREDIT = 2**40
 _MAX_NAME = 256  #: the bound ``Hello.name`` is decoded with
@@ -157,7 +159,7 @@ class Session:
         self.death: Death | None = None
         self.rtt = RttEstimator()
         # Outgoing DATA: whole messages, the head one possibly half sent.
-        self._outbox: deque[memoryview] = deque()
+        self._outbox: deque[bytes] = deque()
         self._outbox_offset = 0
         self._pending_bytes = 0
         self._send_credit = 0
@@ -270,12 +272,27 @@ class Session:
         assert self.negotiated is not None
         chunk_max = min(self.limits.chunk_size, self.negotiated.peer.max_frame_size)
         outbox = self._outbox
-        counters = self._counters
         credit = self._send_credit
+        sent = 0
+        pack = _pack_header
         while outbox and budget > 0:
             message = outbox[0]
             offset = self._outbox_offset
             remaining = len(message) - offset
+            if (
+                not offset
+                and remaining <= chunk_max
+                and remaining <= budget
+                and remaining + MESSAGE_OVERHEAD <= credit
+            ):
+                # The common case: a whole small message in one frame, no slicing.
+                out += pack(_DATA, FLAG_FIN, remaining)
+                out += message
+                outbox.popleft()
+                credit -= remaining + MESSAGE_OVERHEAD
+                budget -= remaining
+                sent += remaining
+                continue
             size = min(chunk_max, remaining, budget)
             final = size == remaining
             cost = size + MESSAGE_OVERHEAD if final else size
@@ -287,30 +304,32 @@ class Session:
                     break
                 final = False
                 cost = size
-            out += HEADER.pack(FrameKind.DATA, FLAG_FIN if final else 0, size)
-            out += message[offset : offset + size]
+            out += pack(_DATA, FLAG_FIN if final else 0, size)
+            out += memoryview(message)[offset : offset + size]
             credit -= cost
             budget -= size
-            self._pending_bytes -= size
-            counters["bytes_sent"] += size
+            sent += size
             if final:
                 outbox.popleft()
                 self._outbox_offset = 0
             else:
                 self._outbox_offset = offset + size
         self._send_credit = credit
+        self._pending_bytes -= sent
+        self._counters["bytes_sent"] += sent
 
     # ------------------------------------------------------------------ local inputs
 
     def send_message(self, data: bytes | bytearray | memoryview) -> None:
         """Queue one application message. Raises if the connection is closing or dead."""
-        self._check_open("send")
+        if self.death is not None or self._state is State.CLOSING:
+            self._check_open("send")
         negotiated = self.negotiated
         if negotiated is None:
             raise UsageError("cannot send before the handshake has completed")
-        # Keep a reference, not a copy, when the data cannot change under us. Size the
-        # message in bytes: len() of a memoryview counts items, not bytes.
-        message = memoryview(data if isinstance(data, bytes) else bytes(data))
+        # Keep a reference, not a copy, when the data cannot change under us; bytes() of
+        # anything else also sizes it in bytes (len() of a memoryview counts items).
+        message = data if type(data) is bytes else bytes(data)
         size = len(message)
         if size > negotiated.peer.max_message_size:
             raise UsageError(
@@ -325,10 +344,11 @@ class Session:
         """The application has taken a received message of ``size`` bytes: grant credit."""
         if self._unconsumed_since:
             self._unconsumed_since.popleft()
-        if self._state is State.DEAD:
+        if self.death is not None:
             return
-        self._consumed_unreported += size + MESSAGE_OVERHEAD
-        self._grant_credit()
+        unreported = self._consumed_unreported = self._consumed_unreported + size + MESSAGE_OVERHEAD
+        if unreported * 4 >= self._window or self._recv_credit <= MESSAGE_OVERHEAD:
+            self._grant_credit()
 
     def _grant_credit(self) -> None:
         # Report consumption in batches of a quarter window; but at once when the peer is
@@ -375,7 +395,10 @@ class Session:
         try:
             decoder = self._decoder
             for frame in decoder.feed(data):
-                self._handle_frame(frame, now)
+                if frame[0] is FrameKind.DATA:
+                    self._handle_data(frame, now)
+                else:
+                    self._handle_frame(frame, now)
                 if self.death is not None:
                     return
             decoder.raise_pending()
@@ -565,10 +588,13 @@ class Session:
         final = bool(frame.flags & FLAG_FIN)
         if not final and size == 0:
             raise ProtocolError("empty non-final DATA chunk")
-        self._recv_credit -= size + MESSAGE_OVERHEAD if final else size
-        if self._recv_credit < 0:
-            raise ProtocolError("peer sent more DATA than its credit", CloseCode.FLOW_CONTROL)
-        self._grant_credit()
+        credit = self._recv_credit = self._recv_credit - (
+            size + MESSAGE_OVERHEAD if final else size
+        )
+        if credit <= MESSAGE_OVERHEAD:
+            if credit < 0:
+                raise ProtocolError("peer sent more DATA than its credit", CloseCode.FLOW_CONTROL)
+            self._grant_credit()
         if self._partial_size + size > self.limits.max_message_size:
             raise ProtocolError(
                 f"message exceeds max_message_size ({self.limits.max_message_size} bytes)",
