@@ -410,3 +410,20 @@ def test_strict_session_pings_even_while_data_flows() -> None:
         pair.exchange()
     assert pair.client.stats(pair.now).pings_sent >= 9
     assert pair.client.state is State.ALIVE
+
+
+def test_both_sides_of_an_idle_connection_take_turns_pinging() -> None:
+    # Each side redraws its jittered delay when the peer pings, so neither side is stuck
+    # with a longer delay forever (and an adaptive side keeps learning response delays).
+    pair = SessionPair(POLICY, POLICY, seed=14)
+    pair.advance(120.0)
+    client = pair.client.stats(pair.now).pings_sent
+    server = pair.server.stats(pair.now).pings_sent
+    assert min(client, server) > 0.25 * (client + server)
+
+
+def test_the_default_suspicion_follows_the_negotiated_interval() -> None:
+    slow_peer = Policy(interval=4.0, timeout=5.0, min_peer_interval=4.0)
+    pair = SessionPair(Policy(interval=1.0, timeout=5.0), slow_peer)
+    pair.advance(60.0)
+    assert not any(isinstance(event, Suspected) for event in pair.client_events)

@@ -72,7 +72,13 @@ class LivenessTracker:
         self.interval = interval
         self._ceiling = self.timeout = policy.timeout
         self._fixed_suspect_after = policy.suspect_after
-        self.suspect_after = policy.effective_suspect_after
+        # Halfway from the *negotiated* interval to the timeout, unless the policy fixes it:
+        # a peer that forces a slower interval must not make every idle cycle look suspect.
+        self.suspect_after = (
+            policy.suspect_after
+            if policy.suspect_after is not None
+            else interval + (policy.timeout - interval) / 2
+        )
         self._rng = rng
         self._jitter = policy.jitter
         self._adaptive: Adaptive | None = policy.adaptive
@@ -90,6 +96,14 @@ class LivenessTracker:
 
     def _draw_delay(self) -> float:
         return self.interval * (1.0 - self._jitter * self._rng.random())
+
+    def peer_pinged(self) -> None:
+        """The peer pinged us: draw our next delay afresh, as if we had pinged.
+
+        Otherwise the side that loses the race once keeps its (longer) delay and keeps
+        losing: it would never ask, and so never learn response delays of its own.
+        """
+        self.ping_delay = self._draw_delay()
 
     def evidence(self, now: float) -> bool:
         """Record evidence of life; return True when it ends a suspicion."""

@@ -618,6 +618,9 @@ class Session:
     def _handle_ping(self, ping: Ping, now: float) -> None:
         self._counters["pings_received"] += 1
         self._spend_ping_token(now)
+        tracker = self._tracker
+        if tracker is not None:
+            tracker.peer_pinged()
         encode_control_into(
             self._control, FrameKind.PONG, Pong(ping.seq, ping.sent_at, self._stuck_for(now))
         )
