@@ -757,7 +757,7 @@ def test_stats_count_messages_bytes_and_pings() -> None:
     assert server.pings_received == client.pings_sent
     assert client.pongs_received == 0
     assert client.bytes_received == len(opening_bytes(name="server"))
-    assert server.pings_sent == pair.client.stats(pair.now).pings_received  # none got through
+    assert client.pings_received == 0  # whatever the server said is held on the wire
 
 
 def test_stats_is_a_frozen_snapshot() -> None:
