@@ -1,42 +1,85 @@
-"""Every example runs, against real processes on loopback."""
+"""Every example runs, against real processes on loopback, bounded in time."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+import pulsewire
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+Started = Callable[..., tuple[subprocess.Popen[str], str]]
+
+
+def readline(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    return process.stdout.readline()
+
+
+def read_until(process: subprocess.Popen[str], prefix: str, limit: int = 200) -> str:
+    """The first line of the process's stdout that starts with ``prefix``."""
+    for _ in range(limit):
+        line = readline(process)
+        if not line:
+            break
+        if line.startswith(prefix):
+            return line
+    raise AssertionError(f"no line starting with {prefix!r}")
 
 
 @pytest.fixture
-def echo_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
-    process = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "echo_server.py"), "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("READY "), line
-        yield process, int(line.split()[1])
-    finally:
-        os.kill(process.pid, signal.SIGCONT)
-        process.kill()
+def start() -> Iterator[Started]:
+    """Start an example as a subprocess; every one is killed (after SIGCONT) at the end."""
+    processes: list[subprocess.Popen[str]] = []
+
+    def start(
+        name: str, *args: str, ready: str | None = "READY "
+    ) -> tuple[subprocess.Popen[str], str]:
+        process = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / name), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        processes.append(process)
+        first = readline(process) if ready is not None else ""
+        if ready is not None:
+            assert first.startswith(ready), first
+        return process, first
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGCONT)
+            process.kill()
         process.communicate(timeout=10)
 
 
-def test_echo_client_gets_every_echo(echo_server: tuple[subprocess.Popen[str], int]) -> None:
-    _, port = echo_server
+def ready_port(line: str) -> int:
+    return int(line.split()[1])
+
+
+# --------------------------------------------------------------------------------------
+# echo server and client
+# --------------------------------------------------------------------------------------
+
+
+def test_echo_client_gets_every_echo(start: Started) -> None:
+    _, line = start("echo_server.py", "0")
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "echo_client.py"), str(port), "3", "0"],
+        [sys.executable, str(EXAMPLES / "echo_client.py"), str(ready_port(line)), "3", "0"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -49,23 +92,172 @@ def test_echo_client_gets_every_echo(echo_server: tuple[subprocess.Popen[str], i
     ]
 
 
-def test_echo_client_reports_a_frozen_server_as_timeout(
-    echo_server: tuple[subprocess.Popen[str], int],
-) -> None:
-    server, port = echo_server
-    client = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "echo_client.py"), str(port), "1000", "0.05"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert client.stdout is not None
-        assert client.stdout.readline().startswith("echo: hello 0")
-        os.kill(server.pid, signal.SIGSTOP)
-        output, _ = client.communicate(timeout=30)
-    finally:
-        client.kill()
-        client.communicate(timeout=10)
+def test_echo_client_reports_a_frozen_server_as_timeout(start: Started) -> None:
+    server, line = start("echo_server.py", "0")
+    client, _ = start("echo_client.py", str(ready_port(line)), "1000", "0.05", ready=None)
+    assert readline(client).startswith("echo: hello 0")
+    os.kill(server.pid, signal.SIGSTOP)
+    output, _ = client.communicate(timeout=30)
     assert client.returncode == 1
     assert "server is gone: timeout (heartbeat)" in output
+
+
+# --------------------------------------------------------------------------------------
+# chat server (a Server subclass)
+# --------------------------------------------------------------------------------------
+
+
+async def _next_text(connection: pulsewire.Connection) -> str:
+    async with asyncio.timeout(10):
+        return (await connection.recv()).decode()
+
+
+async def _chat(port: int) -> list[str]:
+    policy = pulsewire.Policy(interval=0.5, timeout=2.0)
+    seen: list[str] = []
+    alice = await pulsewire.connect("127.0.0.1", port, policy=policy, name="alice")
+    seen.append(await _next_text(alice))
+    bob = await pulsewire.connect("127.0.0.1", port, policy=policy, name="bob")
+    seen.append(await _next_text(alice))
+    seen.append(await _next_text(bob))
+    await alice.send(b"hi bob")
+    seen.append(await _next_text(bob))
+    carol = await pulsewire.connect("127.0.0.1", port, policy=policy, name="carol")
+    seen.append(await _next_text(alice))
+    # carol vanishes with a reset (SO_LINGER 0), bob leaves in order.
+    carol.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+    )
+    carol.abort()
+    seen.append(await _next_text(alice))
+    await bob.close()
+    seen.append(await _next_text(alice))
+    await alice.close()
+    return seen
+
+
+def test_chat_server_relays_and_says_why_members_left(start: Started) -> None:
+    _, line = start("chat_server.py", "0")
+    seen = asyncio.run(_chat(ready_port(line)))
+    assert seen == [
+        "* alice joined",
+        "* bob joined",
+        "* bob joined",
+        "alice: hi bob",
+        "* carol joined",
+        "* carol left (reset)",
+        "* bob left (eof)",
+    ]
+
+
+# --------------------------------------------------------------------------------------
+# reconnecting client (pulsewire.Client)
+# --------------------------------------------------------------------------------------
+
+
+def test_reconnecting_client_logs_each_death_with_its_reason(start: Started) -> None:
+    server, line = start("echo_server.py", "0")
+    port = ready_port(line)
+    client, _ = start("reconnecting_client.py", str(port), ready=None)
+    assert read_until(client, "connected").strip() == "connected (connection #1)"
+    read_until(client, "echo: message")
+
+    server.kill()  # the kernel closes its sockets: FIN
+    server.communicate(timeout=10)
+    died = read_until(client, "connection died:")
+    assert died.startswith(("connection died: eof (kernel)", "connection died: reset (kernel)"))
+
+    server, _ = start("echo_server.py", str(port))  # back on the same port
+    assert read_until(client, "connected").strip() == "connected (connection #2)"
+    read_until(client, "echo: message")
+
+    os.kill(server.pid, signal.SIGSTOP)  # frozen: only the heartbeat can tell
+    assert read_until(client, "connection died:").startswith(
+        "connection died: timeout (heartbeat), silent for 1.0"
+    )
+    os.kill(server.pid, signal.SIGCONT)
+    assert read_until(client, "connected").strip() == "connected (connection #3)"
+    read_until(client, "echo: message")
+
+
+def test_reconnecting_client_stops_after_its_messages(start: Started) -> None:
+    _, line = start("echo_server.py", "0")
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "reconnecting_client.py"), str(ready_port(line)), "3"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split("  ")[0] for line in lines if line.startswith("echo:")] == [
+        "echo: message 0",
+        "echo: message 1",
+        "echo: message 2",
+    ]
+    assert lines[-1].startswith("done: 1 connection(s)")
+
+
+# --------------------------------------------------------------------------------------
+# kernel keepalive only
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("linger", "how"), [(False, "eof"), (True, "reset")])
+def test_kernel_keepalive_only_reports_how_the_connection_ended(
+    start: Started, linger: bool, how: str
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        client, _ = start("kernel_keepalive_only.py", "127.0.0.1", str(port), ready=None)
+        accepted, _ = listener.accept()
+        read_until(client, "CONNECTED")
+        if linger:
+            accepted.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        accepted.close()
+        output, _ = client.communicate(timeout=15)
+    assert client.returncode == 0
+    assert f"connection ended: {how} after" in output
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the report's option names are Linux's")
+def test_kernel_keepalive_only_prints_what_the_kernel_applied(start: Started) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        client, _ = start("kernel_keepalive_only.py", "127.0.0.1", str(port), ready=None)
+        accepted, _ = listener.accept()
+        lines = []
+        while not (line := readline(client)).startswith("CONNECTED"):
+            lines.append(line)
+        accepted.close()
+        client.communicate(timeout=15)
+    report = "".join(lines)
+    assert "applied      TCP_KEEPIDLE=1 s" in report
+    assert "applied      TCP_KEEPCNT=3 probes" in report
+    assert "applied      TCP_USER_TIMEOUT=5000 ms" in report
+    assert "idle dead peer: dropped after at most" in report
+
+
+# --------------------------------------------------------------------------------------
+# JSON logging through structlog
+# --------------------------------------------------------------------------------------
+
+
+def test_json_logging_prints_one_json_object_per_event() -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "json_logging.py")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    server = [event for event in events if event["side"] == "server"]
+    names = [event["event"] for event in server]
+    assert names[:2] == ["server.listening", "peer.connected"]
+    assert "peer.suspect" in names
+    dead = next(event for event in server if event["event"] == "peer.dead")
+    assert (dead["reason"], dead["source"], dead["level"]) == ("timeout", "heartbeat", "warning")
+    assert dead["silence"] == pytest.approx(0.5, abs=0.2)
+    assert all("timestamp" in event for event in events)
+    assert any(event["side"] == "client" and event["event"] == "peer.dead" for event in events)

@@ -1,65 +1,60 @@
-"""The ``pulsewire`` command line.
+"""The ``pulsewire`` command line: ``demo``, ``serve``, ``probe``, ``kernel``.
 
-Exit codes: 0 success; 1 the command ran and found a failure (e.g. a fault not detected);
-2 bad arguments.
+Each command lives in its own module, which adds its parser (``add_parser``) and runs it
+(``run``). Exit codes, for every command: 0 success; 1 the command ran and found a failure
+(a fault without its expected verdict, a peer that died or never answered, an address
+that cannot be served); 2 bad arguments. Errors are one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
+import os
 import sys
+from typing import Any
 
-import structlog
+from pulsewire.cli.options import CliError, Parser, configure_logging
 
-from pulsewire.core.policy import Policy
-from pulsewire.errors import PolicyError
+__all__ = ["build_parser", "configure_logging", "main"]
 
-__all__ = ["configure_logging", "main"]
+EPILOG = """\
+exit codes: 0 success; 1 the command ran and found a failure (see each command's --help);
+2 bad arguments (a one-line error on stderr).
 
-
-def configure_logging(verbose: bool) -> None:
-    # The command line is an application: it may configure structlog (a library never does).
-    level = logging.INFO if verbose else logging.WARNING
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+`pulsewire COMMAND --help` explains each command.
+"""
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    # Imported here so that `python -m pulsewire.cli.peer` (the demo's peers) stays light.
+    from pulsewire import __version__
+    from pulsewire.cli import demo, probe, serve
+    from pulsewire.cli import kernel as kernel_command
+
+    parser = Parser(
         prog="pulsewire",
         description="Fast, controllable dead-peer detection for long-lived connections.",
+        epilog=EPILOG,
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = commands.add_parser(
-        "demo",
-        help="inject real faults into real peers; compare pulsewire with kernel keepalive",
-        description=(
-            "Start a pulsewire server and peer processes on loopback, freeze one (SIGSTOP), "
-            "kill one (SIGKILL) and reset one (RST), and show how long pulsewire and kernel "
-            "keepalive tuned to 1 s/1 s/1 probe take to notice."
-        ),
-    )
-    demo.add_argument("--interval", type=float, default=0.5, help="ping interval, s (0.5)")
-    demo.add_argument("--timeout", type=float, default=2.0, help="dead after silence, s (2.0)")
-    demo.add_argument("--json", action="store_true", help="print the results as JSON")
-    demo.add_argument("-v", "--verbose", action="store_true", help="log connection events")
+    parser.add_argument("--version", action="version", version=f"pulsewire {__version__}")
+    commands: Any = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (demo, serve, probe, kernel_command):
+        module.add_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _build_parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(getattr(args, "verbose", False))
-    if args.command == "demo":
-        from pulsewire.cli import demo
-
-        try:
-            policy = Policy(interval=args.interval, timeout=args.timeout)
-        except PolicyError as error:
-            parser.error(str(error))
-        return demo.main(policy, args.json)
-    parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse exits first
-    return 2
+    prog = f"pulsewire {args.command}"
+    try:
+        code: int = args.run(args)
+    except CliError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return error.code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `pulsewire kernel | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return code
