@@ -157,8 +157,9 @@ class Connection:
 
     def stats(self) -> SessionStats:
         """A frozen snapshot of this connection's counters and RTT figures."""
+        session = self._session  # raises UsageError before the connection is established
         assert self._protocol is not None
-        return self._session.stats(self._protocol.scheduler.time())
+        return session.stats(self._protocol.scheduler.time())
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """Transport information (``"socket"``, ``"peername"``, ``"sslcontext"``, ...)."""
