@@ -31,9 +31,12 @@ What it builds:
   the PID is the command's own): :meth:`~TwoHosts.spawn` returns a :class:`HostProcess`
   that collects the JSON lines the process prints and can be signalled by its PID.
 
-Packet filters act on *arrival* (the ``prerouting`` hook of the receiving host, or the
-``input``/``output`` hooks of a firewall host), never by failing a local send: a sender
-sees what it would see on a real network, silence, not ``EPERM``.
+The blackhole and the loss act on *arrival* (the ``prerouting`` hook of the receiving
+host), never by failing a local send: a sender sees what it would see on a real network,
+silence, not ``EPERM``. The firewall is the one exception: it filters host b's own
+``input`` and ``output``, so a packet that host b itself sends on a forgotten flow is
+refused locally (its TCP retries; the other host sees the same silence as behind a real
+middlebox).
 
 Teardown always runs when :class:`TwoHosts` is used as a context manager, whatever the
 test did: every process spawned is continued and killed by its PID, any process still

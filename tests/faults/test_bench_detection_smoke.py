@@ -1,0 +1,45 @@
+"""benchmarks/detection.py: the smoke run works, so the benchmark cannot rot unnoticed.
+
+``--smoke`` runs the idle blackhole and the graceful exit once, for pulsewire's LAN preset,
+kernel keepalive 1/1/3 and websockets, plus a few seconds of the lossy link, in well
+under a minute, and prints the report without writing any file.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pulsewire.testing import netns_available
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "detection.py"
+
+
+def test_detection_benchmark_smoke_run(tmp_path: Path) -> None:
+    reason = netns_available()
+    if reason is not None:
+        pytest.skip(reason)
+    results, docs = tmp_path / "RESULTS.md", tmp_path / "detection.md"
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", "--results", str(results), "--docs", str(docs)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    print(run.stdout)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = run.stdout
+    assert "| detector | idle blackhole | graceful exit (FIN) |" in report
+    lan_row = next(
+        line for line in report.splitlines() if line.startswith("| pulsewire Policy.lan()")
+    )
+    assert "TIMEOUT hb" in lan_row
+    assert "EOF kernel" in lan_row
+    assert "### Lossy link: false deaths" in report
+    assert "`Policy.lan()` detects every failure scenario" in report
+    assert not results.exists(), "--smoke must not write the results file"
+    assert not docs.exists()
