@@ -104,7 +104,7 @@ class Connection:
         self._on_dead_callback = on_dead
         self._protocol: PulsewireProtocol | None = None
         self._transport: asyncio.Transport | None = None
-        self._inbound: deque[bytes] = deque()
+        self._inbound: deque[bytes] | None = None  # created by the first message
         self._recv_waiter: asyncio.Future[None] | None = None
         self._state_waiters: list[asyncio.Future[None]] | None = None
         self._drain_waiters: list[asyncio.Future[None]] | None = None
@@ -292,6 +292,7 @@ class Connection:
     # ------------------------------------------------------------------ internals
 
     def _take(self) -> bytes:
+        assert self._inbound is not None
         data = self._inbound.popleft()
         protocol = self._protocol
         if protocol is not None and protocol.session is not None:
@@ -334,14 +335,17 @@ class Connection:
         if self._on_ready_callback is not None:
             self._on_ready_callback(self)
         if self._hooks is not None:
-            self._run_hook(self._hooks.on_connect, self)
+            self._run_hook("on_connect", self)
 
     def _on_message(self, data: bytes) -> None:
         hooks = self._hooks
         if hooks is not None and hooks._takes_messages:
-            self._run_hook(self._message_hook, data)
+            self._queue_call(self._message_hook, data)
             return
-        self._inbound.append(data)
+        inbound = self._inbound
+        if inbound is None:
+            inbound = self._inbound = deque()
+        inbound.append(data)
         waiter = self._recv_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -363,13 +367,13 @@ class Connection:
         )
         self._state_changed()
         if self._hooks is not None:
-            self._run_hook(self._hooks.on_suspect, self)
+            self._run_hook("on_suspect", self)
 
     def _on_recover(self, silence: float) -> None:
         _log.info(logevents.PEER_RECOVERED, peer=self.peer_address, silence=round(silence, 4))
         self._state_changed()
         if self._hooks is not None:
-            self._run_hook(self._hooks.on_recover, self)
+            self._run_hook("on_recover", self)
 
     def _on_dead(self, death: Death) -> None:
         log = _log.info if death.reason in _QUIET_REASONS else _log.warning
@@ -388,7 +392,7 @@ class Connection:
             self._on_dead_callback(self, death)
         if self._hooks is not None and self._session.negotiated is not None:
             # Only connections that reached on_connect get on_dead: hooks come in pairs.
-            self._run_hook(self._hooks.on_dead, self, death)
+            self._run_hook("on_dead", self, death)
 
     def _transport_lost(self) -> None:
         death = self.death
@@ -417,7 +421,13 @@ class Connection:
                 if not waiter.done():
                     waiter.set_result(None)
 
-    def _run_hook(self, hook: Callable[..., Awaitable[None]], *args: Any) -> None:
+    def _run_hook(self, name: str, *args: Any) -> None:
+        """Run the server's hook ``name``, unless the server left it empty."""
+        hooks = self._hooks
+        if hooks is not None and name in hooks._overridden:
+            self._queue_call(getattr(hooks, name), *args)
+
+    def _queue_call(self, hook: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Hooks of one connection run one at a time, in the order of their events."""
         if self._hook_queue is None:
             self._hook_queue = deque()

@@ -190,14 +190,20 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         self.after_input()
 
     def after_input(self) -> None:
-        """The driver's duty after every input: write, dispatch events, re-arm."""
+        """The driver's duty after every input: write, dispatch events, re-arm.
+
+        Each step is skipped when it has nothing to do: most timer fires are lazy
+        rescheduling no-ops, and at 10,000 connections they must cost next to nothing.
+        """
         session = self.session
         assert session is not None
-        self.flush()
-        events = session.events_received()
-        if events:
-            self._dispatch(events)
-        self.scheduler.schedule(self, session.next_deadline())
+        if session.has_output or session.pending_send_bytes:
+            self.flush()
+        if session.has_events:
+            self._dispatch(session.events_received())
+        deadline = session.next_deadline()
+        if deadline is not None and deadline < self.scheduled_at:
+            self.scheduler.schedule(self, deadline)
 
     def flush(self) -> None:
         session = self.session

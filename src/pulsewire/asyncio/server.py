@@ -27,6 +27,8 @@ _log = structlog.get_logger("pulsewire")
 
 Handler = Callable[[Connection], Awaitable[None]]
 
+_HOOKS = ("on_connect", "on_message", "on_suspect", "on_recover", "on_dead")
+
 
 class Server:
     """Subclass and override the hooks you need; every default does nothing.
@@ -41,10 +43,15 @@ class Server:
     """
 
     _takes_messages: ClassVar[bool] = False
+    #: The hooks this class overrides: the others are not even scheduled.
+    _overridden: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._takes_messages = cls.on_message is not Server.on_message
+        cls._overridden = frozenset(
+            name for name in _HOOKS if getattr(cls, name) is not getattr(Server, name)
+        )
 
     async def on_connect(self, connection: Connection) -> None:
         """The handshake completed."""

@@ -44,13 +44,18 @@ class Frame(NamedTuple):
     payload: bytes
 
 
-class FrameDecoder:
-    """Parse the preamble and then frames from a byte stream fed in arbitrary pieces."""
+_Spec = tuple[FrameKind, int, int]
+_specs_cache: dict[int, dict[int, _Spec]] = {}
 
-    def __init__(self, max_frame_size: int) -> None:
-        self.max_frame_size = max_frame_size
-        # kind byte -> (kind, flags allowed, largest payload): one lookup checks a header.
-        self._specs = {
+
+def _specs_for(max_frame_size: int) -> dict[int, _Spec]:
+    """kind byte -> (kind, flags allowed, largest payload): one lookup checks a header.
+
+    Shared by every decoder with the same limit (the table is never mutated).
+    """
+    specs = _specs_cache.get(max_frame_size)
+    if specs is None:
+        specs = _specs_cache[max_frame_size] = {
             byte: (
                 kind,
                 _ALLOWED_FLAGS[kind],
@@ -58,6 +63,17 @@ class FrameDecoder:
             )
             for byte, kind in _KINDS.items()
         }
+    return specs
+
+
+class FrameDecoder:
+    """Parse the preamble and then frames from a byte stream fed in arbitrary pieces."""
+
+    __slots__ = ("_buffer", "_error", "_preamble_seen", "_specs", "max_frame_size")
+
+    def __init__(self, max_frame_size: int) -> None:
+        self.max_frame_size = max_frame_size
+        self._specs = _specs_for(max_frame_size)
         self._buffer = bytearray()
         self._preamble_seen = False
         self._error: ProtocolError | None = None

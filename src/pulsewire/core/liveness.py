@@ -29,8 +29,9 @@ from pulsewire.core.policy import Adaptive, Policy
 
 __all__ = ["Decision", "LivenessTracker"]
 
-#: Timers may fire up to a clock tick early; a deadline this close counts as reached.
-EPSILON = 1e-6
+#: Timers may fire up to a clock tick early (uvloop's clock ticks in milliseconds): a
+#: deadline this close counts as reached, or the driver would spin until the clock ticks.
+EPSILON = 1e-3
 
 
 class Decision(enum.Flag):

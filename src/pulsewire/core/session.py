@@ -96,6 +96,8 @@ _PING, _SUSPECT, _DEAD = (flag._value_ for flag in (Decision.PING, Decision.SUSP
 _MAX_CREDIT = 2**40
 _MAX_NAME = 256  #: the bound ``Hello.name`` is decoded with
 _UNLIMITED = 2**62
+#: Jitter needs no per-connection generator (2.9 KiB each); tests pass a seeded one.
+_SHARED_RNG = random.Random()
 #: A peer's pings may come this fraction of its negotiated interval apart, at the closest,
 #: before they count against it (its jitter is at most 50 % by policy).
 PING_TOLERANCE = 0.5
@@ -111,6 +113,53 @@ class Negotiated(msgspec.Struct, frozen=True):
 
 class Session:
     """One side of a pulsewire connection: bytes and ``now`` in; bytes, events, deadline out."""
+
+    # Slots: 10,000 idle connections each carry one of these.
+    __slots__ = (
+        "_clock",
+        "_close_code",
+        "_close_deadline",
+        "_close_frame",
+        "_close_reason",
+        "_consumed_unreported",
+        "_control",
+        "_count_bytes_received",
+        "_count_bytes_sent",
+        "_count_messages_received",
+        "_count_messages_sent",
+        "_count_pings_received",
+        "_count_pings_refused",
+        "_count_pings_sent",
+        "_count_pongs_received",
+        "_decoder",
+        "_events",
+        "_handshake_evidence",
+        "_hello",
+        "_outbox",
+        "_outbox_offset",
+        "_partial",
+        "_partial_size",
+        "_peer_stuck_for",
+        "_pending_bytes",
+        "_ping_seq",
+        "_ping_tokens",
+        "_ping_tokens_at",
+        "_recv_credit",
+        "_rng",
+        "_send_credit",
+        "_started",
+        "_state",
+        "_tracker",
+        "_unconsumed_since",
+        "_window",
+        "death",
+        "initiator",
+        "limits",
+        "name",
+        "negotiated",
+        "policy",
+        "rtt",
+    )
 
     def __init__(
         self,
@@ -132,7 +181,7 @@ class Session:
         if len(name) > _MAX_NAME:
             raise UsageError(f"name longer than {_MAX_NAME} characters: the peer would reject it")
         self.name = name
-        self._rng = rng if rng is not None else random.Random()
+        self._rng = rng if rng is not None else _SHARED_RNG
         self._state = State.HANDSHAKE
         self._started = now
         self._decoder = FrameDecoder(limits.max_frame_size)
@@ -159,7 +208,7 @@ class Session:
         self.death: Death | None = None
         self.rtt = RttEstimator()
         # Outgoing DATA: whole messages, the head one possibly half sent.
-        self._outbox: deque[bytes] = deque()
+        self._outbox: deque[bytes] | None = None  # created on the first send: idle costs nothing
         self._outbox_offset = 0
         self._pending_bytes = 0
         self._send_credit = 0
@@ -177,9 +226,16 @@ class Session:
         self._ping_tokens = 0.0
         self._ping_tokens_at = now
         # Progress: arrival times of received messages the application has not consumed.
-        self._unconsumed_since: deque[float] = deque()
+        self._unconsumed_since: deque[float] | None = None
         self._peer_stuck_for = 0.0
-        self._counters = dict.fromkeys(SessionStats.COUNTERS, 0)
+        self._count_messages_sent = 0
+        self._count_messages_received = 0
+        self._count_bytes_sent = 0
+        self._count_bytes_received = 0
+        self._count_pings_sent = 0
+        self._count_pings_received = 0
+        self._count_pongs_received = 0
+        self._count_pings_refused = 0
 
     # ------------------------------------------------------------------ queries
 
@@ -191,6 +247,11 @@ class Session:
     def pending_send_bytes(self) -> int:
         """Bytes of DATA accepted by :meth:`send_message` and not yet handed out."""
         return self._pending_bytes
+
+    @property
+    def has_events(self) -> bool:
+        """Whether :meth:`events_received` has anything to return."""
+        return bool(self._events)
 
     @property
     def has_output(self) -> bool:
@@ -231,7 +292,7 @@ class Session:
             timeout=self.policy.timeout if self._tracker is None else self._tracker.timeout,
             peer_stuck_for=self._peer_stuck_for,
             pending_send_bytes=self._pending_bytes,
-            **self._counters,
+            **{counter: getattr(self, f"_count_{counter}") for counter in SessionStats.COUNTERS},
         )
 
     # ------------------------------------------------------------------ outputs
@@ -272,6 +333,7 @@ class Session:
         assert self.negotiated is not None
         chunk_max = min(self.limits.chunk_size, self.negotiated.peer.max_frame_size)
         outbox = self._outbox
+        assert outbox is not None
         credit = self._send_credit
         sent = 0
         pack = _pack_header
@@ -316,7 +378,7 @@ class Session:
                 self._outbox_offset = offset + size
         self._send_credit = credit
         self._pending_bytes -= sent
-        self._counters["bytes_sent"] += sent
+        self._count_bytes_sent += sent
 
     # ------------------------------------------------------------------ local inputs
 
@@ -336,9 +398,12 @@ class Session:
                 f"message of {size} bytes exceeds the peer's max_message_size "
                 f"({negotiated.peer.max_message_size} bytes)"
             )
-        self._outbox.append(message)
+        outbox = self._outbox
+        if outbox is None:
+            outbox = self._outbox = deque()
+        outbox.append(message)
         self._pending_bytes += size
-        self._counters["messages_sent"] += 1
+        self._count_messages_sent += 1
 
     def message_consumed(self, size: int) -> None:
         """The application has taken a received message of ``size`` bytes: grant credit."""
@@ -389,7 +454,7 @@ class Session:
         if self._state is State.DEAD or not data:
             return
         self._clock = now
-        self._counters["bytes_received"] += len(data)
+        self._count_bytes_received += len(data)
         if self.policy.evidence is Evidence.ANY:
             self._evidence(now)
         try:
@@ -480,7 +545,7 @@ class Session:
         if bits & _PING:
             self._ping_seq += 1
             encode_control_into(self._control, FrameKind.PING, Ping(self._ping_seq, now))
-            self._counters["pings_sent"] += 1
+            self._count_pings_sent += 1
 
     # ------------------------------------------------------------------ internals
 
@@ -611,12 +676,15 @@ class Session:
             self._partial_size = 0
         else:
             data = frame.payload
-        self._counters["messages_received"] += 1
-        self._unconsumed_since.append(now)
+        self._count_messages_received += 1
+        unconsumed = self._unconsumed_since
+        if unconsumed is None:
+            unconsumed = self._unconsumed_since = deque()
+        unconsumed.append(now)
         self._events.append(MessageReceived(data))
 
     def _handle_ping(self, ping: Ping, now: float) -> None:
-        self._counters["pings_received"] += 1
+        self._count_pings_received += 1
         self._spend_ping_token(now)
         tracker = self._tracker
         if tracker is not None:
@@ -641,7 +709,7 @@ class Session:
         self._ping_tokens_at = now
         self._ping_tokens = min(capacity, tokens) - 1.0
         if self._ping_tokens < 0:
-            self._counters["pings_refused"] += 1
+            self._count_pings_refused += 1
             raise ProtocolError(
                 f"peer pings faster than the negotiated minimum of "
                 f"{negotiated.peer_ping_interval} s",
@@ -659,7 +727,7 @@ class Session:
     def _handle_pong(self, pong: Pong, now: float) -> None:
         if not 1 <= pong.seq <= self._ping_seq or not self._started <= pong.sent_at <= now:
             raise ProtocolError(f"PONG answers a PING never sent (seq {pong.seq})")
-        self._counters["pongs_received"] += 1
+        self._count_pongs_received += 1
         self.rtt.add(now - pong.sent_at)
         was_stuck = self._peer_stuck_for > 0
         self._peer_stuck_for = pong.stuck_for
@@ -727,7 +795,7 @@ class Session:
             close_reason=close_reason,
             error=error,
         )
-        self._outbox.clear()
+        self._outbox = None
         self._pending_bytes = 0
         self._close_frame = None
         self._partial.clear()
