@@ -43,6 +43,7 @@ __all__ = [
     "WorkerError",
     "cpu_seconds",
     "emit",
+    "git_revision",
     "install_cleanup",
     "kill_children",
     "loop_factory",
@@ -368,13 +369,14 @@ def kill_children() -> None:
 
 
 def install_cleanup() -> None:
-    """Kill the workers at exit, and turn SIGTERM into an orderly exit (Ctrl-C already is)."""
+    """Kill the workers at exit; SIGTERM and Ctrl-C (SIGINT) end the run in order."""
     atexit.register(kill_children)
 
     def on_sigterm(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
 
 
 # ---------------------------------------------------------------- reports
@@ -407,6 +409,25 @@ def replace_section(path: Path, heading: str, body: str, file_header: str) -> No
             lines.append("")
         lines += new_section
     path.write_text("\n".join(lines).rstrip() + "\n")
+
+
+def git_revision(directory: Path, watched: str = ".") -> str:
+    """``commit abc1234``, plus ``+ uncommitted changes in <watched>`` when there are some."""
+
+    def git(*argv: str) -> str:
+        return subprocess.run(
+            ["git", *argv], cwd=directory, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        top = git("rev-parse", "--show-toplevel")
+        dirty = git("status", "--porcelain", "--", str(Path(top) / watched))
+    except (OSError, subprocess.SubprocessError):
+        return "revision unknown"
+    if not commit:
+        return "revision unknown"
+    return f"commit {commit}" + (f" + uncommitted changes in {watched}/" if dirty else "")
 
 
 def versions() -> dict[str, str]:
