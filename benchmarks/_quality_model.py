@@ -1,7 +1,8 @@
 """The simulation behind ``detection_quality.py``: a TCP-like network and a pair of sessions.
 
-- :class:`Link` is a path profile: base round trip, per-direction jitter, per-direction loss,
-  and the retransmission timeout Linux would settle on for it.
+- :class:`Link` is a path profile: base round trip, per-direction jitter, per-direction loss
+  (steady, or changing between a clean and a degraded phase on a fixed cycle), and the
+  retransmission timeout Linux would settle on for it.
 - :class:`Direction` is one direction of a TCP connection: each segment is lost with the
   link's probability per transmission and retransmitted after an RTO that doubles, and it
   is delivered in order, never before the segments written ahead of it (head-of-line
@@ -20,7 +21,7 @@ import copy
 import math
 import random
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from pulsewire.core.events import Died, Recovered, Suspected
@@ -31,17 +32,48 @@ __all__ = ["Crash", "Link", "Outcome", "PairSim", "simulate"]
 
 RTO_MIN = 0.2  #: Linux ``TCP_RTO_MIN``: the floor on the variance term of the RTO
 RTO_MAX = 120.0  #: Linux ``TCP_RTO_MAX``
+ONSET = 120.0  #: false deaths this soon after a path degraded are counted apart
 SIDES = ("client", "server")
 
 
 @dataclass(frozen=True, slots=True)
 class Link:
-    """A path profile, the same in both directions."""
+    """A path profile, the same in both directions.
+
+    A *changing* path (``degraded_loss`` set) has loss ``loss`` for ``period - degraded_for``
+    seconds, then ``degraded_loss`` for ``degraded_for`` seconds, over and over from time 0;
+    delay and RTO do not change (a lossy radio hop, a congested peering link).
+    """
 
     name: str
     rtt: float  #: base round trip, seconds
     jitter: float = 0.0  #: each segment's one-way delay adds U(0, jitter) seconds
     loss: float = 0.0  #: probability that one transmission of a segment is lost
+    degraded_loss: float | None = None  #: loss in the degraded phase; None: never degraded
+    period: float = 3600.0  #: a changing path's cycle: clean, then degraded
+    degraded_for: float = 0.0  #: seconds at the end of each cycle with ``degraded_loss``
+
+    def degraded(self, now: float) -> bool:
+        """Whether a changing path is in its degraded phase at ``now``."""
+        return self.degraded_loss is not None and now % self.period >= (
+            self.period - self.degraded_for
+        )
+
+    def degraded_since(self, now: float) -> float:
+        """Seconds since the degraded phase under way at ``now`` began."""
+        return now % self.period - (self.period - self.degraded_for)
+
+    def phase(self, now: float) -> str:
+        """``"clean"`` or ``"degraded"`` for a changing path; ``""`` for a steady one."""
+        if self.degraded_loss is None:
+            return ""
+        return "degraded" if self.degraded(now) else "clean"
+
+    def loss_at(self, now: float) -> float:
+        """The loss of one transmission sent at ``now``."""
+        if self.degraded_loss is not None and self.degraded(now):
+            return self.degraded_loss
+        return self.loss
 
     @property
     def rto(self) -> float:
@@ -84,7 +116,7 @@ class Direction:
             return
         link, rng = self._link, self._rng
         transmitted, rto = now, link.rto
-        while link.loss and rng.random() < link.loss:
+        while (loss := link.loss_at(transmitted)) and rng.random() < loss:
             transmitted += rto
             rto = min(2 * rto, RTO_MAX)
         self._tail = max(self._tail, transmitted + link.one_way(rng))
@@ -139,6 +171,7 @@ class PairSim:
 
     def __init__(self, policy: Policy, link: Link, rng: random.Random, now: float) -> None:
         self.now = self.started = now
+        self.link = link
         self.rng = rng
         self.sessions = [
             Session(
@@ -238,6 +271,7 @@ class Crash:
     detection_time: float  #: ``math.inf`` when the survivor never convicted
     reason: str
     survivor_timeout: float  #: the survivor's timeout in force at the crash
+    phase: str = ""  #: a changing path's phase at the crash (see :meth:`Link.phase`)
 
 
 @dataclass(slots=True)
@@ -251,6 +285,24 @@ class Outcome:
     steady_false_deaths: int = 0  #: false deaths at pair age >= warmup
     suspect_seconds: float = 0.0  #: summed over both sides
     crashes: list[Crash] = field(default_factory=list)
+    #: false deaths by path phase: "clean", "degraded", and "onset" for those of the
+    #: degraded ones that came in the first ``ONSET`` seconds of their phase
+    phases: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def merge(cls, outcomes: Iterable[Outcome]) -> Outcome:
+        """The outcome of connections that ran all of ``outcomes`` side by side."""
+        merged = cls()
+        for outcome in outcomes:
+            merged.seconds += outcome.seconds
+            merged.false_deaths += outcome.false_deaths
+            merged.false_reasons += outcome.false_reasons
+            merged.steady_seconds += outcome.steady_seconds
+            merged.steady_false_deaths += outcome.steady_false_deaths
+            merged.suspect_seconds += outcome.suspect_seconds
+            merged.crashes += outcome.crashes
+            merged.phases += outcome.phases
+        return merged
 
     @property
     def accuracy(self) -> float:
@@ -265,12 +317,13 @@ def crash_trial(pair: PairSim, seed: int, limit: float) -> Crash:
     crashed = trial.rng.randrange(2)
     at = trial.now
     timeout = trial.sessions[1 - crashed].stats(at).timeout
+    phase = trial.link.phase(at)
     trial.crash(crashed)
     if not trial.run_until(at + limit):
-        return Crash(math.inf, "undetected", timeout)
+        return Crash(math.inf, "undetected", timeout, phase)
     assert trial.verdict is not None
     assert trial.verdict.side != crashed
-    return Crash(trial.verdict.at - at, trial.verdict.reason, timeout)
+    return Crash(trial.verdict.at - at, trial.verdict.reason, timeout, phase)
 
 
 def simulate(
@@ -330,5 +383,9 @@ def _account(outcome: Outcome, pair: PairSim, warmup: float) -> None:
         return
     outcome.false_deaths += 1
     outcome.false_reasons[pair.verdict.reason] += 1
+    phase = pair.link.phase(pair.verdict.at)
+    outcome.phases[phase] += 1
+    if phase == "degraded" and pair.link.degraded_since(pair.verdict.at) < ONSET:
+        outcome.phases["onset"] += 1
     if age >= warmup:
         outcome.steady_false_deaths += 1

@@ -1,7 +1,8 @@
 """benchmarks/detection_quality.py: the smoke run works and its numbers are sane.
 
-The study itself takes minutes; its ``--smoke`` mode (two scenarios, three policies, a few
-simulated minutes each) runs in about a second, so the script cannot rot unnoticed.
+The study itself takes minutes; its ``--smoke`` mode (three paths, one population, three
+policies, a few simulated minutes each) runs in about a second, so the script cannot rot
+unnoticed.
 """
 
 from __future__ import annotations
@@ -49,14 +50,18 @@ def test_smoke_report_has_one_table_per_scenario(
     quality: ModuleType, smoke: tuple[Any, str]
 ) -> None:
     study, text = smoke
-    assert len(study.cells) == 2 * 3
-    assert text.count("### ") == 3  # two scenarios and the conclusion
+    assert len(study.cells) == 3 * 3
+    assert text.count("### ") == 5  # three paths, one population and the conclusion
     assert "### LAN (RTT 0.2 ms, no jitter), loss 0%" in text
     assert "### jittery WAN (RTT 20 ms + 0-100 ms per direction), loss 10%" in text
-    assert text.count("| " + " | ".join(quality.CELL_HEADERS) + " |") == 2
-    assert text.count("| " + " | ".join(quality.PAIRING_HEADERS) + " |") == 2
-    assert text.count("**Verdict: ") == 2
+    assert "changing: 10% for the last 5 min of every 10" in text
+    assert "### Population: mixed paths (LAN 0%, jittery WAN 10%; one policy for all)" in text
+    assert text.count("| " + " | ".join(quality.CELL_HEADERS) + " |") == 3
+    assert text.count("| " + " | ".join(quality.PHASE_HEADERS) + " |") == 1
+    assert text.count("| " + " | ".join(quality.PAIRING_HEADERS) + " |") == 4
+    assert text.count("**Verdict: ") == 4
     assert "### Conclusion" in text
+    assert "| scenario | adaptive F=1.25 φ=8 tail 3 |" in text
 
 
 def test_smoke_crash_trials_are_all_detected_by_timeout(smoke: tuple[Any, str]) -> None:
@@ -98,6 +103,34 @@ def test_smoke_lossy_link_kills_short_timeouts_more_often(smoke: tuple[Any, str]
     short, long = by_label["fixed T=1.5"], by_label["fixed T=3"]
     assert short.outcome.false_deaths > 0
     assert short.death_rate > long.death_rate
+
+
+def test_smoke_changing_path_reports_both_phases(smoke: tuple[Any, str]) -> None:
+    study, _ = smoke
+    link, cells = study.scenarios()[2]
+    assert link.degraded_loss == 0.10
+    for cell in cells:
+        phases = {crash.phase for crash in cell.outcome.crashes}
+        assert phases <= {"clean", "degraded"}
+        phases = cell.outcome.phases
+        assert set(phases) <= {"clean", "degraded", "onset"}
+        assert phases["clean"] + phases["degraded"] == cell.outcome.false_deaths
+        assert phases["onset"] <= phases["degraded"]
+    assert all(not c.phase for cell in study.scenarios()[0][1] for c in cell.outcome.crashes)
+
+
+def test_smoke_population_pools_its_member_paths(smoke: tuple[Any, str]) -> None:
+    study, _ = smoke
+    [(population, cells)] = study.populations()
+    assert [m.link for m in cells[0].members] == list(population.members)
+    for cell in cells:
+        members = cell.members
+        assert cell.outcome.seconds == sum(m.outcome.seconds for m in members)
+        assert cell.outcome.steady_false_deaths == sum(
+            m.outcome.steady_false_deaths for m in members
+        )
+        assert sorted(cell.detection_times) == sorted(t for m in members for t in m.detection_times)
+        assert {m.contender for m in members} == {cell.contender}
 
 
 def test_same_seed_gives_the_same_study(quality: ModuleType, smoke: tuple[Any, str]) -> None:
@@ -146,6 +179,32 @@ def test_a_crashed_sender_never_retransmits(model: ModuleType) -> None:
     direction.send(b"behind the hole", 0.002)
     direction.sender_crashed(0.003)
     assert list(direction.take_due(10.0)) == [b"on the wire"]
+
+
+def test_a_changing_path_is_lossy_only_in_its_degraded_phase(model: ModuleType) -> None:
+    link = model.Link(
+        "test", rtt=0.010, loss=0.0, degraded_loss=0.5, period=100.0, degraded_for=25.0
+    )
+    assert [link.phase(t) for t in (0.0, 74.9, 75.0, 99.9, 100.0, 180.0)] == [
+        "clean",
+        "clean",
+        "degraded",
+        "degraded",
+        "clean",
+        "degraded",
+    ]
+    assert (link.loss_at(10.0), link.loss_at(80.0)) == (0.0, 0.5)
+    assert link.degraded_since(180.0) == pytest.approx(5.0)
+    assert model.Link("steady", rtt=0.01, loss=0.2).phase(80.0) == ""
+    # Loss applies per transmission, at its time: a segment sent at the end of the degraded
+    # phase and lost is retransmitted into the clean phase, where it gets through (the
+    # script has no second draw: a second draw would fail the test).
+    direction = model.Direction(link, Scripted([0.0]))
+    direction.send(b"lost once", 99.95)
+    assert direction.next_delivery() == pytest.approx(99.95 + link.rto + 0.005)
+    clean = model.Direction(link, Scripted([]))
+    clean.send(b"never lost", 10.0)
+    assert clean.next_delivery() == pytest.approx(10.005)
 
 
 def test_rto_follows_linux_on_each_profile(quality: ModuleType) -> None:

@@ -1,4 +1,8 @@
-"""The adaptive policy: the timeout follows observed response delays, within floor and ceiling."""
+"""The adaptive policy: the timeout follows observed response delays, within floor and ceiling.
+
+Every test drives a real :class:`LivenessTracker` on a float clock: each silence ends
+``delay`` after the PING it provoked, as a peer that answers would make it end.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,27 @@ from pulsewire.core.policy import Adaptive, Policy
 from pulsewire.errors import PolicyError
 
 ADAPTIVE = Policy(
-    interval=1.0, timeout=10.0, jitter=0.0, adaptive=Adaptive(min_timeout=1.5, warmup=5)
+    interval=1.0, timeout=10.0, jitter=0.0, adaptive=Adaptive(min_timeout=1.25, warmup=5)
 )
+NORMAL_ONLY = Policy(
+    interval=1.0,
+    timeout=10.0,
+    jitter=0.0,
+    adaptive=Adaptive(min_timeout=1.25, warmup=5, tail_threshold=None),
+)
+Z8 = phi_to_z(8.0)
+LAN = 0.001  #: an on-time answer on a LAN
+WAN = 0.100  #: an on-time answer across a WAN
+RTO = WAN + 0.2  #: the kernel's RTO on that WAN: srtt + 200 ms
 
 
-def answer_pings(tracker: LivenessTracker, delays: list[float], now: float = 0.0) -> float:
+def tracker(policy: Policy = ADAPTIVE) -> LivenessTracker:
+    return LivenessTracker(policy, 1.0, 0.0, random.Random(0))
+
+
+def answer_pings(tracker: LivenessTracker, delays: list[float]) -> float:
     """Let each silence end ``delay`` after the ping it provoked; return the final clock."""
+    now = 0.0
     for delay in delays:
         now = tracker.next_ping_at()
         assert Decision.PING in tracker.poll(now)
@@ -26,47 +45,126 @@ def answer_pings(tracker: LivenessTracker, delays: list[float], now: float = 0.0
     return now
 
 
+def lossy(answers: int, every: int) -> list[float]:
+    """WAN answers (100 +- 10 ms), one in ``every`` retransmitted once; one in 10 of those,
+    twice."""
+    delays = []
+    for index in range(answers):
+        late = index % every == every - 1
+        twice = late and index % (10 * every) == every - 1
+        jitter = 0.01 if index % 2 else -0.01
+        delays.append(WAN + jitter + (3 * RTO if twice else RTO if late else 0.0))
+    return delays
+
+
 def test_until_warmup_the_ceiling_applies() -> None:
-    tracker = LivenessTracker(ADAPTIVE, 1.0, 0.0, random.Random(0))
-    answer_pings(tracker, [0.001] * 4)
-    assert tracker.timeout == 10.0
+    live = tracker()
+    answer_pings(live, [LAN] * 4)
+    assert live.timeout == 10.0
 
 
 def test_a_fast_steady_link_brings_the_timeout_down_to_the_floor() -> None:
-    tracker = LivenessTracker(ADAPTIVE, 1.0, 0.0, random.Random(0))
-    answer_pings(tracker, [0.001] * 5)
-    assert tracker.timeout == 1.5  # interval + 0.001 + z * min_std = 1.28 < floor
-    assert tracker.suspect_after == pytest.approx(1.25)
+    live = tracker()
+    answer_pings(live, [LAN] * 5)
+    # Five answers cannot rule out one loss in a dozen: room for two retransmissions.
+    assert live.timeout == pytest.approx(1.0 + LAN + 3 * (LAN + 0.2))
+    answer_pings(live, [LAN] * 30)
+    # Then z * min_std (0.28 s) covers one 200 ms retransmission: 1.28 s, and the floor.
+    assert live.timeout == pytest.approx(max(1.25, 1.0 + LAN + Z8 * 0.05))
+    assert live.suspect_after == pytest.approx(1.0 + (live.timeout - 1.0) / 2)
 
 
-def test_a_slow_jittery_link_raises_the_timeout_by_mean_plus_z_sigma() -> None:
-    tracker = LivenessTracker(ADAPTIVE, 1.0, 0.0, random.Random(0))
-    delays = [0.2, 0.4] * 10
-    answer_pings(tracker, delays)
-    expected = 1.0 + 0.3 + phi_to_z(8.0) * 0.1
-    assert tracker.timeout == pytest.approx(expected)
+def test_a_clean_wan_allows_for_one_retransmission() -> None:
+    live = tracker()
+    answer_pings(live, [WAN] * 100)
+    assert live.timeout == pytest.approx(1.0 + WAN + RTO)  # normal: 1 + 0.1 + 0.28: less
+
+
+def test_the_normal_only_estimator_is_mean_plus_z_sigma() -> None:
+    live = tracker(NORMAL_ONLY)
+    answer_pings(live, [0.2, 0.4] * 10)
+    assert live.timeout == pytest.approx(1.0 + 0.3 + Z8 * 0.1)
+
+
+def test_loss_moves_the_timeout_by_whole_retransmission_steps() -> None:
+    steps = {}
+    for every in (50, 7, 4):  # 2 %, 14 %, 25 % of answers retransmitted
+        live = tracker()
+        answer_pings(live, lossy(1500, every) + [WAN] * ResponseEstimator.RECENT)
+        responses = live.responses
+        assert responses is not None
+        retries = responses.retransmissions_allowed(1e-3)
+        assert live.timeout == pytest.approx(1.0 + responses.top + (2**retries - 1) * responses.rto)
+        steps[every] = retries
+    assert steps == {50: 1, 7: 3, 4: 4}
+
+
+def test_a_lossy_link_survives_a_triple_retransmission_that_the_normal_model_does_not() -> None:
+    delays = lossy(1500, 7)  # 14 % lost once, 1.4 % twice
+    triple = WAN + 0.01 + 7 * RTO  # a segment lost three times in a row
+    tail, normal = tracker(), tracker(NORMAL_ONLY)
+    for live in (tail, normal):
+        answer_pings(live, delays + [WAN] * ResponseEstimator.RECENT)
+    assert tail.timeout > 1.0 + triple  # its silence (the idle interval + the answer) fits
+    assert normal.timeout < 1.0 + triple
+    assert tail.timeout < 1.0 + WAN + 15 * RTO  # a quadruple one is not waited for
+
+
+def test_a_retransmission_raises_the_timeout_at_once_and_the_rise_lapses() -> None:
+    live = tracker()
+    responses = live.responses
+    assert responses is not None
+    answer_pings(live, [WAN] * 200)
+    clean = live.timeout
+    answer_pings(live, [WAN + 3 * RTO])  # lost twice: the path may have turned lossy
+    assert live.timeout == pytest.approx(1.0 + WAN + 7 * RTO)  # room for a triple loss
+    answer_pings(live, [WAN] * (ResponseEstimator.RECENT - 1))
+    assert live.timeout == pytest.approx(1.0 + WAN + 7 * RTO)
+    answer_pings(live, [WAN])
+    # The tail falls back to one retransmission; the normal model still holds the outlier
+    # (mean + z * sigma) until the window forgets it.
+    assert responses.tail_allowance(1e-3) == pytest.approx(WAN + RTO)
+    assert live.timeout == pytest.approx(1.0 + responses.mean + Z8 * responses.std)
+    answer_pings(live, [WAN] * 100)
+    assert live.timeout == pytest.approx(clean)
 
 
 def test_the_ceiling_bounds_the_timeout() -> None:
-    tracker = LivenessTracker(ADAPTIVE, 1.0, 0.0, random.Random(0))
-    answer_pings(tracker, [0.5, 4.0] * 5)
-    assert tracker.timeout == 10.0
+    live = tracker()
+    answer_pings(live, [0.5, 4.0] * 5)
+    assert live.timeout == 10.0
 
 
 def test_a_dead_peer_is_convicted_at_the_adapted_timeout() -> None:
-    tracker = LivenessTracker(ADAPTIVE, 1.0, 0.0, random.Random(0))
-    last = answer_pings(tracker, [0.001] * 5)
-    assert tracker.deadline() <= last + 1.5
-    assert Decision.DEAD not in tracker.poll(last + 1.5 - 0.01)
-    assert Decision.DEAD in tracker.poll(last + 1.5)
+    live = tracker()
+    last = answer_pings(live, [LAN] * 40)
+    assert live.timeout == pytest.approx(1.0 + LAN + Z8 * 0.05)
+    dead_at = last + live.timeout
+    assert live.deadline() <= dead_at
+    assert Decision.DEAD not in live.poll(dead_at - 0.01)
+    assert Decision.DEAD in live.poll(dead_at)
+
+
+def test_a_live_peer_answering_after_three_losses_is_not_convicted() -> None:
+    live = tracker()
+    last = answer_pings(live, lossy(1500, 7))
+    ping_at = live.next_ping_at()
+    assert Decision.PING in live.poll(ping_at)
+    answer_at = ping_at + WAN + 0.01 + 7 * RTO  # the PING was lost three times in a row
+    now = last
+    while now < answer_at:
+        now = min(live.deadline(), answer_at)
+        assert Decision.DEAD not in live.poll(now)
+    live.evidence(answer_at)
+    assert live.silence(answer_at) == 0.0
 
 
 def test_evidence_that_came_unasked_is_not_a_response_sample() -> None:
-    tracker = LivenessTracker(ADAPTIVE, 1.0, 0.0, random.Random(0))
+    live = tracker()
     for step in range(1, 20):
-        tracker.evidence(step * 0.1)  # busy link: no ping was ever needed
-    assert tracker.responses is not None
-    assert len(tracker.responses) == 0
+        live.evidence(step * 0.1)  # busy link: no ping was ever needed
+    assert live.responses is not None
+    assert len(live.responses) == 0
 
 
 def test_response_estimator_matches_the_textbook_mean_and_deviation() -> None:
@@ -94,8 +192,24 @@ def test_the_floor_must_lie_between_interval_and_ceiling(adaptive: Adaptive, mes
         Policy(interval=1.0, timeout=10.0, adaptive=adaptive)
 
 
-def test_adaptive_parameters_are_validated() -> None:
-    with pytest.raises(PolicyError, match="threshold"):
-        Adaptive(min_timeout=2.0, threshold=0)
-    with pytest.raises(PolicyError, match="warmup"):
-        Adaptive(min_timeout=2.0, window=3, warmup=5)
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"threshold": 0}, "threshold"),
+        ({"window": 3, "warmup": 5}, "warmup"),
+        ({"tail_threshold": 0}, r"tail_threshold \(phi\) must be in \(0, 15\] or None"),
+        ({"tail_threshold": 16.0}, "tail_threshold"),
+        ({"rto_min": 0.0}, "rto_min must be a positive number of seconds"),
+        ({"rto_min": float("nan")}, "rto_min"),
+        ({"loss_memory": 0}, "loss_memory must be a whole number >= 1"),
+        ({"loss_memory": 2.5}, "loss_memory"),
+    ],
+)
+def test_adaptive_parameters_are_validated(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        Adaptive(min_timeout=2.0, **fields)  # type: ignore[arg-type]
+
+
+def test_the_defaults_model_linux() -> None:
+    adaptive = Adaptive(min_timeout=2.0)
+    assert (adaptive.tail_threshold, adaptive.rto_min, adaptive.loss_memory) == (3.0, 0.2, 1000)

@@ -3,8 +3,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pulsewire.core.estimators import RttEstimator
+from pulsewire.core.estimators import ResponseEstimator, RttEstimator
 
 
 def test_empty_estimator_has_no_figures() -> None:
@@ -55,3 +57,128 @@ def test_recent_percentiles_use_nearest_rank_over_the_last_samples() -> None:
     assert estimator.percentile(0.5) == 68.0
     assert estimator.percentile(0.99) == 100.0
     assert estimator.percentile(0.0) == 37.0
+
+
+# ---------------------------------------------------------------- response delays
+
+
+def brute_force(delays: list[float], window: int, rto_min: float) -> tuple[list[bool], list[float]]:
+    """Late flags and the window, recomputed from scratch the way the estimator defines them:
+    a delay is late against the on-time delays of the window as it stood when it arrived."""
+    flags: list[bool] = []
+    for index, delay in enumerate(delays):
+        earlier = list(zip(delays[:index], flags, strict=True))[-window:]
+        on_time = [d for d, late in earlier if not late]
+        flags.append(bool(on_time) and delay > sum(on_time) / len(on_time) + 0.75 * rto_min)
+    return flags, delays[-window:]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(min_value=0.0, max_value=30.0), min_size=1, max_size=120),
+    st.integers(1, 40),
+)
+def test_response_bookkeeping_matches_a_recount_of_the_window(
+    delays: list[float], window: int
+) -> None:
+    estimator = ResponseEstimator(window, rto_min=0.2)
+    for delay in delays:
+        estimator.add(delay)
+    flags, kept = brute_force(delays, window, 0.2)
+    late = flags[-window:]
+    on_time = [d for d, f in zip(kept, late, strict=True) if not f]
+    assert list(estimator.samples) == kept
+    assert estimator.late_count == sum(late)
+    assert estimator.maximum == max(kept)
+    assert estimator.recent_maximum == max(delays[-min(window, ResponseEstimator.RECENT) :])
+    assert estimator.mean == pytest.approx(sum(kept) / len(kept), abs=1e-9)
+    if on_time:
+        assert estimator.base_mean == pytest.approx(sum(on_time) / len(on_time), abs=1e-9)
+
+
+def test_a_retransmitted_answer_is_late_and_jitter_is_not() -> None:
+    estimator = ResponseEstimator(100, rto_min=0.2)
+    for delay in [0.040, 0.050, 0.045, 0.180, 0.045]:  # 0.180: 135 ms of jitter, not late
+        estimator.add(delay)
+    assert estimator.late_count == 0
+    estimator.add(0.040 + 0.25)  # one RTO (RTT + 200 ms) after an on-time answer
+    assert estimator.late_count == 1
+    assert estimator.base_mean == pytest.approx(0.072)
+    assert estimator.rto == pytest.approx(0.272)
+
+
+def test_the_tail_allows_one_more_retransmission_per_factor_of_the_late_share() -> None:
+    """r ** (k + 1) <= 10 ** -3: 1 % late -> k = 1, 5 % -> 2, 1/7 -> 3, 20 % -> 4."""
+    for share, wanted in [(0.01, 1), (0.05, 2), (1 / 7, 3), (0.2, 4)]:
+        estimator = ResponseEstimator(100, rto_min=0.2, loss_memory=1000)
+        for index in range(2000):
+            late = index % round(1 / share) == 0
+            estimator.add(0.05 + (0.25 if late else 0.0))
+        estimator.add(0.05 + 0.25 * 15)  # four retransmissions once: the cap leaves room
+        for _ in range(ResponseEstimator.RECENT):
+            estimator.add(0.05)
+        assert estimator.late_share == pytest.approx(share, rel=0.15)
+        assert estimator.retransmissions_allowed(1e-3) == wanted, share
+
+
+def test_a_fresh_estimator_is_cautious_until_answers_accumulate() -> None:
+    estimator = ResponseEstimator(100)
+    for _ in range(5):
+        estimator.add(0.05)
+    assert estimator.late_share == pytest.approx(0.5 / 6, rel=0.01)
+    assert estimator.retransmissions_allowed(1e-3) == 2  # 1 late in 12 cannot be ruled out
+    for _ in range(30):
+        estimator.add(0.05)
+    assert estimator.retransmissions_allowed(1e-3) == 1
+
+
+def test_a_recent_retransmission_raises_the_allowance_at_once_then_lapses() -> None:
+    estimator = ResponseEstimator(100)
+    for _ in range(200):
+        estimator.add(0.05)
+    assert estimator.retransmissions_allowed(1e-3) == 1
+    estimator.add(0.05 + 3 * 0.25)  # lost twice: 3 RTOs late
+    assert estimator.retransmissions(estimator.recent_maximum) == 2
+    assert estimator.retransmissions_allowed(1e-3) == 3
+    for _ in range(ResponseEstimator.RECENT):
+        estimator.add(0.05)
+    assert estimator.retransmissions_allowed(1e-3) == 1
+
+
+def test_jitter_that_passes_for_loss_cannot_push_the_tail_without_bound() -> None:
+    estimator = ResponseEstimator(100)
+    for index in range(500):
+        estimator.add(0.05 if index % 2 else 0.6)  # half the answers 550 ms "late"
+    assert estimator.late_share > 0.4  # r ** (k + 1) <= 1e-3 would need k >= 7
+    worst = estimator.retransmissions(estimator.maximum)
+    assert estimator.retransmissions_allowed(1e-3) == worst + 2
+
+
+def test_the_late_share_restarts_when_the_path_changes() -> None:
+    estimator = ResponseEstimator(100, loss_memory=1000)
+    for _ in range(1000):
+        estimator.add(0.05)
+    assert estimator.late_share < 0.002
+    for index in range(40):  # the path turns lossy: every third answer late
+        estimator.add(0.3 if index % 3 == 0 else 0.05)
+    assert estimator.late_share == pytest.approx((estimator.late_count + 0.5) / 101, rel=0.2)
+    assert estimator.late_share > 0.1
+    for _ in range(1000):
+        estimator.add(0.3 if _ % 3 == 0 else 0.05)
+    assert estimator.late_share == pytest.approx(1 / 3, rel=0.1)
+    for _ in range(100):  # and recovers: the window holds no late answer any more
+        estimator.add(0.05)
+    assert estimator.late_share < 0.01
+
+
+def test_the_allowance_is_the_larger_of_the_normal_and_the_tail() -> None:
+    estimator = ResponseEstimator(100)
+    for _ in range(100):
+        estimator.add(0.001)  # a LAN: z * min_std (0.28 s at phi 8) beats one RTO (0.2 s)
+    z = 5.612
+    assert estimator.allowance(z, 0.05, 1e-3) == pytest.approx(0.001 + z * 0.05)
+    assert estimator.tail_allowance(1e-3) == pytest.approx(0.001 + 0.201)
+    for _ in range(100):
+        estimator.add(0.1)  # a 100 ms path: one retransmission (0.1 + 0.3) beats z * min_std
+    assert estimator.allowance(z, 0.05, 1e-3) == pytest.approx(0.1 + 0.3)
+    assert estimator.allowance(z, 0.05, None) == pytest.approx(0.1 + z * 0.05)

@@ -18,7 +18,8 @@ def test_value_semantics() -> None:
     assert a == b
     assert hash(a) == hash(b)
     assert repr(a) == (
-        "KernelKeepalive(idle=10, interval=5, count=3, user_timeout=30, strict=False)"
+        "KernelKeepalive(idle=10, interval=5, count=3, user_timeout=30, strict=False, "
+        "linear_timeouts=False)"
     )
     assert a.nominal_detection_time == 25
     with pytest.raises(AttributeError):
@@ -55,6 +56,8 @@ def test_json_round_trip_validates() -> None:
         ({"user_timeout": math.nan}, "user_timeout must be a number of seconds or None"),
         ({"user_timeout": 3e6}, r"user_timeout must be at most 2147483 s"),
         ({"strict": 1}, "strict must be True or False, got 1"),
+        ({"linear_timeouts": 1}, "linear_timeouts must be True or False, got 1"),
+        ({"linear_timeouts": "yes"}, "linear_timeouts must be True or False, got 'yes'"),
         (
             {"idle": 2.5, "strict": True},
             r"idle must be a whole number of seconds >= 1 in strict mode .* got 2.5",
@@ -93,7 +96,8 @@ def test_user_timeout_alone_turns_probing_off() -> None:
     assert (ka.idle, ka.interval, ka.count) == (None, None, None)
     assert ka.nominal_detection_time is None
     assert repr(ka) == (
-        "KernelKeepalive(idle=None, interval=None, count=None, user_timeout=5, strict=False)"
+        "KernelKeepalive(idle=None, interval=None, count=None, user_timeout=5, strict=False, "
+        "linear_timeouts=False)"
     )
     assert KernelKeepalive(user_timeout=0.25, strict=True).user_timeout == 0.25
     assert msgspec.json.decode(b'{"user_timeout": 5}', type=KernelKeepalive) == ka
@@ -103,7 +107,29 @@ def test_probing_without_user_timeout() -> None:
     ka = KernelKeepalive(idle=10, interval=5, count=3)
     assert ka.probing
     assert ka.user_timeout is None
+    assert not ka.linear_timeouts
     assert ka.nominal_detection_time == 25
+    assert ka.whole_second_detection_time == 25
+
+
+def test_whole_second_detection_time_rounds_as_the_options_do() -> None:
+    # The probe options take whole seconds, at least 1, rounded up: 1 + 1 * 3 and 2 + 1 * 2.
+    assert KernelKeepalive(idle=0.5, interval=0.25, count=3).whole_second_detection_time == 4
+    assert KernelKeepalive(idle=1.5, interval=1.0, count=2).whole_second_detection_time == 4
+    # A float a hair above a whole number is that whole number, not the next one.
+    assert 0.1 * 3 * 10 == 3.0000000000000004
+    assert KernelKeepalive(idle=0.1 * 3 * 10, interval=1, count=1).whole_second_detection_time == 4
+    assert KernelKeepalive(user_timeout=5).whole_second_detection_time is None
+
+
+def test_linear_timeouts_alone_is_something_to_apply() -> None:
+    ka = KernelKeepalive(linear_timeouts=True)
+    assert not ka.probing
+    assert ka.user_timeout is None
+    assert ka.linear_timeouts
+    assert msgspec.json.decode(b'{"linear_timeouts": true}', type=KernelKeepalive) == ka
+    both = KernelKeepalive(user_timeout=5, linear_timeouts=True)
+    assert msgspec.json.decode(msgspec.json.encode(both), type=KernelKeepalive) == both
 
 
 @pytest.mark.parametrize(
@@ -138,7 +164,7 @@ def test_a_bad_value_is_named_before_the_missing_ones() -> None:
         KernelKeepalive(user_timeout=0)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"strict": True}])
+@pytest.mark.parametrize("kwargs", [{}, {"strict": True}, {"linear_timeouts": False}])
 def test_nothing_to_apply_is_an_error(kwargs: dict[str, Any]) -> None:
     with pytest.raises(PolicyError, match=r"^nothing to apply: set idle, interval and count"):
         KernelKeepalive(**kwargs)

@@ -163,14 +163,58 @@ def test_describe_states_the_detection_bound() -> None:
     assert "between 3 s and 10 s" in Policy.wan().describe()
 
 
-def test_kernel_options_default_to_a_user_timeout_equal_to_the_timeout() -> None:
+def test_kernel_options_default_to_a_user_timeout_and_linear_timeouts() -> None:
     from pulsewire.core.keepalive import KernelKeepalive
 
-    assert Policy(timeout=4.0).kernel_options() == KernelKeepalive(user_timeout=4.0)
-    assert Policy(tcp_user_timeout=False).kernel_options() is None
-    probing = KernelKeepalive(idle=1, interval=1, count=3)
-    assert Policy(timeout=4.0, kernel=probing).kernel_options() == KernelKeepalive(
-        idle=1, interval=1, count=3, user_timeout=4.0
+    assert Policy(timeout=4.0).kernel_options() == KernelKeepalive(
+        user_timeout=4.0, linear_timeouts=True
     )
-    explicit = KernelKeepalive(idle=1, interval=1, count=3, user_timeout=9.0)
-    assert Policy(kernel=explicit).kernel_options() == explicit
+    assert Policy(tcp_user_timeout=False).kernel_options() == KernelKeepalive(linear_timeouts=True)
+    assert Policy(timeout=4.0, tcp_thin_linear_timeouts=False).kernel_options() == (
+        KernelKeepalive(user_timeout=4.0)
+    )
+    assert Policy(tcp_user_timeout=False, tcp_thin_linear_timeouts=False).kernel_options() is None
+
+
+def test_kernel_options_keep_an_explicit_user_timeout() -> None:
+    from pulsewire.core.keepalive import KernelKeepalive
+
+    explicit = KernelKeepalive(idle=1, interval=1, count=3, user_timeout=2.0)
+    policy = Policy(kernel=explicit, tcp_thin_linear_timeouts=False)
+    assert policy.kernel_options() == explicit
+    # The policy's linear timeouts are added to the kernel's request; the kernel's own
+    # linear_timeouts=True stays on whatever the policy says.
+    assert Policy(kernel=explicit).kernel_options() == msgspec.structs.replace(
+        explicit, linear_timeouts=True
+    )
+    own = KernelKeepalive(user_timeout=3.0, linear_timeouts=True)
+    assert Policy(kernel=own, tcp_thin_linear_timeouts=False).kernel_options() == own
+
+
+@pytest.mark.parametrize(
+    ("probing", "timeout", "user_timeout"),
+    [
+        # Linux replaces TCP_KEEPCNT by TCP_USER_TIMEOUT: a user timeout shorter than
+        # idle + interval * count would drop after fewer probes than asked for.
+        ((1, 1, 3), 3.0, 4),
+        ((1, 1, 3), 4.0, 4.0),
+        ((1, 1, 3), 6.0, 6.0),  # longer than the probing: the policy's timeout stands
+        ((0.5, 0.25, 3), 2.0, 4),  # the whole seconds applied: 1 + 1 * 3
+        ((30, 10, 3), 5.0, 60),  # NAT-keeping probes
+    ],
+)
+def test_kernel_probing_raises_the_user_timeout_to_keep_its_probe_count(
+    probing: tuple[float, float, int], timeout: float, user_timeout: float
+) -> None:
+    from pulsewire.core.keepalive import KernelKeepalive
+
+    idle, interval, count = probing
+    kernel = KernelKeepalive(idle=idle, interval=interval, count=count)
+    policy = Policy(interval=min(1.0, timeout / 2), timeout=timeout, kernel=kernel)
+    options = policy.kernel_options()
+    assert options == KernelKeepalive(
+        idle=idle, interval=interval, count=count, user_timeout=user_timeout, linear_timeouts=True
+    )
+    assert Policy(timeout=timeout, kernel=kernel, tcp_user_timeout=False).kernel_options() == (
+        KernelKeepalive(idle=idle, interval=interval, count=count, linear_timeouts=True)
+    )

@@ -20,6 +20,7 @@ import structlog
 from pulsewire.errors import PolicyError, UsageError
 from pulsewire.kernel import (
     EVENT_OPTION_UNSUPPORTED,
+    LINUX_TCP_THIN_LINEAR_TIMEOUTS,
     MACOS_TCP_KEEPALIVE,
     WINDOWS_TCP_MAXRT,
     KeepaliveReport,
@@ -794,3 +795,192 @@ def test_strict_failure_does_not_use_up_the_warning() -> None:
     with structlog.testing.capture_logs() as logs:
         apply_keepalive(FakeSocket(), UT_ONLY, platform="darwin", socket_module=macos_module())
     assert len(unsupported_events(logs)) == 1
+
+
+# --------------------------------------------------------------------------------------
+# Linear retransmission timeouts (TCP_THIN_LINEAR_TIMEOUTS): Linux only
+# --------------------------------------------------------------------------------------
+
+
+LINEAR = KernelKeepalive(linear_timeouts=True)
+
+
+@on_linux
+def test_linux_linear_timeouts_are_set_and_read_back(
+    tcp_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    client, server = tcp_pair
+    assert client.getsockopt(socket.IPPROTO_TCP, LINUX_TCP_THIN_LINEAR_TIMEOUTS) == 0
+    with structlog.testing.capture_logs() as logs:
+        report = apply_keepalive(client, KernelKeepalive(user_timeout=5, linear_timeouts=True))
+    assert client.getsockopt(socket.IPPROTO_TCP, LINUX_TCP_THIN_LINEAR_TIMEOUTS) == 1
+    assert [(o.option, o.setting, o.value, o.unit, o.read_back) for o in report.applied] == [
+        ("TCP_USER_TIMEOUT", "user_timeout", 5000, "ms", 5000),
+        ("TCP_THIN_LINEAR_TIMEOUTS", "linear_timeouts", 1, "on/off", 1),
+    ]
+    assert all(option.verified for option in report.applied)
+    assert report.complete
+    assert unsupported_events(logs) == []
+    assert "  applied      TCP_THIN_LINEAR_TIMEOUTS=on" in report.describe().splitlines()
+    # Nothing else is touched, and the other end keeps the host's default.
+    assert client.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
+    assert server.getsockopt(socket.IPPROTO_TCP, LINUX_TCP_THIN_LINEAR_TIMEOUTS) == 0
+
+
+@on_linux
+def test_linux_notes_when_the_congestion_control_makes_linear_timeouts_inert(
+    tcp_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    client, _ = tcp_pair
+    with open("/proc/sys/net/ipv4/tcp_available_congestion_control") as file:
+        available = file.read().split()
+    for algorithm in ("bbr", "reno"):
+        if algorithm not in available:
+            continue
+        try:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, algorithm.encode())
+        except PermissionError:  # not in tcp_allowed_congestion_control, and not root
+            continue
+        report = apply_keepalive(client, LINEAR)
+        inert = [note for note in report.notes if "has no effect" in note]
+        assert inert == ([] if algorithm == "reno" else [INERT_UNDER_BBR]), algorithm
+
+
+INERT_UNDER_BBR = (
+    "TCP_THIN_LINEAR_TIMEOUTS has no effect under congestion control 'bbr': it never sets a "
+    "slow-start threshold, so Linux never counts the stream as thin and retransmissions "
+    "still back off exponentially (cubic and reno do set one)"
+)
+
+
+class CongestionSocket(FakeSocket):
+    """A fake socket that also answers ``getsockopt(level, TCP_CONGESTION, buflen)``."""
+
+    def __init__(self, algorithm: bytes | OSError) -> None:
+        super().__init__()
+        self.algorithm = algorithm
+
+    def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> Any:
+        if buflen is None:
+            return super().getsockopt(level, optname)
+        self.calls.append(("getsockopt", level, optname, buflen))
+        if isinstance(self.algorithm, OSError):
+            raise self.algorithm
+        return self.algorithm.ljust(buflen, b"\0")
+
+
+def test_linear_timeouts_use_the_header_value_when_the_module_lacks_the_name() -> None:
+    sock = CongestionSocket(b"cubic")
+    report = apply_keepalive(sock, LINEAR, platform="linux", socket_module=fake_module())
+    assert sock.sets() == [("setsockopt", IPPROTO_TCP, LINUX_TCP_THIN_LINEAR_TIMEOUTS, 1)]
+    assert LINUX_TCP_THIN_LINEAR_TIMEOUTS == 16
+    assert report.complete
+    assert report.notes == ()  # cubic sets ssthresh: the option works
+    # The congestion control is read with TCP_CONGESTION (13) when the module lacks it.
+    assert ("getsockopt", IPPROTO_TCP, 13, 16) in sock.calls
+    assert report.idle_detection_time is None
+    assert report.unacked_detection_time is None
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "inert"),
+    [
+        (b"bbr", True),
+        (b"cubic", False),
+        (b"reno", False),
+        (b"", False),  # unknown: nothing is claimed
+        (OSError(errno.ENOPROTOOPT, "no TCP_CONGESTION"), False),
+    ],
+)
+def test_linux_notes_linear_timeouts_under_bbr(algorithm: bytes | OSError, inert: bool) -> None:
+    sock = CongestionSocket(algorithm)
+    module = fake_module(TCP_THIN_LINEAR_TIMEOUTS=16, TCP_CONGESTION=13)
+    report = apply_keepalive(sock, LINEAR, platform="linux", socket_module=module)
+    assert report.complete  # applied either way: it is the kernel that ignores it
+    assert report.notes == ((INERT_UNDER_BBR,) if inert else ())
+    if inert:
+        assert f"  note         {INERT_UNDER_BBR}" in report.describe().splitlines()
+
+
+def test_congestion_control_is_not_read_when_linear_timeouts_are_not_asked() -> None:
+    sock = CongestionSocket(b"bbr")
+    module = fake_module(TCP_USER_TIMEOUT=18, TCP_CONGESTION=13)
+    report = apply_keepalive(sock, UT_ONLY, platform="linux", socket_module=module)
+    assert report.notes == ()
+    assert not any(len(call) == 4 and call[0] == "getsockopt" for call in sock.calls)
+
+
+@pytest.mark.parametrize(
+    ("platform", "module"),
+    [
+        ("darwin", macos_module()),
+        ("win32", fake_module(SIO_KEEPALIVE_VALS=WIN_SIO_KEEPALIVE_VALS)),
+        ("freebsd14", fake_module(TCP_KEEPIDLE=256, TCP_KEEPINTVL=512, TCP_KEEPCNT=1024)),
+    ],
+)
+def test_linear_timeouts_are_unsupported_off_linux(platform: str, module: SimpleNamespace) -> None:
+    sock = FakeSocket(with_ioctl=True)
+    with structlog.testing.capture_logs() as logs:
+        report = apply_keepalive(sock, LINEAR, platform=platform, socket_module=module)
+        apply_keepalive(FakeSocket(), LINEAR, platform=platform, socket_module=module)
+    assert sock.calls == []
+    [missing] = report.unsupported
+    assert (missing.option, missing.setting) == ("TCP_THIN_LINEAR_TIMEOUTS", "linear_timeouts")
+    assert missing.reason == (
+        "a Linux-only option; retransmissions back off exponentially (RTO doubling)"
+    )
+    assert not report.complete
+    [event] = unsupported_events(logs)  # once per process, however many sockets
+    assert (event["option"], event["platform"]) == ("TCP_THIN_LINEAR_TIMEOUTS", platform)
+    assert "unsupported  TCP_THIN_LINEAR_TIMEOUTS (linear_timeouts)" in report.describe()
+
+
+def test_linear_timeouts_off_linux_in_strict_mode_raise_before_touching_the_socket() -> None:
+    sock = FakeSocket()
+    strict = KernelKeepalive(user_timeout=30, linear_timeouts=True, strict=True)
+    module = fake_module(TCP_USER_TIMEOUT=18)
+    with pytest.raises(
+        PolicyError,
+        match=r"TCP_THIN_LINEAR_TIMEOUTS \(linear_timeouts\) is not supported on freebsd14",
+    ):
+        apply_keepalive(sock, strict, platform="freebsd14", socket_module=module)
+    assert sock.calls == []
+
+
+# --------------------------------------------------------------------------------------
+# TCP_USER_TIMEOUT against TCP_KEEPCNT on Linux
+# --------------------------------------------------------------------------------------
+
+
+UNIX = {"TCP_KEEPIDLE": 4, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 6, "TCP_USER_TIMEOUT": 18}
+
+
+@pytest.mark.parametrize(
+    ("user_timeout", "probes", "detection"),
+    [(2, 1, 2), (3, 2, 3), (3.5, 3, 4), (4, 3, 4), (30, 29, 30)],
+)
+def test_user_timeout_decides_how_many_probes_linux_sends(
+    user_timeout: float, probes: int, detection: float
+) -> None:
+    ka = KernelKeepalive(idle=1, interval=1, count=3, user_timeout=user_timeout)
+    report = apply_keepalive(FakeSocket(), ka, platform="linux", socket_module=fake_module(**UNIX))
+    assert report.idle_detection_time == detection
+    short = [note for note in report.notes if "false death" in note]
+    if probes < 3:
+        assert short == [
+            f"TCP_USER_TIMEOUT ({user_timeout:g} s) is shorter than idle + interval * count "
+            f"(4 s): an idle connection is dropped after {probes} unanswered probe(s), not 3, "
+            f"so on a lossy link {probes} lost probe(s) in a row are a false death; a "
+            "user_timeout of at least 4 s keeps the count"
+        ]
+    else:
+        assert short == []
+
+
+def test_user_timeout_shorter_than_the_probing_is_not_noted_off_linux() -> None:
+    ka = KernelKeepalive(idle=1, interval=1, count=3, user_timeout=2)
+    report = apply_keepalive(
+        FakeSocket(), ka, platform="freebsd14", socket_module=fake_module(**UNIX)
+    )
+    assert report.idle_detection_time == 4  # TCP_KEEPCNT rules off Linux
+    assert not any("false death" in note for note in report.notes)

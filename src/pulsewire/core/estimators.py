@@ -64,40 +64,123 @@ def phi_to_z(phi: float) -> float:
 
 
 class ResponseEstimator:
-    """Mean and standard deviation of response delays over a sliding window.
+    """Response delays over a sliding window, and the allowance a live answer may need.
 
     A response delay is the time from the first PING sent into a silence to the next
-    evidence of life: the round trip plus whatever the network added (queueing, TCP
-    retransmissions after a loss). It is what the adaptive timeout must allow for after
-    the idle interval. Updates are O(1); the sums are recomputed once per window so
-    floating-point drift cannot accumulate.
+    evidence of life: the round trip plus whatever the network added. Over TCP its
+    distribution has a body (the round trip and its jitter) and a stepwise tail: a segment
+    lost ``k`` times in a row arrives ``(2**k - 1)`` RTOs late, the RTO doubling at each
+    retry. A normal fit to the window describes the body and the common single
+    retransmission, not the double or triple one that outlasts a timeout, so two
+    allowances are kept, and the larger one is used:
+
+    - **normal** (phi accrual): ``mean + z * max(std, min_std)`` of every delay in the window;
+    - **retransmission tail**: ``top + (2**k - 1) * rto``, room for ``k`` retransmissions
+      in a row, where
+
+      - a delay is *late* when, as it arrives, it exceeds the mean ``b`` of the on-time (not
+        late) delays in the window by more than 3/4 of ``rto_min``: a retransmitted answer
+        comes at least one RTO, so at least ``rto_min``, after an on-time one (RFC 6298;
+        Linux uses ``srtt + max(4 * rttvar, 200 ms)``);
+      - ``rto = b + rto_min`` is the RTO a kernel uses on a steady path, and
+        ``top = b + 3 * sb`` the slowest on-time answer (``sb``: the on-time deviation);
+      - ``r``, the share of late answers, is weighted exponentially over about
+        ``loss_memory`` answers, starting from half a late answer in one; it restarts
+        from the window's share when the window holds three standard errors more late
+        answers than ``r`` predicts, or that many fewer than half (the path changed);
+      - ``k`` is the fewest retransmissions (at least 1) with ``r ** (k + 1) <= target``,
+        ``r`` being taken as the chance of each further retransmission; at least one more
+        than the slowest of the last :attr:`RECENT` answers needed (a retransmission
+        raises the allowance at once, before ``r`` catches up), and at most two more
+        than the slowest answer in the window needed (jitter wide enough to pass for
+        retransmissions cannot push the allowance without bound).
+
+    Updates are O(1) (amortised: monotonic queues keep the maxima); the sums are recomputed
+    once per window so floating-point drift cannot accumulate. Pure: no clock, no I/O.
     """
 
-    __slots__ = ("_since_refresh", "_sum", "_sum_sq", "samples")
+    RECENT = 5  #: answers whose slowest sets the fewest retransmissions allowed
+    LATE = 0.75  #: a delay this many ``rto_min`` above the on-time mean is late
 
-    def __init__(self, window: int) -> None:
+    __slots__ = (
+        "_base_count",
+        "_base_sum",
+        "_base_sum_sq",
+        "_decay",
+        "_late",
+        "_late_weight",
+        "_maximum",
+        "_recent",
+        "_since_refresh",
+        "_sum",
+        "_sum_sq",
+        "_weight",
+        "rto_min",
+        "samples",
+    )
+
+    def __init__(self, window: int, *, rto_min: float = 0.2, loss_memory: int = 1000) -> None:
         self.samples: deque[float] = deque(maxlen=window)
-        self._sum = 0.0
-        self._sum_sq = 0.0
+        self._late: deque[bool] = deque(maxlen=window)  #: whether each sample was late
+        self.rto_min = rto_min
+        self._decay = 1.0 - 1.0 / loss_memory
+        self._sum = self._sum_sq = 0.0
+        self._base_count = 0
+        self._base_sum = self._base_sum_sq = 0.0
+        self._late_weight = self._weight = 0.0  #: exponentially weighted late / all answers
+        self._maximum = _SlidingMax(window)
+        self._recent = _SlidingMax(min(self.RECENT, window))
         self._since_refresh = 0
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def add(self, delay: float) -> None:
-        samples = self.samples
+        samples, flags = self.samples, self._late
+        late = self._base_count > 0 and delay > self.base_mean + self.LATE * self.rto_min
         if len(samples) == samples.maxlen:
             old = samples[0]
             self._sum -= old
             self._sum_sq -= old * old
+            if not flags[0]:
+                self._base_count -= 1
+                self._base_sum -= old
+                self._base_sum_sq -= old * old
         samples.append(delay)
+        flags.append(late)
         self._sum += delay
         self._sum_sq += delay * delay
+        if not late:
+            self._base_count += 1
+            self._base_sum += delay
+            self._base_sum_sq += delay * delay
+        self._late_weight = self._decay * self._late_weight + late
+        self._weight = self._decay * self._weight + 1.0
+        # The path changed when the window's count of late answers is three standard errors
+        # above what the long-run share predicts, or that far below half of it.
+        expected = (self._late_weight + 0.5) / (self._weight + 1.0) * len(samples)
+        count = len(samples) - self._base_count
+        spread = 3.0 * math.sqrt(count)
+        if count - spread > expected or count + spread + 1.0 < expected / 2:
+            self._late_weight = float(count)
+            self._weight = float(len(samples))
+        self._maximum.add(delay)
+        self._recent.add(delay)
         self._since_refresh += 1
         if self._since_refresh >= len(samples):
-            self._sum = math.fsum(samples)
-            self._sum_sq = math.fsum(x * x for x in samples)
-            self._since_refresh = 0
+            self._refresh()
+
+    def _refresh(self) -> None:
+        samples = self.samples
+        base = [x for x, late in zip(samples, self._late, strict=True) if not late]
+        self._sum = math.fsum(samples)
+        self._sum_sq = math.fsum(x * x for x in samples)
+        self._base_count = len(base)
+        self._base_sum = math.fsum(base)
+        self._base_sum_sq = math.fsum(x * x for x in base)
+        self._since_refresh = 0
+
+    # ------------------------------------------------------------------ the body
 
     @property
     def mean(self) -> float:
@@ -105,8 +188,106 @@ class ResponseEstimator:
 
     @property
     def std(self) -> float:
-        count = len(self.samples)
-        if count < 2:
-            return 0.0
-        mean = self._sum / count
-        return math.sqrt(max(0.0, self._sum_sq / count - mean * mean))
+        return _std(len(self.samples), self._sum, self._sum_sq)
+
+    # ------------------------------------------------------------------ the tail
+
+    @property
+    def maximum(self) -> float:
+        """The slowest answer in the window (0 when empty)."""
+        return self._maximum.value
+
+    @property
+    def recent_maximum(self) -> float:
+        """The slowest of the last :attr:`RECENT` answers (0 when empty)."""
+        return self._recent.value
+
+    @property
+    def base_mean(self) -> float:
+        """Mean of the on-time (not late) delays in the window; of all when none is."""
+        if self._base_count == 0:
+            return self.mean
+        return self._base_sum / self._base_count
+
+    @property
+    def base_std(self) -> float:
+        if self._base_count == 0:
+            return self.std
+        return _std(self._base_count, self._base_sum, self._base_sum_sq)
+
+    @property
+    def late_count(self) -> int:
+        """Late delays in the window."""
+        return len(self.samples) - self._base_count
+
+    @property
+    def late_share(self) -> float:
+        """``r``: the weighted share of late answers, started from half an answer."""
+        return (self._late_weight + 0.5) / (self._weight + 1.0)
+
+    @property
+    def rto(self) -> float:
+        """The retransmission timeout the kernel would use: on-time mean plus ``rto_min``."""
+        return self.base_mean + self.rto_min
+
+    @property
+    def top(self) -> float:
+        """The slowest on-time answer expected: on-time mean plus 3 deviations."""
+        return self.base_mean + 3.0 * self.base_std
+
+    def retransmissions(self, delay: float) -> int:
+        """How many retransmissions in a row ``delay`` is consistent with (0 for on time)."""
+        excess = delay - self.top
+        if excess <= 0:
+            return 0
+        return max(0, math.ceil(math.log2(excess / self.rto + 1.0) - 1e-9))
+
+    def retransmissions_allowed(self, target: float) -> int:
+        """``k``: retransmissions in a row the tail allows for (see the class docstring)."""
+        share = self.late_share
+        wanted = max(1, math.ceil(math.log(target) / math.log(share) - 1e-9) - 1)
+        wanted = max(wanted, self.retransmissions(self.recent_maximum) + 1)
+        return min(wanted, self.retransmissions(self.maximum) + 2)
+
+    def tail_allowance(self, target: float) -> float:
+        """``top + (2**k - 1) * rto``: on time, or ``k`` retransmissions late."""
+        retries = self.retransmissions_allowed(target)
+        return self.top + ((1 << retries) - 1) * self.rto
+
+    def allowance(self, z: float, min_std: float, target: float | None) -> float:
+        """The larger of the normal allowance and (unless ``target`` is None) the tail's."""
+        normal = self.mean + z * max(self.std, min_std)
+        if target is None:
+            return normal
+        return max(normal, self.tail_allowance(target))
+
+
+class _SlidingMax:
+    """The maximum of the last ``width`` values: O(1) amortised per value."""
+
+    __slots__ = ("_added", "_candidates", "_width")
+
+    def __init__(self, width: int) -> None:
+        self._width = width
+        self._added = 0  #: values ever added: the index of the next one
+        self._candidates: deque[tuple[int, float]] = deque()  #: decreasing values
+
+    def add(self, value: float) -> None:
+        candidates = self._candidates
+        while candidates and candidates[-1][1] <= value:
+            candidates.pop()
+        candidates.append((self._added, value))
+        self._added += 1
+        if candidates[0][0] <= self._added - 1 - self._width:
+            candidates.popleft()
+
+    @property
+    def value(self) -> float:
+        return self._candidates[0][1] if self._candidates else 0.0
+
+
+def _std(count: int, total: float, total_sq: float) -> float:
+    if count < 2:
+        return 0.0
+    mean = total / count
+    return math.sqrt(max(0.0, total_sq / count - mean * mean))

@@ -56,6 +56,7 @@ class LivenessTracker:
         "_fixed_suspect_after",
         "_jitter",
         "_rng",
+        "_tail_target",
         "_z",
         "first_ping",
         "interval",
@@ -85,9 +86,15 @@ class LivenessTracker:
         self._adaptive: Adaptive | None = policy.adaptive
         self.responses: ResponseEstimator | None = None
         self._z = 0.0
+        self._tail_target: float | None = None
         if policy.adaptive is not None:
-            self.responses = ResponseEstimator(policy.adaptive.window)
-            self._z = phi_to_z(policy.adaptive.threshold)
+            adaptive = policy.adaptive
+            self.responses = ResponseEstimator(
+                adaptive.window, rto_min=adaptive.rto_min, loss_memory=adaptive.loss_memory
+            )
+            self._z = phi_to_z(adaptive.threshold)
+            if adaptive.tail_threshold is not None:
+                self._tail_target = 10.0**-adaptive.tail_threshold
         self.last_evidence = now
         self.last_ping = now
         self.last_sent = now
@@ -128,7 +135,7 @@ class LivenessTracker:
         responses.add(delay)
         if len(responses) < adaptive.warmup:
             return
-        allowance = responses.mean + self._z * max(responses.std, adaptive.min_std)
+        allowance = responses.allowance(self._z, adaptive.min_std, self._tail_target)
         self.timeout = min(self._ceiling, max(adaptive.min_timeout, self.interval + allowance))
         if self._fixed_suspect_after is None:
             self.suspect_after = self.interval + (self.timeout - self.interval) / 2

@@ -41,14 +41,43 @@ When it helps
 - **``TCP_USER_TIMEOUT`` bounds writes to a blackholed peer.** Without it, data written to
   a peer that vanished (cable cut, host powered off, a firewall silently dropping packets)
   is retransmitted for ~15 minutes before the write fails. With it, Linux gives up after
-  the given time. On Linux it also replaces ``TCP_KEEPCNT`` while keepalive runs (see
-  :meth:`KeepaliveReport.idle_detection_time`).
+  the given time (but see the two facts below).
+- **``TCP_THIN_LINEAR_TIMEOUTS`` shortens the retransmission tail of a heartbeat.** A lost
+  PING or PONG is retransmitted after 0.2, 0.4, 0.8, 1.7, 3.3 s ... (exponential backoff);
+  with this Linux option, on a *thin* stream (fewer than four segments in flight), every
+  0.2 s for the first seven retransmissions. See :mod:`pulsewire.core.keepalive`; it has
+  no effect under the BBR congestion control, and the report says so.
 - **A backstop** for a connection whose application heartbeat is not running.
+
+Two facts about ``TCP_USER_TIMEOUT`` on Linux
+---------------------------------------------
+Both measured on Linux 6.18 between two network namespaces (``tests/faults`` and
+``benchmarks/detection.py``), both visible in ``net/ipv4/tcp_timer.c``:
+
+- **It is counted from the first retransmission, not from the write**
+  (``tp->retrans_stamp``, set when the retransmission timer first resends the segment), so
+  it fires about one RTO after the bound, and never earlier: at least 200 ms
+  (``TCP_RTO_MIN``) on a fast link, more where the round trip is longer. A 2 s user
+  timeout fired 2.29 s after a blackhole cut a connection writing every 100 ms, and
+  2.44 s after a single unacknowledged segment was sent (the tail-loss probe went at
+  0.21 s, the first timer-driven retransmission at 0.42 s; 0.42 + 2 s, plus a timer tick).
+- **With keepalive probing, it replaces ``TCP_KEEPCNT``.** An idle connection is dropped
+  at the first probe time at which the silence has lasted ``user_timeout`` and one probe
+  is unanswered (``tcp_keepalive_timer``). A user timeout shorter than
+  ``idle + interval * count`` therefore sends fewer probes than asked: with keepalive
+  1/1/3 and a 3 s user timeout, two lost probes (or their answers) kill a live
+  connection. On a link losing 10 % of packets each way that was a trap: such connections
+  died far more often than with keepalive alone (see ``docs/detection.md``). A user
+  timeout of at least ``idle + interval * count`` keeps the count: the drop then comes at
+  the same probe as without it. :meth:`pulsewire.Policy.kernel_options` raises the
+  user timeout it adds to that bound, and :class:`KeepaliveReport` notes an explicit one
+  that is shorter.
 """
 
 from pulsewire.core.keepalive import LINUX_MAX_KEEPCNT, LINUX_MAX_KEEPIDLE, KernelKeepalive
 from pulsewire.kernel.apply import (
     EVENT_OPTION_UNSUPPORTED,
+    LINUX_TCP_THIN_LINEAR_TIMEOUTS,
     MACOS_DEFAULT_KEEPCNT,
     MACOS_DEFAULT_KEEPINTVL,
     MACOS_TCP_KEEPALIVE,
@@ -72,6 +101,7 @@ __all__ = [
     "EVENT_OPTION_UNSUPPORTED",
     "LINUX_MAX_KEEPCNT",
     "LINUX_MAX_KEEPIDLE",
+    "LINUX_TCP_THIN_LINEAR_TIMEOUTS",
     "MACOS_DEFAULT_KEEPCNT",
     "MACOS_DEFAULT_KEEPINTVL",
     "MACOS_TCP_KEEPALIVE",

@@ -24,7 +24,7 @@ import math
 import os
 import socket
 import sys
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import msgspec
 import structlog
@@ -36,6 +36,7 @@ from pulsewire.kernel.host import format_seconds, human_duration
 
 __all__ = [
     "EVENT_OPTION_UNSUPPORTED",
+    "LINUX_TCP_THIN_LINEAR_TIMEOUTS",
     "MACOS_DEFAULT_KEEPCNT",
     "MACOS_DEFAULT_KEEPINTVL",
     "MACOS_TCP_KEEPALIVE",
@@ -68,6 +69,17 @@ WINDOWS_FIXED_KEEPCNT: Final = 10
 #: ``<ws2ipdef.h>`` (``#define TCP_MAXRT 5``); used when the ``socket`` module does not
 #: expose the name, which CPython does not.
 WINDOWS_TCP_MAXRT: Final = 5
+
+#: Value of ``TCP_THIN_LINEAR_TIMEOUTS`` in Linux ``<linux/tcp.h>`` (``#define
+#: TCP_THIN_LINEAR_TIMEOUTS 16``); used when the ``socket`` module does not expose the name,
+#: which CPython does not.
+LINUX_TCP_THIN_LINEAR_TIMEOUTS: Final = 16
+#: Value of ``TCP_CONGESTION`` in Linux ``<linux/tcp.h>``, to read a socket's congestion
+#: control when the ``socket`` module lacks the name.
+_LINUX_TCP_CONGESTION: Final = 13
+#: Congestion controls that never set a slow-start threshold, so that Linux never counts
+#: their streams as thin and ``TCP_THIN_LINEAR_TIMEOUTS`` has no effect (measured: BBR).
+_NEVER_THIN: Final = frozenset({"bbr"})
 
 # ENOPROTOOPT as the kernel reports it: the errno module's value (92 on Linux, 42 on macOS)
 # and Winsock's WSAENOPROTOOPT.
@@ -150,13 +162,17 @@ class KeepaliveReport(msgspec.Struct, frozen=True, kw_only=True):
     - ``unacked_detection_time``: the bound on a connection with unacknowledged data:
       ``user_timeout`` as applied, or ``None``, meaning "the host's retransmission
       timeout" (on Linux see :meth:`~pulsewire.kernel.HostTcpFacts.unacked_detection_time`,
-      ~924.6 s).
+      ~924.6 s). Linux counts ``TCP_USER_TIMEOUT`` from the first retransmission, not from
+      the write, so the connection is dropped about one RTO later than this (at least
+      0.2 s; measured: 2.29-2.44 s for a 2 s user timeout on a sub-millisecond link).
 
     On Linux, when ``TCP_USER_TIMEOUT`` is set, the keepalive timer ignores ``TCP_KEEPCNT``:
     it drops the connection at the first probe time (``idle + k * interval``, ``k >= 1``)
     at which the silence has lasted ``user_timeout`` (``tcp_keepalive_timer`` in
-    ``net/ipv4/tcp_timer.c``). ``idle_detection_time`` accounts for that, so a
-    ``user_timeout`` longer than ``idle + interval * count`` makes keepalive slower.
+    ``net/ipv4/tcp_timer.c``). ``idle_detection_time`` accounts for that: a
+    ``user_timeout`` longer than ``idle + interval * count`` makes keepalive slower, and a
+    shorter one makes it drop after fewer unanswered probes than ``count``, which on a
+    lossy link convicts live peers; ``notes`` then says so.
     """
 
     requested: KernelKeepalive
@@ -355,6 +371,28 @@ def _plan_posix(plan: _Plan, *, linux: bool) -> None:
                     "TCP_USER_TIMEOUT also replaces TCP_KEEPCNT on Linux: an idle connection "
                     "is dropped at the first probe once the silence reaches user_timeout"
                 )
+    if k.linear_timeouts:
+        if linux:
+            optname = plan.const("TCP_THIN_LINEAR_TIMEOUTS", LINUX_TCP_THIN_LINEAR_TIMEOUTS)
+            assert optname is not None
+            plan.add(
+                "TCP_THIN_LINEAR_TIMEOUTS",
+                "linear_timeouts",
+                plan.tcp_level(),
+                optname,
+                1,
+                "on/off",
+            )
+        else:
+            _lacks_linear_timeouts(plan)
+
+
+def _lacks_linear_timeouts(plan: _Plan) -> None:
+    plan.lacks(
+        "TCP_THIN_LINEAR_TIMEOUTS",
+        "linear_timeouts",
+        "a Linux-only option; retransmissions back off exponentially (RTO doubling)",
+    )
 
 
 def _plan_darwin(plan: _Plan) -> None:
@@ -370,6 +408,8 @@ def _plan_darwin(plan: _Plan) -> None:
             "option counted from the first retransmission, with no effect on keepalive), so "
             "it is not substituted; the host's retransmission timeout applies",
         )
+    if k.linear_timeouts:
+        _lacks_linear_timeouts(plan)
 
 
 def _plan_darwin_probes(plan: _Plan, probes: _Probes) -> None:
@@ -420,6 +460,8 @@ def _plan_windows(plan: _Plan, sock: object) -> None:
         assert maxrt is not None
         value = plan.units("user_timeout", k.user_timeout, "TCP_MAXRT", 1)
         plan.add("TCP_MAXRT", "user_timeout", plan.tcp_level(), maxrt, value, "s")
+    if k.linear_timeouts:
+        _lacks_linear_timeouts(plan)
 
 
 def _plan_windows_probes(plan: _Plan, sock: object, probes: _Probes) -> None:
@@ -492,8 +534,12 @@ def apply_keepalive(
 
     - **Linux** (and other Unix systems using the same names, such as FreeBSD):
       ``SO_KEEPALIVE``, ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL`` (whole seconds),
-      ``TCP_KEEPCNT``, and ``TCP_USER_TIMEOUT`` in milliseconds when ``user_timeout`` is
-      set. Every option set is read back with ``getsockopt``.
+      ``TCP_KEEPCNT``, ``TCP_USER_TIMEOUT`` in milliseconds when ``user_timeout`` is
+      set, and ``TCP_THIN_LINEAR_TIMEOUTS`` with ``linear_timeouts`` (the ``<linux/tcp.h>``
+      value 16 when the module lacks the name, as CPython's does; Linux only: other Unix
+      systems report it unsupported). Every option set is read back with ``getsockopt``;
+      the notes say when the socket's congestion control makes linear timeouts inert
+      (BBR) or when ``TCP_USER_TIMEOUT`` cuts keepalive's probe count short.
     - **macOS** (``darwin``): ``SO_KEEPALIVE``, ``TCP_KEEPALIVE`` for the idle time (the
       constant ``0x10`` when the socket module lacks the name), ``TCP_KEEPINTVL`` and
       ``TCP_KEEPCNT`` where the module has them. There is no ``TCP_USER_TIMEOUT``: it is
@@ -505,6 +551,10 @@ def apply_keepalive(
       for 10 is then satisfied, anything else is unsupported); ``user_timeout`` through
       ``TCP_MAXRT`` (whole seconds; the ``<ws2ipdef.h>`` value 5 when the module lacks
       the name, as CPython's does).
+
+    ``linear_timeouts`` is Linux-only: macOS, Windows and the BSDs report
+    ``TCP_THIN_LINEAR_TIMEOUTS`` unsupported (their retransmissions back off
+    exponentially).
 
     When ``keepalive`` asks for no probing (``idle``, ``interval`` and ``count`` all
     ``None``), ``SO_KEEPALIVE`` and the probe options are not touched: only
@@ -585,6 +635,8 @@ def apply_keepalive(
         elif step.setting == "count":
             effective["count"] = in_effect
 
+    if is_linux:
+        plan.notes.extend(_linux_notes(sock, keepalive, applied, effective, socket_module))
     _warn_unsupported(platform, plan.unsupported)
     return KeepaliveReport(
         requested=keepalive,
@@ -629,16 +681,77 @@ def _read_back(sock: KeepaliveSocket, step: _Step, notes: list[str]) -> int | No
     return value if isinstance(value, int) else None
 
 
+def _linux_notes(
+    sock: KeepaliveSocket,
+    keepalive: KernelKeepalive,
+    applied: list[AppliedOption],
+    effective: dict[str, float],
+    socket_module: object,
+) -> list[str]:
+    """What the values in effect mean on Linux, where they are known to surprise."""
+    notes = []
+    probes = _probes_sent(effective)
+    if probes is not None and probes < effective["count"]:
+        count = int(effective["count"])
+        bound = effective["idle"] + effective["interval"] * count
+        notes.append(
+            f"TCP_USER_TIMEOUT ({format_seconds(effective['user_timeout'])} s) is shorter than "
+            f"idle + interval * count ({format_seconds(bound)} s): an idle connection is "
+            f"dropped after {probes} unanswered probe(s), not {count}, so on a lossy link "
+            f"{probes} lost probe(s) in a row are a false death; a user_timeout of at least "
+            f"{format_seconds(bound)} s keeps the count"
+        )
+    linear = any(o.option == "TCP_THIN_LINEAR_TIMEOUTS" for o in applied)
+    if keepalive.linear_timeouts and linear:
+        algorithm = _congestion_control(sock, socket_module)
+        if algorithm in _NEVER_THIN:
+            notes.append(
+                f"TCP_THIN_LINEAR_TIMEOUTS has no effect under congestion control "
+                f"{algorithm!r}: it never sets a slow-start threshold, so Linux never counts "
+                "the stream as thin and retransmissions still back off exponentially "
+                "(cubic and reno do set one)"
+            )
+    return notes
+
+
+def _congestion_control(sock: KeepaliveSocket, socket_module: object) -> str | None:
+    """The socket's congestion control algorithm (``TCP_CONGESTION``), or None if unknown."""
+    optname = getattr(socket_module, "TCP_CONGESTION", _LINUX_TCP_CONGESTION)
+    level = getattr(socket_module, "IPPROTO_TCP", 6)
+    getsockopt: Any = sock.getsockopt
+    try:
+        raw = getsockopt(level, optname, 16)
+    except (OSError, TypeError, ValueError):
+        return None
+    if not isinstance(raw, bytes):
+        return None
+    return raw.split(b"\0", 1)[0].decode("ascii", "replace") or None
+
+
+def _probes_sent(effective: dict[str, float]) -> int | None:
+    """Linux with TCP_USER_TIMEOUT: probes sent before an idle connection is dropped.
+
+    ``tcp_keepalive_timer`` in ``net/ipv4/tcp_timer.c``: with ``TCP_USER_TIMEOUT`` set, the
+    connection is dropped at the first timer expiry (``idle``, ``idle + interval``, ...)
+    at which at least one probe is unanswered and the silence has reached the user
+    timeout; ``TCP_KEEPCNT`` is not consulted. ``None`` without probing or user timeout.
+    """
+    try:
+        idle, interval = effective["idle"], effective["interval"]
+        user_timeout = effective["user_timeout"]
+    except KeyError:
+        return None
+    if "count" not in effective:
+        return None
+    return max(1, math.ceil((user_timeout - idle) / interval - UNIT_TOLERANCE))
+
+
 def _idle_detection(effective: dict[str, float], *, linux: bool) -> float | None:
     try:
         idle, interval, count = effective["idle"], effective["interval"], effective["count"]
     except KeyError:
         return None
-    user_timeout = effective.get("user_timeout")
-    if linux and user_timeout is not None:
-        # tcp_keepalive_timer: with TCP_USER_TIMEOUT set, drop at the first timer expiry
-        # (idle, idle + interval, ...) after at least one probe when the silence has
-        # reached user_timeout; TCP_KEEPCNT is not consulted.
-        probes = max(1, math.ceil((user_timeout - idle) / interval - UNIT_TOLERANCE))
+    probes = _probes_sent(effective) if linux else None
+    if probes is not None:
         return idle + interval * probes
     return idle + interval * count

@@ -79,6 +79,8 @@ _TCP_INFO_RTO: Final = 8
 _TCP_INFO_RTT: Final = 68
 _TCP_INFO_TOTAL_RETRANS: Final = 100
 _TCP_INFO_SIZE: Final = 104
+#: ``TCP_THIN_LINEAR_TIMEOUTS`` in <linux/tcp.h> (the socket module lacks the name).
+_TCP_THIN_LINEAR_TIMEOUTS: Final = 16
 
 
 class Endpoint(msgspec.Struct, frozen=True, kw_only=True):
@@ -140,23 +142,30 @@ def classify(error: BaseException | None) -> tuple[str, str]:
 
 
 def tcp_info(sock: Any) -> dict[str, Any]:
-    """The kernel's view of a TCP socket: RTT, RTO (seconds), retransmissions, user timeout."""
+    """The kernel's view of a TCP socket: RTT, RTO (seconds), retransmissions, user timeout.
+
+    Also ``linear_timeouts`` (``TCP_THIN_LINEAR_TIMEOUTS`` as read back) and
+    ``congestion`` (the congestion control algorithm), which decide how a lost segment is
+    retransmitted.
+    """
     try:
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
         user_timeout = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+        linear = sock.getsockopt(socket.IPPROTO_TCP, _TCP_THIN_LINEAR_TIMEOUTS)
+        congestion = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16)
     except (OSError, AttributeError, ValueError):
         return {}
+    kernel = {
+        "user_timeout_ms": user_timeout,
+        "linear_timeouts": linear,
+        "congestion": congestion.split(b"\0", 1)[0].decode(errors="replace"),
+    }
     if len(info) < _TCP_INFO_SIZE:
-        return {"user_timeout_ms": user_timeout}
+        return kernel
     (rto,) = struct.unpack_from("I", info, _TCP_INFO_RTO)
     (rtt,) = struct.unpack_from("I", info, _TCP_INFO_RTT)
     (retrans,) = struct.unpack_from("I", info, _TCP_INFO_TOTAL_RETRANS)
-    return {
-        "tcp_rtt": rtt / 1e6,
-        "tcp_rto": rto / 1e6,
-        "tcp_retransmits": retrans,
-        "user_timeout_ms": user_timeout,
-    }
+    return {"tcp_rtt": rtt / 1e6, "tcp_rto": rto / 1e6, "tcp_retransmits": retrans, **kernel}
 
 
 def _apply_tcp_options(sock: Any, endpoint: Endpoint) -> None:
