@@ -32,6 +32,7 @@ from pulsewire.core.events import (
     Source,
     Suspected,
 )
+from pulsewire.core.liveness import EPSILON
 from pulsewire.core.session import Session
 from pulsewire.core.states import Reason
 from pulsewire.errors import PolicyError
@@ -185,8 +186,15 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
     # ------------------------------------------------------------ driver duties
 
     def on_deadline(self, now: float) -> None:
-        assert self.session is not None
-        self.session.handle_timer(now)
+        session = self.session
+        assert session is not None
+        deadline = session.next_deadline()
+        if deadline is not None and deadline > now + EPSILON:
+            # Evidence moved the deadline since it was registered (lazy rescheduling): the
+            # session has nothing due, so skip straight to registering the new deadline.
+            self.scheduler.schedule(self, deadline)
+            return
+        session.handle_timer(now)
         self.after_input()
 
     def after_input(self) -> None:
