@@ -12,8 +12,21 @@ from pulsewire.testing import opening_bytes
 
 def test_default_policy_is_valid_with_documented_derived_values() -> None:
     policy = Policy()
-    assert policy.effective_suspect_after == 3.0  # halfway between 1 and 5
+    # Chosen on real namespaces (docs/tuning.md): one ping exchange a second, dead after
+    # 3 s, with linear retransmission timeouts and TCP_USER_TIMEOUT = timeout.
+    assert (policy.interval, policy.timeout) == (1.0, 3.0)
+    assert policy.tcp_user_timeout
+    assert policy.tcp_thin_linear_timeouts
+    assert policy.effective_suspect_after == 2.0  # halfway between 1 and 3
     assert policy.effective_close_timeout == policy.timeout
+
+
+@pytest.mark.parametrize("field", ["tcp_user_timeout", "tcp_thin_linear_timeouts"])
+def test_kernel_switches_must_be_booleans(field: str) -> None:
+    with pytest.raises(PolicyError, match=rf"^{field} must be True or False, got 1$"):
+        Policy(**{field: 1})
+    with pytest.raises(msgspec.ValidationError, match=rf"Expected `bool`.*\$\.{field}"):
+        msgspec.json.decode(f'{{"{field}": "yes"}}'.encode(), type=Policy)
 
 
 def test_explicit_suspect_after_and_close_timeout_are_used() -> None:
@@ -159,7 +172,7 @@ def test_for_detection_rejects_impossible_budgets() -> None:
 
 
 def test_describe_states_the_detection_bound() -> None:
-    assert "dead after 5 s of silence" in Policy().describe()
+    assert "dead after 3 s of silence" in Policy().describe()
     assert "between 3 s and 10 s" in Policy.wan().describe()
 
 

@@ -122,8 +122,8 @@ async def _stall(peer: Peer) -> None:
 def stall_for(policy: Policy) -> float:
     """How long the stalled peer blocks: halfway between ``suspect_after`` and ``timeout``.
 
-    Long enough to be suspected, short enough to be forgiven: 4 s with the default policy
-    (suspect after 3 s, dead after 5 s). An adaptive policy's timeout is its ceiling until
+    Long enough to be suspected, short enough to be forgiven: 2.5 s with the default policy
+    (suspect after 2 s, dead after 3 s). An adaptive policy's timeout is its ceiling until
     it has seen ``warmup`` response delays, which the demo's short baseline does not reach.
     """
     return round((policy.effective_suspect_after + policy.timeout) / 2, 2)
