@@ -5,6 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
+from pulsewire.testing import TwoHosts
+
 #: A verdict may come this much later than its bound on a loaded machine (timer and
 #: scheduling delays in two processes, and the nft commands that inject the fault).
 LATE = 0.5
@@ -36,3 +40,18 @@ def report(label: str, death: dict[str, Any], since: float) -> str:
 
 def settle(seconds: float = SETTLE) -> None:
     time.sleep(seconds)  # nothing to wait for: the connections just run for a while
+
+
+def set_congestion(hosts: TwoHosts, algorithm: str) -> None:
+    """Make ``algorithm`` the default congestion control of both hosts' namespaces.
+
+    Linear retransmission timeouts (on by default) only work under a congestion control
+    that sets a slow-start threshold, such as reno or cubic; BBR never does. Skips the
+    test when a namespace may not use ``algorithm`` (``tcp_allowed_congestion_control``).
+    """
+    with open("/proc/sys/net/ipv4/tcp_allowed_congestion_control") as file:
+        allowed = file.read().split()
+    if algorithm not in allowed:
+        pytest.skip(f"{algorithm} is not allowed in a network namespace here ({allowed})")
+    for host in (hosts.a, hosts.b):
+        hosts.run(host, "sysctl", "-q", "-w", f"net.ipv4.tcp_congestion_control={algorithm}")

@@ -839,7 +839,7 @@ def test_linux_notes_when_the_congestion_control_makes_linear_timeouts_inert(
             continue
         try:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, algorithm.encode())
-        except PermissionError:  # not in tcp_allowed_congestion_control, and not root
+        except OSError:  # not loadable here, or not allowed (tcp_allowed_congestion_control)
             continue
         report = apply_keepalive(client, LINEAR)
         inert = [note for note in report.notes if "has no effect" in note]

@@ -40,7 +40,7 @@ also holds) notice them:
   stalled  the peer's event loop blocks (time.sleep)  pulsewire: suspect, then alive
            halfway between suspect_after and timeout (2.5 s with the default policy)
 
-No root and no arguments needed; about 8 s with the default policy (a policy's timeout
+No root and no arguments needed; about 6 s with the default policy (a policy's timeout
 sets the pace: --policy nat takes about 85 s).
 
 With --netns (Linux, root, iproute2 and nftables) two more faults need a real network

@@ -128,14 +128,16 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
 
     The defaults, ``interval=1`` and ``timeout=3`` with linear retransmission timeouts,
     were chosen on real namespaces (``docs/tuning.md``, ``docs/detection.md``): an idle
-    dead peer is found in 2.4 s (median; at most 3 s), 3.7 times faster than the tightest
+    dead peer is found in 2.5 s (median; at most 3 s), 3.5 times faster than the tightest
     kernel keepalive with no more false deaths (1/1/8), and on a link losing 10 % of
     packets each way no live connection died in 25 connection-hours where linear timeouts
     work (Linux with cubic or reno). One ping exchange a second keeps 10,000 connections
     under about 60 % of a core on asyncio; a shorter interval would double that for little
-    (0.5 s / 2 s had *more* false deaths than 1 s / 2 s). Where linear timeouts cannot
-    work (BBR congestion control, macOS, Windows), a 3 s timeout convicted about one live
-    connection in four connection-hours at 10 % loss; ``timeout=5`` had none there.
+    (with linear timeouts, 0.5 s / 2 s had *more* false deaths than 1 s / 2 s). Where
+    linear timeouts cannot work (measured under the BBR congestion control; macOS and
+    Windows lack the option), a 3 s timeout convicted about one live connection in five
+    connection-hours at 10 % loss (3.5 s did no better); ``timeout=5`` had none in 10
+    connection-hours: use it on such hosts if a lossy link must never cost a reconnect.
 
     ``tcp_user_timeout`` (default on) also sets the socket's ``TCP_USER_TIMEOUT`` to
     ``timeout`` where the platform has it, so that data written to a blackholed peer is
@@ -145,10 +147,11 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     comes first. ``kernel`` adds kernel keepalive probing on top (useful to keep middleboxes
     warm below the application, or as a second opinion). Linux then lets the user timeout
     replace ``TCP_KEEPCNT``, so a user timeout shorter than ``idle + interval * count``
-    would drop a live connection after fewer lost probes than asked (measured at 10 % loss:
-    keepalive 1/1/3 with a 3 s user timeout died 5 to 7 times as often as without it): the user
-    timeout this policy adds is raised to that bound (see :meth:`kernel_options`). The
-    kernel's own ``user_timeout``, when set, wins and is applied as given.
+    would drop a live connection after fewer lost probes than asked (measured at 10 %
+    loss: keepalive 1/1/3 with a 3 s user timeout died 5 to 7 times as often as without
+    it): the user timeout this policy adds is raised to that bound (see
+    :meth:`kernel_options`). The kernel's own ``user_timeout``, when set, wins and is
+    applied as given.
 
     ``tcp_thin_linear_timeouts`` (default on) sets Linux's ``TCP_THIN_LINEAR_TIMEOUTS``:
     a lost PING or PONG is retransmitted every RTO (0.2 s on a fast link) for its first
