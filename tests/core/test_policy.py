@@ -174,6 +174,8 @@ def test_for_detection_rejects_impossible_budgets() -> None:
 def test_describe_states_the_detection_bound() -> None:
     assert "dead after 3 s of silence" in Policy().describe()
     assert "between 3 s and 10 s" in Policy.wan().describe()
+    assert "linear retransmission timeouts on" in Policy().describe()
+    assert "linear retransmission timeouts off" in Policy(tcp_thin_linear_timeouts=False).describe()
 
 
 def test_kernel_options_default_to_a_user_timeout_and_linear_timeouts() -> None:

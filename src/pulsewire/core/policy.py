@@ -326,7 +326,9 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
         return (
             f"Pings after {self.interval * (1 - self.jitter):g}-{self.interval:g} s of silence, "
             f"suspect after {suspect}, {verdict}; evidence: "
-            f"{evidence}; TCP_USER_TIMEOUT {'= timeout' if self.tcp_user_timeout else 'unset'}."
+            f"{evidence}; TCP_USER_TIMEOUT {'= timeout' if self.tcp_user_timeout else 'unset'}; "
+            f"linear retransmission timeouts "
+            f"{'on (Linux, not under BBR)' if self.tcp_thin_linear_timeouts else 'off'}."
         )
 
     # ------------------------------------------------------------------ derived values
