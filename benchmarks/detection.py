@@ -36,11 +36,14 @@ Detectors (each tuned as tightly as its API allows, and used on both ends):
   lossy link only), to compare at equal false-death rates.
 
 Linear timeouts only work where the congestion control sets a slow-start threshold (cubic,
-reno; not BBR). The lossy link runs under the host's own default congestion control, and
+reno; not BBR), so pulsewire switches a BBR socket that asks for them to reno
+(``Policy.thin_stream_congestion``); the other detectors keep the hosts' congestion
+control. The lossy link runs under the host's own default congestion control, and
 ``--congestion reno`` (a comma-separated list; ``host`` is the host's default) runs it
 again, at the same time on another pair of hosts, with that congestion control as the
-namespaces' default. The report says which congestion control each run had and whether
-the pulsewire sockets read ``TCP_THIN_LINEAR_TIMEOUTS`` back as on.
+namespaces' default. The report says which congestion control each run had, which
+detectors' sockets were switched, and whether the default policy's sockets read
+``TCP_THIN_LINEAR_TIMEOUTS`` back as on.
 
 Detection time is measured from the fault (the nft rule in place, the signal sent, the
 crash begun) to the moment the application is told (``wait_dead()`` returns, a read
@@ -69,6 +72,10 @@ Usage (root)::
     .venv/bin/python benchmarks/detection.py --congestion host,reno   # both congestion controls
     .venv/bin/python benchmarks/detection.py --smoke    # one run, fewest cells, < 60 s,
                                                         # prints the report, writes nothing
+    # one detector, the lossy link only, 100 connections for 1000 s (27.8 connection-hours);
+    # a partial selection prints the report and writes nothing
+    .venv/bin/python benchmarks/detection.py --scenarios lossy --detectors default \\
+        --lossy-connections 100 --lossy-seconds 1000
 
 Results go to the ``## detection`` section of ``benchmarks/RESULTS.md`` and between the
 markers of ``docs/detection.md``.
@@ -96,6 +103,7 @@ import msgspec
 from _common import markdown_table, replace_section, versions
 
 from pulsewire import Policy
+from pulsewire.core.keepalive import NEVER_THIN_CONGESTION
 from pulsewire.testing import TwoHosts, netns_available
 from pulsewire.testing.endpoints import Endpoint, Running, serve_and_watch
 
@@ -228,6 +236,8 @@ SCENARIOS = (
     Scenario("fin", "graceful exit (FIN)", _exit, cap=5.0),
 )
 SMOKE_SCENARIOS = ("idle", "fin")
+#: ``--scenarios`` key of the lossy link (the other keys are the fault scenarios').
+LOSSY = "lossy"
 
 
 @dataclass
@@ -298,18 +308,30 @@ class Lossy:
 class LossyRun:
     """The lossy link under one congestion control: every detector's false deaths."""
 
-    congestion: str  #: as the sockets report it (``TCP_CONGESTION``)
+    congestion: str  #: the hosts' default, which a socket has unless it switches
     cells: dict[str, Lossy]
 
     @property
     def linear_in_effect(self) -> bool:
-        """Whether the default policy's sockets had working linear timeouts."""
+        """Whether the default policy's sockets all had working linear timeouts."""
         rows = self.cells["default"].stats if "default" in self.cells else []
-        return self.congestion not in NEVER_THIN and any(r.get("linear_timeouts") for r in rows)
+        read = [r for r in rows if "congestion" in r]
+        return bool(read) and all(
+            r.get("linear_timeouts") and r["congestion"] not in NEVER_THIN_CONGESTION for r in read
+        )
+
+    def socket_congestion(self, key: str) -> list[str]:
+        """The congestion controls that detector ``key``'s surviving sockets read back."""
+        cell = self.cells.get(key)
+        rows = cell.stats if cell is not None else []
+        return sorted({str(r["congestion"]) for r in rows if r.get("congestion")})
+
+    def switched(self) -> dict[str, list[str]]:
+        """Detectors whose sockets read back another congestion control than the hosts'."""
+        found = {key: self.socket_congestion(key) for key in self.cells}
+        return {key: seen for key, seen in found.items() if seen and seen != [self.congestion]}
 
 
-#: Congestion controls under which Linux never counts a stream as thin (see docs/tuning.md).
-NEVER_THIN = frozenset({"bbr"})
 HOST_CONGESTION = "host"
 
 
@@ -323,6 +345,7 @@ def run_lossy(
             for host in (hosts.a, hosts.b):  # the namespaces' default, for every socket
                 key = "net.ipv4.tcp_congestion_control"
                 hosts.run(host, "sysctl", "-q", "-w", f"{key}={congestion}")
+        default = hosts.run(hosts.a, "sysctl", "-n", "net.ipv4.tcp_congestion_control").strip()
         running = serve_and_watch(hosts, endpoints, within=60.0)
         time.sleep(1.5)
         hosts.lose(LOSS_PERCENT)
@@ -341,8 +364,7 @@ def run_lossy(
         lossy.exposure = sum(died) + (connections - len(died)) * (ended - started)
         lossy.seconds = ended - started
         lossy.stats = [row for row in rows if row["endpoint"] == key]
-    seen = sorted({str(row["congestion"]) for row in rows if row.get("congestion")})
-    return LossyRun(", ".join(seen) or congestion, results)
+    return LossyRun(default or congestion, results)
 
 
 def run_lossy_everywhere(
@@ -419,11 +441,27 @@ def render(
     lines = [
         f"`{command}` — {now}; Linux {platform.release()} ({platform.machine()}), "
         f"Python {v['python']}, pulsewire {v['pulsewire']}, websockets {v['websockets']}; "
-        f"{runs} run(s) per cell; two network namespaces joined by a veth pair "
+        f"{f'{runs} run(s) per cell; ' if scenarios else ''}two network namespaces joined by "
+        "a veth pair "
         "(round trip well under 1 ms). `Policy()` is "
         f"`Policy(interval={DEFAULT.interval:g}, timeout={DEFAULT.timeout:g})`: "
         f"{DEFAULT.describe()}",
         "",
+    ]
+    if scenarios:  # none: the lossy link only (--scenarios lossy)
+        lines += render_detection(results, scenarios, detectors)
+    for run in lossy:
+        lines += render_lossy(run, detectors)
+    lines += targets(results, lossy, scenarios)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_detection(
+    results: dict[str, dict[str, Cell]],
+    scenarios: Sequence[Scenario],
+    detectors: Sequence[Detector],
+) -> list[str]:
+    lines = [
         "### Detection time",
         "",
         "Seconds from the fault to the application being told, **median / max** over the "
@@ -440,29 +478,37 @@ def render(
             cell = results.get(s.key, {}).get(d.key)
             row.append(summarize(cell, s.cap) if cell is not None else "")
         rows.append(row)
-    lines += [markdown_table(headers, rows), ""]
-    for run in lossy:
-        lines += render_lossy(run, detectors)
-    lines += targets(results, lossy, scenarios)
-    return "\n".join(lines).rstrip() + "\n"
+    return [*lines, markdown_table(headers, rows), ""]
 
 
 def render_lossy(run: LossyRun, detectors: Sequence[Detector]) -> list[str]:
     any_cell = next(iter(run.cells.values()))
+    switched = run.switched()
+    default_switched = switched.get("default")
     linear = (
-        "in effect (the pulsewire sockets read `TCP_THIN_LINEAR_TIMEOUTS` back as on)"
+        "in effect (the `Policy()` sockets were switched from "
+        f"{run.congestion} to {', '.join(default_switched)} by `thin_stream_congestion` and "
+        "read `TCP_THIN_LINEAR_TIMEOUTS` back as on)"
+        if run.linear_in_effect and default_switched
+        else "in effect (the pulsewire sockets read `TCP_THIN_LINEAR_TIMEOUTS` back as on)"
         if run.linear_in_effect
-        else "**not** in effect (BBR never lets a stream count as thin)"
-        if run.congestion in NEVER_THIN
+        else f"**not** in effect ({run.congestion} never lets a stream count as thin)"
+        if run.congestion in NEVER_THIN_CONGESTION
         else "not in effect"
+    )
+    labels = [BY_KEY[key].label for key in run.cells if key in switched]
+    others = (
+        f" Sockets switched from {run.congestion}: {', '.join(labels)}; the others keep it."
+        if labels
+        else ""
     )
     lines = [
         f"### Lossy link: false deaths, congestion control {run.congestion}",
         "",
         f"{LOSS_PERCENT} % random loss each way (nftables `numgen random`), "
         f"{any_cell.connections} connections per detector, {any_cell.seconds:.0f} s; "
-        f"every death is false. Linear retransmission timeouts: {linear}. The rate is "
-        "per connection-hour alive under loss.",
+        f"every death is false. Linear retransmission timeouts: {linear}.{others} The rate "
+        "is per connection-hour alive under loss.",
         "",
     ]
     lossy_rows = []
@@ -611,18 +657,58 @@ def write_docs(path: Path, text: str) -> None:
 # ------------------------------------------------------------------------- main
 
 
+def _keys(text: str) -> list[str]:
+    return [key.strip() for key in text.split(",") if key.strip()]
+
+
+def _choose(kind: str, given: list[str] | None, known: Sequence[str]) -> list[str] | None:
+    if given is None:
+        return None
+    unknown = [key for key in given if key not in known]
+    if unknown or not given:
+        raise SystemExit(
+            f"--{kind}: unknown {', '.join(unknown) or '(none given)'}; choose from "
+            f"{', '.join(known)}"
+        )
+    return given
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="one run, fewest cells; no writes")
     parser.add_argument("--runs", type=int, default=5, help="runs per scenario (default 5)")
-    parser.add_argument("--lossy-seconds", type=float, default=900.0)
-    parser.add_argument("--lossy-connections", type=int, default=20)
+    parser.add_argument(
+        "--lossy-seconds", type=float, default=900.0, help="lossy link duration (default 900)"
+    )
+    parser.add_argument(
+        "--lossy-connections",
+        type=int,
+        default=20,
+        help="lossy link: connections per detector (default 20)",
+    )
     parser.add_argument(
         "--congestion",
-        type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
+        type=_keys,
         default=[HOST_CONGESTION],
         help="congestion controls for the lossy link, comma-separated ('host': the host's "
         "default; others become the namespaces' default, e.g. reno)",
+    )
+    parser.add_argument(
+        "--scenarios",
+        type=_keys,
+        default=None,
+        metavar="KEYS",
+        help="only these, comma-separated: "
+        f"{', '.join([*(s.key for s in SCENARIOS), LOSSY])} (default: all); a partial "
+        "selection writes nothing",
+    )
+    parser.add_argument(
+        "--detectors",
+        type=_keys,
+        default=None,
+        metavar="KEYS",
+        help=f"only these, comma-separated: {', '.join(BY_KEY)} (default: all); a partial "
+        "selection writes nothing",
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file to update")
     parser.add_argument("--docs", type=Path, default=DOCS, help="docs page to update")
@@ -637,12 +723,20 @@ def main(argv: Sequence[str] | None = None) -> str:
     reason = netns_available()
     if reason is not None:
         raise SystemExit(f"detection needs network namespaces: {reason}")
+    scenario_keys = _choose("scenarios", args.scenarios, [*(s.key for s in SCENARIOS), LOSSY])
+    detector_keys = _choose("detectors", args.detectors, list(BY_KEY))
+    partial = scenario_keys is not None or detector_keys is not None
+    with_lossy = scenario_keys is None or LOSSY in scenario_keys
     if args.smoke:
         args.runs, args.lossy_seconds, args.lossy_connections = 1, 4.0, 2
         scenarios = [s for s in SCENARIOS if s.key in SMOKE_SCENARIOS]
         detectors = [BY_KEY[k] for k in SMOKE_KEYS]
     else:
         scenarios, detectors = list(SCENARIOS), list(DETECTORS)
+    if scenario_keys is not None:
+        scenarios = [s for s in SCENARIOS if s.key in scenario_keys]
+    if detector_keys is not None:
+        detectors = [d for d in DETECTORS if d.key in detector_keys]
     rng = random.Random(args.seed)
     started = time.monotonic()
 
@@ -660,23 +754,45 @@ def main(argv: Sequence[str] | None = None) -> str:
             )
             print(f"[{time.monotonic() - started:5.0f} s] {scenario.key} run {run + 1}: {shown}")
 
-    lossy = run_lossy_everywhere(
-        [d for d in detectors if d.lossy],
-        args.lossy_connections,
-        args.lossy_seconds,
-        args.congestion,
+    lossy_detectors = [d for d in detectors if d.lossy]
+    lossy = (
+        run_lossy_everywhere(
+            lossy_detectors, args.lossy_connections, args.lossy_seconds, args.congestion
+        )
+        if with_lossy and lossy_detectors
+        else []
     )
     for lossy_run in lossy:
         print(
             f"[{time.monotonic() - started:5.0f} s] lossy ({lossy_run.congestion}): "
             + ", ".join(f"{k} {len(v.deaths)}/{v.connections}" for k, v in lossy_run.cells.items())
         )
+        for key, cell in lossy_run.cells.items():
+            read = [r for r in cell.stats if "congestion" in r]
+            congestion = {
+                c: sum(r["congestion"] == c for r in read) for c in lossy_run.socket_congestion(key)
+            }
+            linear = sum(1 for r in read if r.get("linear_timeouts"))
+            retransmits = sum(r.get("tcp_retransmits", 0) for r in read)
+            print(
+                f"    {key}: {len(read)} surviving sockets read back congestion {congestion}, "
+                f"TCP_THIN_LINEAR_TIMEOUTS on in {linear}; {retransmits} TCP retransmissions; "
+                f"{cell.hours:.2f} connection-hours"
+            )
 
     command = "sudo .venv/bin/python benchmarks/detection.py" + (" --smoke" if args.smoke else "")
     if not args.smoke and args.runs != 5:
         command += f" --runs {args.runs}"
     if args.congestion != [HOST_CONGESTION]:
         command += f" --congestion {','.join(args.congestion)}"
+    if scenario_keys is not None:
+        command += f" --scenarios {','.join(scenario_keys)}"
+    if detector_keys is not None:
+        command += f" --detectors {','.join(detector_keys)}"
+    if not args.smoke and args.lossy_connections != 20:
+        command += f" --lossy-connections {args.lossy_connections}"
+    if not args.smoke and args.lossy_seconds != 900:
+        command += f" --lossy-seconds {args.lossy_seconds:g}"
     text = render(
         results,
         lossy,
@@ -702,10 +818,12 @@ def main(argv: Sequence[str] | None = None) -> str:
             },
         }
         args.json.write_text(json.dumps(raw, indent=1))
-    if not (args.smoke or args.no_write):
+    if not (args.smoke or args.no_write or partial):
         replace_section(args.results, "detection", text, RESULTS_HEADER)
         write_docs(args.docs, text)
         print(f"wrote {args.results} (## detection) and {args.docs}")
+    elif partial and not (args.smoke or args.no_write):
+        print("a partial selection (--scenarios, --detectors): nothing written")
     return text
 
 

@@ -299,7 +299,7 @@ def test_kernel_json_has_the_host_facts_worst_cases_and_policies(tmp_path: Path)
     result = run_cli("kernel", "--json", "--proc-root", str(proc), "--within", "3")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert set(report) == {"host", "kernel", "tightest_keepalive", "pulsewire"}
+    assert set(report) == {"host", "kernel", "tightest_keepalive", "linear_timeouts", "pulsewire"}
     assert report["host"]["keepalive_time"] == 7200
     assert report["host"]["missing"] == []
     kernel = report["kernel"]
@@ -346,6 +346,65 @@ def test_kernel_reads_this_host() -> None:
     result = run_cli("kernel", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["host"]["proc_root"] == "/proc"
+
+
+def _new_socket_congestion() -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16)
+        except (OSError, AttributeError):
+            return None
+    return raw.split(b"\0", 1)[0].decode()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="TCP_CONGESTION is Linux-only")
+def test_kernel_says_what_pulsewire_does_about_the_congestion_control() -> None:
+    before = _new_socket_congestion()
+    data = json.loads(run_cli("kernel", "--json").stdout)
+    linear = data["linear_timeouts"]
+    assert data["host"]["congestion_control"] == before  # same namespace as this process
+    assert (linear["congestion_before"], linear["thin_stream_congestion"]) == (before, "reno")
+    assert linear["in_effect"] is True
+    applied = [o["option"] for o in linear["report"]["applied"]]
+    text = run_cli("kernel").stdout
+    assert re.search(
+        rf"tcp_congestion_control\s+{before}\s+congestion control of new sockets", text
+    )
+    if before == "bbr":
+        assert linear["congestion_after"] == "reno"
+        assert applied[-1] == "TCP_CONGESTION"
+        assert "new sockets use bbr: Linux never counts such a stream as thin" in text
+        assert "pulsewire switches each of its sockets to reno (thin_stream_congestion)" in text
+        assert "a test socket here reads back reno" in text
+    else:
+        assert linear["congestion_after"] == before
+        assert "TCP_CONGESTION" not in applied
+        assert "pulsewire leaves the congestion control alone" in text
+    assert "in effect for Policy()'s sockets: yes" in text
+
+
+def test_kernel_text_when_the_switch_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    from pulsewire.cli.kernel import _print_linear_timeouts
+
+    reason = "the kernel refused 'reno' (Operation not permitted): ..."
+    _print_linear_timeouts(
+        {
+            "thin_stream_congestion": "reno",
+            "congestion_before": "bbr",
+            "congestion_after": "bbr",
+            "in_effect": False,
+            "report": {
+                "applied": [{"option": "TCP_THIN_LINEAR_TIMEOUTS"}],
+                "unsupported": [{"option": "TCP_CONGESTION", "reason": reason}],
+            },
+        }
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert out[-3:] == [
+        "  pulsewire asks for reno (thin_stream_congestion), but",
+        f"  {reason}",
+        "  in effect for Policy()'s sockets: no",
+    ]
 
 
 # --------------------------------------------------------------------------------------

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import msgspec
 import pytest
 
-from pulsewire.core.keepalive import KernelKeepalive
+from pulsewire.core.keepalive import CONGESTION_NAME_MAX, NEVER_THIN_CONGESTION, KernelKeepalive
 from pulsewire.errors import PolicyError
 
 
@@ -19,7 +20,7 @@ def test_value_semantics() -> None:
     assert hash(a) == hash(b)
     assert repr(a) == (
         "KernelKeepalive(idle=10, interval=5, count=3, user_timeout=30, strict=False, "
-        "linear_timeouts=False)"
+        "linear_timeouts=False, thin_stream_congestion=None)"
     )
     assert a.nominal_detection_time == 25
     with pytest.raises(AttributeError):
@@ -97,7 +98,7 @@ def test_user_timeout_alone_turns_probing_off() -> None:
     assert ka.nominal_detection_time is None
     assert repr(ka) == (
         "KernelKeepalive(idle=None, interval=None, count=None, user_timeout=5, strict=False, "
-        "linear_timeouts=False)"
+        "linear_timeouts=False, thin_stream_congestion=None)"
     )
     assert KernelKeepalive(user_timeout=0.25, strict=True).user_timeout == 0.25
     assert msgspec.json.decode(b'{"user_timeout": 5}', type=KernelKeepalive) == ka
@@ -173,3 +174,54 @@ def test_nothing_to_apply_is_an_error(kwargs: dict[str, Any]) -> None:
 def test_nothing_to_apply_when_decoding() -> None:
     with pytest.raises(msgspec.ValidationError, match="nothing to apply"):
         msgspec.json.decode(b"{}", type=KernelKeepalive)
+
+
+# --------------------------------------------------------------------------------------
+# thin_stream_congestion: a congestion control name, for linear timeouts under BBR
+# --------------------------------------------------------------------------------------
+
+
+def test_thin_stream_congestion_is_off_by_default_and_carried_as_given() -> None:
+    assert KernelKeepalive(linear_timeouts=True).thin_stream_congestion is None
+    ka = KernelKeepalive(linear_timeouts=True, thin_stream_congestion="reno")
+    assert ka.thin_stream_congestion == "reno"
+    assert msgspec.json.decode(msgspec.json.encode(ka), type=KernelKeepalive) == ka
+    # The longest name Linux takes: TCP_CA_NAME_MAX (16) less the NUL.
+    longest = "x" * CONGESTION_NAME_MAX
+    assert KernelKeepalive(linear_timeouts=True, thin_stream_congestion=longest)
+    assert CONGESTION_NAME_MAX == 15
+    assert {"bbr"} == set(NEVER_THIN_CONGESTION)
+
+
+@pytest.mark.parametrize(
+    "name", ["", "x" * 16, "réno", "re no", "reno\n", "re\0no", 5, b"reno", True]
+)
+def test_thin_stream_congestion_must_be_a_name_linux_takes(name: object) -> None:
+    with pytest.raises(
+        PolicyError,
+        match=r"^thin_stream_congestion must be a congestion control name \(1 to 15 "
+        r"printable ASCII characters, no spaces, as Linux's TCP_CONGESTION takes it\) or "
+        rf"None, got {re.escape(repr(name))}$",
+    ):
+        KernelKeepalive(linear_timeouts=True, thin_stream_congestion=name)  # type: ignore[arg-type]
+
+
+def test_thin_stream_congestion_cannot_name_a_never_thin_algorithm() -> None:
+    with pytest.raises(
+        PolicyError,
+        match=r"^thin_stream_congestion 'bbr' never lets a stream count as thin, so linear "
+        r"timeouts would still do nothing: name one that sets a slow-start threshold",
+    ):
+        KernelKeepalive(linear_timeouts=True, thin_stream_congestion="bbr")
+
+
+def test_thin_stream_congestion_is_validated_when_decoding() -> None:
+    with pytest.raises(msgspec.ValidationError, match="thin_stream_congestion must be"):
+        msgspec.json.decode(
+            b'{"linear_timeouts": true, "thin_stream_congestion": ""}', type=KernelKeepalive
+        )
+
+
+def test_thin_stream_congestion_alone_is_nothing_to_apply() -> None:
+    with pytest.raises(PolicyError, match=r"^nothing to apply"):
+        KernelKeepalive(thin_stream_congestion="reno")

@@ -6,6 +6,7 @@ import random
 import pytest
 
 from pulsewire.core import (
+    Adaptive,
     Died,
     Evidence,
     Policy,
@@ -165,9 +166,9 @@ def test_busy_connection_sends_no_pings() -> None:
 
 
 def test_a_one_way_stream_costs_one_ping_exchange_per_interval_in_total() -> None:
-    # The receiver sends nothing else, so its silence towards the sender must be broken
-    # by pings; whichever side's jittered timer fires first pings, and its PING (and the
-    # PONG it gets) resets both sides' clocks.
+    # The receiver sends nothing else, so its silence towards the sender must be broken:
+    # the sender (the leader) hears nothing and pings; the PONG it gets is the receiver's
+    # evidence of being heard, so the receiver never needs a PING of its own.
     pair = SessionPair(POLICY, POLICY)
     for _ in range(100):
         pair.advance(0.7)
@@ -175,8 +176,10 @@ def test_a_one_way_stream_costs_one_ping_exchange_per_interval_in_total() -> Non
         pair.exchange()
     client = pair.client.stats(pair.now).pings_sent
     server = pair.server.stats(pair.now).pings_sent
-    assert server > 0
-    assert 70 / POLICY.interval <= client + server <= 70 / (POLICY.interval * 0.75)
+    assert server == 0
+    assert 70 / POLICY.interval <= client <= 70 / (POLICY.interval * (1 - POLICY.jitter))
+    assert pair.client.state is State.ALIVE
+    assert pair.server.state is State.ALIVE
 
 
 # ---------------------------------------------------------------- suspect, recover, die
@@ -412,10 +415,36 @@ def test_strict_session_pings_even_while_data_flows() -> None:
     assert pair.client.state is State.ALIVE
 
 
-def test_both_sides_of_an_idle_connection_take_turns_pinging() -> None:
-    # Each side redraws its jittered delay when the peer pings, so neither side is stuck
-    # with a longer delay forever (and an adaptive side keeps learning response delays).
+def test_the_initiator_leads_an_idle_connection_and_the_responder_only_answers() -> None:
+    # One exchange per interval gives both sides evidence; the leader's delays are drawn
+    # from [1 - jitter, 1] * interval and the follower's from [1, 1 + jitter] * interval,
+    # so the follower's timer never wins while the leader is well.
     pair = SessionPair(POLICY, POLICY, seed=14)
+    pair.advance(120.0)
+    client = pair.client.stats(pair.now).pings_sent
+    server = pair.server.stats(pair.now).pings_sent
+    assert server == 0
+    assert 120 / POLICY.interval <= client <= 120 / (POLICY.interval * (1 - POLICY.jitter))
+    assert pair.server.stats(pair.now).pings_received == client
+
+
+def test_the_follower_pings_when_the_leaders_pings_stop_arriving() -> None:
+    pair = SessionPair(POLICY, POLICY, seed=3)
+    pair.advance(10.0)
+    pair.to_server.mode = WireMode.DROP  # the client's pings are lost from now on
+    start = pair.now
+    while pair.server.stats(pair.now).pings_sent == 0:
+        pair.step_to_deadline()
+    quiet = pair.now - start
+    assert quiet <= POLICY.interval * (1 + POLICY.jitter) + EPSILON
+
+
+def test_with_an_adaptive_policy_both_sides_take_turns_pinging() -> None:
+    # An adaptive side learns response delays by timing answers to its own pings, so both
+    # sides lead; each redraws its delay when the peer pings, so neither is stuck with the
+    # longer delay forever.
+    adaptive = Policy(interval=1.0, timeout=5.0, adaptive=Adaptive(min_timeout=2.0))
+    pair = SessionPair(adaptive, adaptive, seed=14)
     pair.advance(120.0)
     client = pair.client.stats(pair.now).pings_sent
     server = pair.server.stats(pair.now).pings_sent

@@ -20,6 +20,17 @@ def _tcp(connection: pulsewire.Connection, option: int, level: int = socket.IPPR
     return value
 
 
+def _congestion(sock: socket.socket) -> str:
+    raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16)
+    return raw.split(b"\0", 1)[0].decode()
+
+
+def _host_congestion() -> str:
+    """The congestion control this host gives a new socket (read from one, not the sysctl)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return _congestion(sock)
+
+
 @pytest.mark.asyncio
 async def test_the_default_policy_bounds_unacknowledged_writes_by_its_timeout() -> None:
     accepted: list[pulsewire.Connection] = []
@@ -38,9 +49,11 @@ async def test_the_default_policy_bounds_unacknowledged_writes_by_its_timeout() 
         report = connection.kernel_report
         assert report is not None
         assert report.unacked_detection_time == policy.timeout
+        switched = [("TCP_CONGESTION", "reno")] if _host_congestion() == "bbr" else []
         assert [(o.option, o.read_back) for o in report.applied] == [
             ("TCP_USER_TIMEOUT", timeout_ms),
             ("TCP_THIN_LINEAR_TIMEOUTS", 1),
+            *switched,
         ]
         assert "applied      TCP_THIN_LINEAR_TIMEOUTS=on" in report.describe()
         # The server side's sockets get the same options.
@@ -121,3 +134,36 @@ async def test_kernel_probing_keeps_its_probe_count_under_the_user_timeout() -> 
         assert report.idle_detection_time == 5
         assert not any("false death" in note for note in report.notes)
         await connection.close()
+
+
+@pytest.mark.asyncio
+async def test_both_ends_of_a_bbr_host_switch_to_reno_unless_told_not_to() -> None:
+    if _host_congestion() != "bbr":
+        pytest.skip(f"new sockets here use {_host_congestion()!r}: there is nothing to switch")
+    accepted: list[pulsewire.Connection] = []
+
+    async def handler(connection: pulsewire.Connection) -> None:
+        accepted.append(connection)
+        await connection.wait_dead()
+
+    async with await pulsewire.serve(handler) as listener:
+        connection = await pulsewire.connect("127.0.0.1", listener.port)
+        await asyncio.sleep(0)
+        (served,) = accepted
+        for end in (connection, served):
+            assert _congestion(end.get_extra_info("socket")) == "reno"
+            assert _tcp(end, LINUX_TCP_THIN_LINEAR_TIMEOUTS) == 1
+        kept = pulsewire.Policy(thin_stream_congestion=None)
+        bbr = await pulsewire.connect("127.0.0.1", listener.port, policy=kept)
+        assert _congestion(bbr.get_extra_info("socket")) == "bbr"
+        assert _tcp(bbr, LINUX_TCP_THIN_LINEAR_TIMEOUTS) == 1
+        assert bbr.kernel_report is not None
+        assert any(
+            "has no effect under congestion control 'bbr'" in n for n in bbr.kernel_report.notes
+        )
+        # Without linear timeouts there is nothing to switch for.
+        plain = pulsewire.Policy(tcp_thin_linear_timeouts=False)
+        unswitched = await pulsewire.connect("127.0.0.1", listener.port, policy=plain)
+        assert _congestion(unswitched.get_extra_info("socket")) == "bbr"
+        for each in (connection, bbr, unswitched):
+            await each.close()

@@ -5,8 +5,10 @@ it. With linear timeouts (``Policy.tcp_thin_linear_timeouts``, on by default) th
 retransmissions are one RTO (0.2 s here) apart, without them they double (0.2, 0.4, 0.8,
 1.6 s ...). The count of retransmissions a few seconds into the blackhole tells them
 apart. Linux only counts a stream as thin once its congestion control has set a
-slow-start threshold: reno and cubic do, BBR never does, so under BBR both counts are the
-same (and the kernel report says why).
+slow-start threshold: reno and cubic do, BBR never does, so under BBR the option alone
+changes nothing (and the kernel report says why); ``Policy.thin_stream_congestion``
+(``"reno"`` by default) therefore switches a BBR socket to reno, and the linear timeouts
+apply again.
 """
 
 from __future__ import annotations
@@ -27,14 +29,17 @@ POLICY = Policy(interval=1.0, timeout=8.0)
 WATCH = 3.5
 
 
-def retransmissions_into_a_blackhole(hosts: TwoHosts) -> dict[str, dict[str, Any]]:
+#: Linear timeouts asked for, but BBR kept (the behaviour before thin_stream_congestion).
+KEEP_BBR = Policy(interval=1.0, timeout=8.0, thin_stream_congestion=None)
+#: No linear timeouts at all.
+BACKOFF = Policy(interval=1.0, timeout=8.0, tcp_thin_linear_timeouts=False)
+
+
+def retransmissions_into_a_blackhole(
+    hosts: TwoHosts, policies: dict[str, Policy]
+) -> dict[str, dict[str, Any]]:
     endpoints = [
-        Endpoint(name="linear", kind="pulsewire", policy=POLICY),
-        Endpoint(
-            name="backoff",
-            kind="pulsewire",
-            policy=Policy(interval=1.0, timeout=8.0, tcp_thin_linear_timeouts=False),
-        ),
+        Endpoint(name=name, kind="pulsewire", policy=policy) for name, policy in policies.items()
     ]
     running = serve_and_watch(hosts, endpoints)
     settle()
@@ -56,7 +61,7 @@ def stats(observer: Any, command_id: int) -> dict[str, dict[str, Any]]:
 
 def test_linear_timeouts_retransmit_a_lost_ping_without_backing_off(hosts: TwoHosts) -> None:
     set_congestion(hosts, "reno")
-    rows = retransmissions_into_a_blackhole(hosts)
+    rows = retransmissions_into_a_blackhole(hosts, {"linear": POLICY, "backoff": BACKOFF})
     linear, backoff = rows["linear"], rows["backoff"]
     print(
         f"\nreno, {WATCH} s into a blackhole: {linear['retransmitted']} retransmissions with "
@@ -70,14 +75,23 @@ def test_linear_timeouts_retransmit_a_lost_ping_without_backing_off(hosts: TwoHo
     assert backoff["retransmitted"] <= 5, rows
 
 
-def test_linear_timeouts_change_nothing_under_bbr(hosts: TwoHosts) -> None:
+def test_under_bbr_linear_timeouts_work_once_the_socket_is_switched_to_reno(
+    hosts: TwoHosts,
+) -> None:
     set_congestion(hosts, "bbr")
-    rows = retransmissions_into_a_blackhole(hosts)
-    linear, backoff = rows["linear"], rows["backoff"]
+    policies = {"switched": POLICY, "kept": KEEP_BBR, "backoff": BACKOFF}
+    rows = retransmissions_into_a_blackhole(hosts, policies)
+    switched, kept, backoff = rows["switched"], rows["kept"], rows["backoff"]
     print(
-        f"\nbbr, {WATCH} s into a blackhole: {linear['retransmitted']} retransmissions with "
-        f"linear timeouts, {backoff['retransmitted']} without"
+        f"\nbbr hosts, {WATCH} s into a blackhole: {switched['retransmitted']} retransmissions "
+        f"with linear timeouts (switched to {switched['congestion']}), {kept['retransmitted']} "
+        f"with linear timeouts under bbr, {backoff['retransmitted']} without"
     )
-    assert (linear["congestion"], linear["linear_timeouts"]) == ("bbr", 1)
-    assert linear["retransmitted"] <= 5, rows
+    # Policy() (thin_stream_congestion="reno") switched its socket: linear timeouts apply.
+    assert (switched["congestion"], switched["linear_timeouts"]) == ("reno", 1)
+    assert switched["retransmitted"] >= 8, rows
+    # thin_stream_congestion=None keeps BBR, where the option changes nothing.
+    assert (kept["congestion"], kept["linear_timeouts"]) == ("bbr", 1)
+    assert kept["retransmitted"] <= 5, rows
+    assert (backoff["congestion"], backoff["linear_timeouts"]) == ("bbr", 0)
     assert backoff["retransmitted"] <= 5, rows

@@ -7,6 +7,7 @@ Windows through a fake socket module and a fake socket that record every call.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import sys
 from collections.abc import Iterator, MutableMapping
@@ -17,9 +18,11 @@ import msgspec
 import pytest
 import structlog
 
+from pulsewire import Policy
 from pulsewire.errors import PolicyError, UsageError
 from pulsewire.kernel import (
     EVENT_OPTION_UNSUPPORTED,
+    LINUX_TCP_CONGESTION,
     LINUX_TCP_THIN_LINEAR_TIMEOUTS,
     MACOS_TCP_KEEPALIVE,
     WINDOWS_TCP_MAXRT,
@@ -945,6 +948,307 @@ def test_linear_timeouts_off_linux_in_strict_mode_raise_before_touching_the_sock
     ):
         apply_keepalive(sock, strict, platform="freebsd14", socket_module=module)
     assert sock.calls == []
+
+
+# --------------------------------------------------------------------------------------
+# thin_stream_congestion: a BBR socket is switched so that linear timeouts apply
+# --------------------------------------------------------------------------------------
+
+
+THIN = KernelKeepalive(linear_timeouts=True, thin_stream_congestion="reno")
+CC_MODULE = fake_module(TCP_THIN_LINEAR_TIMEOUTS=16, TCP_CONGESTION=13)
+SWITCHED = (
+    "congestion control switched from 'bbr' to 'reno' (thin_stream_congestion) so that "
+    "TCP_THIN_LINEAR_TIMEOUTS applies: Linux never counts a 'bbr' stream as thin; "
+    "thin_stream_congestion=None keeps it"
+)
+
+
+class SwitchableSocket(CongestionSocket):
+    """A fake socket whose congestion control can be switched (``TCP_CONGESTION`` = 13).
+
+    ``refuse_switch`` makes the switch fail with that errno, as the kernel's
+    ``tcp_set_congestion_control()`` does; ``reads_as`` makes the read-back lie.
+    """
+
+    def __init__(
+        self, algorithm: bytes, *, refuse_switch: int | None = None, reads_as: bytes | None = None
+    ) -> None:
+        super().__init__(algorithm)
+        self.refuse_switch = refuse_switch
+        self.reads_as = reads_as
+
+    def setsockopt(self, level: int, optname: int, value: Any) -> None:
+        if optname != 13:
+            super().setsockopt(level, optname, value)
+            return
+        self.calls.append(("setsockopt", level, optname, value))
+        if self.refuse_switch is not None:
+            raise OSError(self.refuse_switch, os.strerror(self.refuse_switch))
+        assert isinstance(value, bytes)
+        self.algorithm = self.reads_as if self.reads_as is not None else value
+
+    def switches(self) -> list[tuple[Any, ...]]:
+        return [call for call in self.calls if call[0] == "setsockopt" and call[2] == 13]
+
+
+def test_a_bbr_socket_is_switched_and_the_report_shows_it() -> None:
+    sock = SwitchableSocket(b"bbr")
+    with structlog.testing.capture_logs() as logs:
+        report = apply_keepalive(sock, THIN, platform="linux", socket_module=CC_MODULE)
+    assert sock.switches() == [("setsockopt", IPPROTO_TCP, 13, b"reno")]
+    assert sock.algorithm == b"reno"
+    assert [(o.option, o.setting, o.value, o.unit, o.read_back) for o in report.applied] == [
+        ("TCP_THIN_LINEAR_TIMEOUTS", "linear_timeouts", 1, "on/off", 1),
+        ("TCP_CONGESTION", "thin_stream_congestion", "reno", "name", "reno"),
+    ]
+    assert all(option.verified for option in report.applied)
+    assert report.complete
+    # The switch is noted, and nothing claims the linear timeouts are inert any more.
+    assert report.notes == (SWITCHED,)
+    assert unsupported_events(logs) == []
+    assert report.describe().splitlines()[1:4] == [
+        "  applied      TCP_THIN_LINEAR_TIMEOUTS=on",
+        "  applied      TCP_CONGESTION=reno",
+        f"  note         {SWITCHED}",
+    ]
+    assert msgspec.json.decode(msgspec.json.encode(report), type=KeepaliveReport) == report
+
+
+def test_the_switch_uses_the_header_value_when_the_module_lacks_the_name() -> None:
+    sock = SwitchableSocket(b"bbr")
+    report = apply_keepalive(sock, THIN, platform="linux", socket_module=fake_module())
+    assert sock.switches() == [("setsockopt", IPPROTO_TCP, LINUX_TCP_CONGESTION, b"reno")]
+    assert LINUX_TCP_CONGESTION == 13
+    assert report.complete
+
+
+@pytest.mark.parametrize("algorithm", [b"cubic", b"reno", b"dctcp", b""])
+def test_a_socket_that_can_be_thin_is_never_touched(algorithm: bytes) -> None:
+    sock = SwitchableSocket(algorithm)
+    report = apply_keepalive(sock, THIN, platform="linux", socket_module=CC_MODULE)
+    assert sock.switches() == []
+    assert sock.algorithm == algorithm
+    assert [o.option for o in report.applied] == ["TCP_THIN_LINEAR_TIMEOUTS"]
+    assert report.notes == ()
+    assert report.complete
+
+
+def test_an_unreadable_congestion_control_is_never_switched() -> None:
+    sock = SwitchableSocket(b"bbr")
+    sock.algorithm = OSError(errno.ENOPROTOOPT, "no TCP_CONGESTION")  # type: ignore[assignment]
+    report = apply_keepalive(sock, THIN, platform="linux", socket_module=CC_MODULE)
+    assert sock.switches() == []
+    assert [o.option for o in report.applied] == ["TCP_THIN_LINEAR_TIMEOUTS"]
+    assert report.notes == ()
+
+
+def test_thin_stream_congestion_none_leaves_a_bbr_socket_alone_and_says_it_is_inert() -> None:
+    sock = SwitchableSocket(b"bbr")
+    report = apply_keepalive(sock, LINEAR, platform="linux", socket_module=CC_MODULE)
+    assert LINEAR.thin_stream_congestion is None
+    assert sock.switches() == []
+    assert sock.algorithm == b"bbr"
+    assert [o.option for o in report.applied] == ["TCP_THIN_LINEAR_TIMEOUTS"]
+    assert report.notes == (INERT_UNDER_BBR,)
+
+
+def test_without_linear_timeouts_the_congestion_control_is_not_even_read() -> None:
+    sock = SwitchableSocket(b"bbr")
+    ka = KernelKeepalive(user_timeout=5, thin_stream_congestion="reno")
+    module = fake_module(TCP_USER_TIMEOUT=18, TCP_CONGESTION=13)
+    report = apply_keepalive(sock, ka, platform="linux", socket_module=module)
+    assert sock.switches() == []
+    assert not any(len(call) == 4 and call[0] == "getsockopt" for call in sock.calls)
+    assert [o.option for o in report.applied] == ["TCP_USER_TIMEOUT"]
+    assert report.notes == ()
+
+
+def test_no_switch_when_the_kernel_refused_the_linear_timeouts() -> None:
+    sock = SwitchableSocket(b"bbr")
+    sock.refuse = {(IPPROTO_TCP, 16): errno.ENOPROTOOPT}
+    report = apply_keepalive(sock, THIN, platform="linux", socket_module=CC_MODULE)
+    assert sock.switches() == []
+    assert [u.option for u in report.unsupported] == ["TCP_THIN_LINEAR_TIMEOUTS"]
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        (
+            errno.EPERM,
+            "the kernel refused 'reno' (Operation not permitted): it is not in "
+            "net.ipv4.tcp_allowed_congestion_control and the process lacks CAP_NET_ADMIN; "
+            "the socket keeps 'bbr', under which TCP_THIN_LINEAR_TIMEOUTS has no effect",
+        ),
+        (
+            errno.ENOENT,
+            "the kernel refused 'reno' (No such file or directory): it is not available here "
+            "(see net.ipv4.tcp_available_congestion_control); the socket keeps 'bbr', under "
+            "which TCP_THIN_LINEAR_TIMEOUTS has no effect",
+        ),
+        (
+            errno.EBUSY,
+            "the kernel refused 'reno' (Device or resource busy); the socket keeps 'bbr', "
+            "under which TCP_THIN_LINEAR_TIMEOUTS has no effect",
+        ),
+    ],
+)
+def test_a_refused_switch_is_reported_not_raised(code: int, reason: str) -> None:
+    sock = SwitchableSocket(b"bbr", refuse_switch=code)
+    with structlog.testing.capture_logs() as logs:
+        report = apply_keepalive(sock, THIN, platform="linux", socket_module=CC_MODULE)
+        apply_keepalive(
+            SwitchableSocket(b"bbr", refuse_switch=code),
+            THIN,
+            platform="linux",
+            socket_module=CC_MODULE,
+        )
+    assert sock.switches() == [("setsockopt", IPPROTO_TCP, 13, b"reno")]
+    assert [o.option for o in report.applied] == ["TCP_THIN_LINEAR_TIMEOUTS"]
+    [missing] = report.unsupported
+    assert (missing.option, missing.setting, missing.reason) == (
+        "TCP_CONGESTION",
+        "thin_stream_congestion",
+        reason,
+    )
+    assert not report.complete
+    # The socket is still BBR: the note that linear timeouts are inert stays.
+    assert report.notes == (INERT_UNDER_BBR,)
+    assert f"  unsupported  TCP_CONGESTION (thin_stream_congestion): {reason}" in (
+        report.describe().splitlines()
+    )
+    [event] = unsupported_events(logs)  # once per process, however many sockets
+    assert (event["option"], event["setting"]) == ("TCP_CONGESTION", "thin_stream_congestion")
+
+
+def test_a_refused_switch_in_strict_mode_raises() -> None:
+    sock = SwitchableSocket(b"bbr", refuse_switch=errno.EPERM)
+    strict = KernelKeepalive(linear_timeouts=True, thin_stream_congestion="reno", strict=True)
+    with pytest.raises(
+        PolicyError,
+        match=r"^TCP_CONGESTION \(thin_stream_congestion\) could not be applied on linux: the "
+        r"kernel refused 'reno' \(Operation not permitted\)",
+    ):
+        apply_keepalive(sock, strict, platform="linux", socket_module=CC_MODULE)
+
+
+def test_other_errors_of_the_switch_propagate() -> None:
+    sock = SwitchableSocket(b"bbr", refuse_switch=errno.EBADF)
+    with pytest.raises(OSError, match="Bad file descriptor") as info:
+        apply_keepalive(sock, THIN, platform="linux", socket_module=CC_MODULE)
+    assert info.value.errno == errno.EBADF
+
+
+def test_a_switch_that_reads_back_otherwise_is_noted() -> None:
+    sock = SwitchableSocket(b"bbr", reads_as=b"cubic")
+    report = apply_keepalive(sock, THIN, platform="linux", socket_module=CC_MODULE)
+    [switch] = [o for o in report.applied if o.option == "TCP_CONGESTION"]
+    assert (switch.value, switch.read_back, switch.verified) == ("reno", "cubic", False)
+    assert "TCP_CONGESTION was set to reno but reads back cubic" in report.notes
+    assert "  applied      TCP_CONGESTION=reno (reads back cubic)" in report.describe()
+
+
+@pytest.mark.parametrize(
+    ("platform", "module"),
+    [
+        ("darwin", macos_module()),
+        ("win32", fake_module(SIO_KEEPALIVE_VALS=WIN_SIO_KEEPALIVE_VALS)),
+        ("freebsd14", fake_module(TCP_CONGESTION=64)),
+    ],
+)
+def test_thin_stream_congestion_is_linux_only(platform: str, module: SimpleNamespace) -> None:
+    sock = SwitchableSocket(b"bbr")
+    report = apply_keepalive(sock, THIN, platform=platform, socket_module=module)
+    assert sock.calls == []
+    assert [u.option for u in report.unsupported] == ["TCP_THIN_LINEAR_TIMEOUTS"]
+
+
+@pytest.fixture
+def bbr_pair(
+    tcp_pair: tuple[socket.socket, socket.socket],
+) -> tuple[socket.socket, socket.socket]:
+    """A loopback pair whose sockets use BBR, as this host's default gives them."""
+    client, server = tcp_pair
+    found = congestion_of(client)
+    if found != "bbr":
+        pytest.skip(f"this host's new sockets use {found!r}, not bbr (the switch is for bbr)")
+    return client, server
+
+
+def congestion_of(sock: socket.socket) -> str:
+    raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16)
+    return raw.split(b"\0", 1)[0].decode()
+
+
+@on_linux
+def test_linux_the_default_policy_switches_a_bbr_socket_to_reno(
+    bbr_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    client, server = bbr_pair
+    options = Policy().kernel_options()
+    assert options is not None
+    with structlog.testing.capture_logs() as logs:
+        report = apply_keepalive(client, options)
+    assert congestion_of(client) == "reno"
+    assert client.getsockopt(socket.IPPROTO_TCP, LINUX_TCP_THIN_LINEAR_TIMEOUTS) == 1
+    assert [(o.option, o.value, o.read_back) for o in report.applied] == [
+        ("TCP_USER_TIMEOUT", 3000, 3000),
+        ("TCP_THIN_LINEAR_TIMEOUTS", 1, 1),
+        ("TCP_CONGESTION", "reno", "reno"),
+    ]
+    assert report.complete
+    assert report.notes == (SWITCHED,)
+    assert unsupported_events(logs) == []
+    # Only this socket: the other end keeps the host's default.
+    assert congestion_of(server) == "bbr"
+    # The connection still works after the switch.
+    client.sendall(b"ping")
+    assert server.recv(4) == b"ping"
+
+
+@on_linux
+def test_linux_thin_stream_congestion_none_keeps_bbr(
+    bbr_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    client, _ = bbr_pair
+    options = Policy(thin_stream_congestion=None).kernel_options()
+    assert options is not None
+    report = apply_keepalive(client, options)
+    assert congestion_of(client) == "bbr"
+    assert client.getsockopt(socket.IPPROTO_TCP, LINUX_TCP_THIN_LINEAR_TIMEOUTS) == 1
+    assert "TCP_CONGESTION" not in [o.option for o in report.applied]
+    assert report.notes == (INERT_UNDER_BBR,)
+
+
+@on_linux
+def test_linux_a_socket_that_is_not_bbr_is_left_alone(
+    tcp_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    client, _ = tcp_pair
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"reno")  # always allowed
+    options = Policy(thin_stream_congestion="cubic").kernel_options()
+    assert options is not None
+    report = apply_keepalive(client, options)
+    assert congestion_of(client) == "reno"
+    assert "TCP_CONGESTION" not in [o.option for o in report.applied]
+    assert report.notes == ()
+
+
+@on_linux
+def test_linux_an_unavailable_algorithm_is_reported_not_raised(
+    bbr_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    client, _ = bbr_pair
+    ka = KernelKeepalive(linear_timeouts=True, thin_stream_congestion="nosuchcc")
+    with structlog.testing.capture_logs() as logs:
+        report = apply_keepalive(client, ka)
+    assert congestion_of(client) == "bbr"
+    [missing] = report.unsupported
+    assert (missing.option, missing.setting) == ("TCP_CONGESTION", "thin_stream_congestion")
+    assert missing.reason.startswith("the kernel refused 'nosuchcc' (No such file or directory)")
+    assert report.notes == (INERT_UNDER_BBR,)
+    assert [event["option"] for event in unsupported_events(logs)] == ["TCP_CONGESTION"]
 
 
 # --------------------------------------------------------------------------------------

@@ -157,3 +157,41 @@ def test_host_facts_from_the_real_proc() -> None:
         linux_retransmission_timeout(facts.retries2, rto_max=rto_max)
     )
     assert facts.describe().startswith("TCP facts for linux")
+    congestion = (directory / "tcp_congestion_control").read_text().strip()
+    assert facts.congestion_control == congestion
+    allowed = (directory / "tcp_allowed_congestion_control").read_text().split()
+    assert facts.allowed_congestion_control == tuple(allowed)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "line"),
+    [
+        (
+            "bbr",
+            "  congestion control: bbr (never counts as thin: TCP_THIN_LINEAR_TIMEOUTS has no "
+            "effect under it)",
+        ),
+        (
+            "cubic",
+            "  congestion control: cubic (lets a heartbeat count as thin: "
+            "TCP_THIN_LINEAR_TIMEOUTS applies)",
+        ),
+    ],
+)
+def test_host_facts_congestion_control(tmp_path: Path, algorithm: str, line: str) -> None:
+    values = {
+        **LINUX_DEFAULTS,
+        "tcp_congestion_control": f"{algorithm}\n",
+        "tcp_allowed_congestion_control": "reno bbr\n",
+    }
+    facts = HostTcpFacts.read(make_proc(tmp_path, **values), platform="linux")
+    assert facts.congestion_control == algorithm
+    assert facts.allowed_congestion_control == ("reno", "bbr")
+    assert facts.missing == ()  # optional, like tcp_rto_max_ms
+    assert line in facts.describe().splitlines()
+
+
+def test_host_facts_without_congestion_control(tmp_path: Path) -> None:
+    facts = HostTcpFacts.read(make_proc(tmp_path, **LINUX_DEFAULTS), platform="linux")
+    assert (facts.congestion_control, facts.allowed_congestion_control) == (None, None)
+    assert "congestion control" not in facts.describe()

@@ -32,6 +32,7 @@ from pulsewire.core.events import (
     Source,
     Suspected,
 )
+from pulsewire.core.frames import HEARTBEAT_FRAME_SIZE
 from pulsewire.core.liveness import EPSILON
 from pulsewire.core.session import Session
 from pulsewire.core.states import Reason
@@ -157,9 +158,25 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         return self._read.view
 
     def buffer_updated(self, nbytes: int) -> None:
-        assert self.session is not None
-        self.session.receive_data(self._read.view[:nbytes], self.scheduler.time())
-        self.after_input()
+        session = self.session
+        assert session is not None
+        now = self.scheduler.time()
+        data = self._read.view[:nbytes]
+        if nbytes == HEARTBEAT_FRAME_SIZE:
+            # An idle connection's one read per interval: answered without the general path.
+            reply = session.receive_heartbeat(data, now)
+            if reply:  # a PING answered: our deadline moved (and may be sooner)
+                transport = self.transport
+                if transport is not None and not transport.is_closing():
+                    transport.write(reply)
+                deadline = session.next_deadline()
+                if deadline is not None:
+                    self.scheduler.reschedule(self, deadline)
+                return
+            if reply is not None:
+                return  # a PONG taken: evidence only ever moves the deadline later
+        session.receive_data(data, now)
+        self.after_input(now)
 
     def eof_received(self) -> bool:
         assert self.session is not None
@@ -188,16 +205,26 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
     def on_deadline(self, now: float) -> None:
         session = self.session
         assert session is not None
-        deadline = session.next_deadline()
-        if deadline is not None and deadline > now + EPSILON:
-            # Evidence moved the deadline since it was registered (lazy rescheduling): the
-            # session has nothing due, so skip straight to registering the new deadline.
-            self.scheduler.schedule(self, deadline)
+        ping = session.heartbeat_due(now)
+        if ping is None:  # not the steady state
+            deadline = session.next_deadline()
+            if deadline is not None and deadline > now + EPSILON:
+                # Evidence moved the deadline since it was registered (lazy rescheduling):
+                # nothing is due, so skip straight to registering the new deadline.
+                self.scheduler.schedule(self, deadline)
+                return
+            session.handle_timer(now)
+            self.after_input(now)
             return
-        session.handle_timer(now)
-        self.after_input()
+        if ping:  # the steady state, and a PING due: nothing else to do
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.write(ping)
+        deadline = session.next_deadline()
+        if deadline is not None:
+            self.scheduler.schedule(self, deadline)
 
-    def after_input(self) -> None:
+    def after_input(self, now: float | None = None) -> None:
         """The driver's duty after every input: write, dispatch events, re-arm.
 
         Each step is skipped when it has nothing to do: most timer fires are lazy
@@ -206,25 +233,27 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         session = self.session
         assert session is not None
         if session.has_output or session.pending_send_bytes:
-            self.flush()
+            self.flush(now)
         if session.has_events:
             self._dispatch(session.events_received())
         deadline = session.next_deadline()
         if deadline is not None and deadline < self.scheduled_at:
             self.scheduler.schedule(self, deadline)
 
-    def flush(self) -> None:
+    def flush(self, now: float | None = None) -> None:
+        """Write what the session has to send; ``now``: the clock, when the caller read it."""
         session = self.session
         transport = self.transport
         if session is None or transport is None or transport.is_closing():
             return
         budget = 0 if self._writing_paused else WRITE_BUDGET
-        data = session.data_to_send(budget, self.scheduler.time())
+        data = session.data_to_send(budget, self.scheduler.time() if now is None else now)
         if data:
             transport.write(data)
         if session.pending_send_bytes and not self._writing_paused:
             self.flush_soon()  # more DATA is waiting: continue after the loop's next reads
-        self.connection._send_progress()
+        if self.connection._drain_waiters:
+            self.connection._send_progress()
 
     def flush_soon(self) -> None:
         """Flush on the next turn of the loop: sends made in one turn share one write."""

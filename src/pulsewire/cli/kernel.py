@@ -22,12 +22,14 @@ from pulsewire.cli.peer import TIGHTEST_KEEPALIVE
 from pulsewire.core.policy import Policy
 from pulsewire.errors import PulsewireError
 from pulsewire.kernel import (
+    NEVER_THIN_CONGESTION,
     TCP_RTO_MAX,
     TCP_RTO_MIN,
     HostTcpFacts,
     KeepaliveReport,
     apply_keepalive,
 )
+from pulsewire.kernel.congestion import read_congestion
 from pulsewire.kernel.host import format_seconds, human_duration
 
 __all__ = ["add_parser", "report", "run"]
@@ -36,9 +38,11 @@ DESCRIPTION = """\
 Read this host's TCP keepalive and retransmission settings (Linux: /proc/sys/net/ipv4,
 per network namespace) and say how long its kernel takes, at worst, to notice a dead
 peer: on an idle connection with SO_KEEPALIVE on (and off, its default), on a connection
-with data in flight, and with keepalive tuned as tightly as a socket allows. Then the
-pulsewire policies that detect a dead peer in seconds, whatever the connection is doing,
-including a peer process that is frozen while its kernel still answers.
+with data in flight, and with keepalive tuned as tightly as a socket allows. Then whether
+linear retransmission timeouts work under this host's congestion control, and what
+pulsewire does about it (tried on a throwaway socket), and the pulsewire policies that
+detect a dead peer in seconds, whatever the connection is doing, including a peer process
+that is frozen while its kernel still answers.
 """
 
 EPILOG = """\
@@ -47,7 +51,9 @@ exit codes: 0 success (settings this host does not have are shown as unknown);
 
 --json prints the same as one JSON object: "host" (the sysctls as read), "kernel" (worst
 cases in seconds, null when unknown or never), "tightest_keepalive" (what the kernel
-applied of 1 s / 1 s / 1 probe) and "pulsewire" (one entry per policy).
+applied of 1 s / 1 s / 1 probe), "linear_timeouts" (Policy()'s kernel options applied to a
+throwaway socket: the congestion control before and after, and the report) and
+"pulsewire" (one entry per policy).
 """
 
 
@@ -92,6 +98,32 @@ def _tightest_keepalive() -> KeepaliveReport | None:
         return None
 
 
+def _linear_timeouts() -> dict[str, Any] | None:
+    """Apply ``Policy()``'s kernel options to a throwaway TCP socket: what happens here?
+
+    The congestion control is read before and after, so that the output says whether the
+    linear timeouts can work, and whether ``thin_stream_congestion`` had to switch it.
+    """
+    policy = Policy()
+    options = policy.kernel_options()
+    assert options is not None  # Policy() asks for a user timeout and linear timeouts
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            before = read_congestion(sock, socket)
+            applied = apply_keepalive(sock, options)
+            after = read_congestion(sock, socket)
+    except (OSError, PulsewireError):
+        return None
+    linear = any(o.option == "TCP_THIN_LINEAR_TIMEOUTS" for o in applied.applied)
+    return {
+        "thin_stream_congestion": policy.thin_stream_congestion,
+        "congestion_before": before,
+        "congestion_after": after,
+        "in_effect": linear and after is not None and after not in NEVER_THIN_CONGESTION,
+        "report": msgspec.to_builtins(applied),
+    }
+
+
 def _policy_entry(expression: str, policy: Policy) -> dict[str, Any]:
     floor = None if policy.adaptive is None else policy.adaptive.min_timeout
     return {
@@ -124,6 +156,7 @@ def report(facts: HostTcpFacts, within: float, loss: float) -> dict[str, Any]:
             "frozen_peer_process": None,
         },
         "tightest_keepalive": None if tightest is None else msgspec.to_builtins(tightest),
+        "linear_timeouts": _linear_timeouts(),
         "pulsewire": policies,
     }
 
@@ -145,6 +178,7 @@ _SETTINGS = (
     ("tcp_keepalive_probes", "keepalive_probes", "", "unanswered probes before the drop"),
     ("tcp_retries2", "retries2", "", "retransmissions of unacknowledged data"),
     ("tcp_syn_retries", "syn_retries", "", "SYN retransmissions of connect()"),
+    ("tcp_congestion_control", "congestion_control", "", "congestion control of new sockets"),
 )
 
 
@@ -155,10 +189,11 @@ def _print_settings(facts: HostTcpFacts) -> None:
         print("  (they are Linux sysctls: the kernel's worst cases below are unknown)")
         return
     print(f"This host ({facts.platform}), from {where} (per network namespace):")
+    width = max(len(name) for name, *_ in _SETTINGS)
     for name, field, unit, meaning in _SETTINGS:
         value = getattr(facts, field)
         shown = "unknown" if value is None else f"{value}{' ' + unit if unit else ''}"
-        print(f"  {name:<21} {shown:<8} {meaning}")
+        print(f"  {name:<{width}} {shown:<8} {meaning}")
     rto_max = format_seconds(facts.rto_max if facts.rto_max is not None else TCP_RTO_MAX)
     rto_min = format_seconds(TCP_RTO_MIN)
     print(f"  (retransmission timeout: from {rto_min} s, doubling up to {rto_max} s)")
@@ -185,6 +220,8 @@ def _print_text(facts: HostTcpFacts, data: dict[str, Any]) -> None:
     for label, value in rows:
         print(f"  {label:<{width}}  {value}")
     print()
+    _print_linear_timeouts(data["linear_timeouts"])
+    print()
     print("pulsewire: dead after at most, whatever the connection is doing (frozen peers too):")
     entries = data["pulsewire"]
     width = max(len(entry["expression"]) for entry in entries)
@@ -193,6 +230,35 @@ def _print_text(facts: HostTcpFacts, data: dict[str, Any]) -> None:
             f"  {entry['expression']:<{width}}  {_dead_after(entry):<22}  "
             f"pings an idle connection every {format_seconds(entry['interval'])} s"
         )
+
+
+def _print_linear_timeouts(linear: dict[str, Any] | None) -> None:
+    print("Linear retransmission timeouts (TCP_THIN_LINEAR_TIMEOUTS, on in Policy()):")
+    if linear is None:
+        print("  unknown: a TCP socket could not be opened here")
+        return
+    report = linear["report"]
+    missing = {entry["option"]: entry["reason"] for entry in report["unsupported"]}
+    if "TCP_THIN_LINEAR_TIMEOUTS" in missing:
+        print(f"  not available: {missing['TCP_THIN_LINEAR_TIMEOUTS']}")
+        return
+    before, after = linear["congestion_before"], linear["congestion_after"]
+    wanted = linear["thin_stream_congestion"]
+    if before is None:
+        print("  the congestion control of a new socket cannot be read here")
+    elif before not in NEVER_THIN_CONGESTION:
+        print(f"  new sockets use {before}: a heartbeat counts as a thin stream, they apply")
+        print("  pulsewire leaves the congestion control alone")
+    else:
+        print(f"  new sockets use {before}: Linux never counts such a stream as thin, so alone")
+        print("  they would do nothing")
+        if "TCP_CONGESTION" in missing:
+            print(f"  pulsewire asks for {wanted} (thin_stream_congestion), but")
+            print(f"  {missing['TCP_CONGESTION']}")
+        else:
+            print(f"  pulsewire switches each of its sockets to {wanted} (thin_stream_congestion)")
+            print(f"  so that they apply; a test socket here reads back {after}")
+    print(f"  in effect for Policy()'s sockets: {'yes' if linear['in_effect'] else 'no'}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -69,7 +69,14 @@ def _specs_for(max_frame_size: int) -> dict[int, _Spec]:
 class FrameDecoder:
     """Parse the preamble and then frames from a byte stream fed in arbitrary pieces."""
 
-    __slots__ = ("_buffer", "_error", "_preamble_seen", "_specs", "max_frame_size")
+    __slots__ = (
+        "_buffer",
+        "_error",
+        "_preamble_seen",
+        "_specs",
+        "at_frame_boundary",
+        "max_frame_size",
+    )
 
     def __init__(self, max_frame_size: int) -> None:
         self.max_frame_size = max_frame_size
@@ -77,6 +84,8 @@ class FrameDecoder:
         self._buffer = bytearray()
         self._preamble_seen = False
         self._error: ProtocolError | None = None
+        #: True when the next byte fed starts a frame: preamble seen, nothing pending.
+        self.at_frame_boundary = False
 
     @property
     def buffered(self) -> int:
@@ -119,6 +128,7 @@ class FrameDecoder:
                         raise
                     self._error = error
                     self._buffer = bytearray()
+                    self.at_frame_boundary = False
                     return frames
                 raise AssertionError("unreachable: the header was refused")  # pragma: no cover
             start = pos + HEADER_SIZE
@@ -145,6 +155,7 @@ class FrameDecoder:
             del self._buffer[:pos]
         elif pos < end:
             self._buffer = bytearray(view[pos:end])
+        self.at_frame_boundary = self._preamble_seen and not self._buffer
 
     def _check_preamble(self, view: bytes | bytearray | memoryview) -> int:
         have = min(len(view), PREAMBLE_SIZE)

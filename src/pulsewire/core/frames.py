@@ -8,7 +8,10 @@ then a stream of frames::
 
 The first frame each side sends is HELLO. Control payloads (HELLO, PING, PONG, CLOSE,
 CREDIT) are msgpack arrays produced by msgspec ``Struct``s with ``array_like=True``; the
-protocol evolves by appending fields with defaults, which older decoders ignore. DATA
+protocol evolves by appending fields with defaults, which older decoders ignore, and
+trailing fields at their default may be left out. PING and PONG are written with one fixed
+layout (see :func:`encode_ping_into`) that both sides can parse without a msgpack decoder;
+any other valid msgpack encoding of them is accepted too. DATA
 payloads are opaque bytes; a message larger than one frame is split into chunks, the last
 of which carries ``FLAG_FIN``.
 """
@@ -25,6 +28,7 @@ __all__ = [
     "FLAG_FIN",
     "HEADER",
     "HEADER_SIZE",
+    "HEARTBEAT_FRAME_SIZE",
     "MAGIC",
     "MAX_CONTROL_PAYLOAD",
     "MESSAGE_OVERHEAD",
@@ -40,7 +44,11 @@ __all__ = [
     "Pong",
     "encode_control",
     "encode_control_into",
+    "encode_pong_into",
     "frame_header",
+    "parse_heartbeat",
+    "ping_frame",
+    "pong_frame",
 ]
 
 MAGIC: Final = b"PWIR"
@@ -155,3 +163,62 @@ def encode_control_into(out: bytearray, kind: FrameKind, payload: msgspec.Struct
     out += _HEADER_PLACEHOLDER
     _encoder.encode_into(payload, out, start + HEADER_SIZE)
     _pack_header_into(out, start, kind, 0, len(out) - start - HEADER_SIZE)
+
+
+# PING and PONG in one fixed 21-byte layout: header, then the msgpack array
+# [seq as uint32, sent_at as float64]. Valid msgpack (a decoder accepts a wider-than-needed
+# integer), so any msgpack decoder reads it; this module writes and parses it with one
+# struct call, because a heartbeat is the one frame an idle connection exchanges.
+_HEARTBEAT = struct.Struct("!BBIBBIBd")
+_HEARTBEAT_PAYLOAD = _HEARTBEAT.size - HEADER_SIZE
+#: Size of a PING or PONG frame written in the fixed layout.
+HEARTBEAT_FRAME_SIZE: Final = _HEARTBEAT.size
+_FIXARRAY_2, _UINT32, _FLOAT64 = 0x92, 0xCE, 0xCB
+_MAX_FIXED_SEQ = 2**32 - 1
+_pack_heartbeat = _HEARTBEAT.pack
+_unpack_heartbeat = _HEARTBEAT.unpack_from
+_PING_KIND, _PONG_KIND = int(FrameKind.PING), int(FrameKind.PONG)
+
+
+def ping_frame(seq: int, sent_at: float) -> bytes:
+    """A whole PING frame."""
+    if seq > _MAX_FIXED_SEQ:
+        return encode_control(FrameKind.PING, Ping(seq, sent_at))
+    return _pack_heartbeat(
+        _PING_KIND, 0, _HEARTBEAT_PAYLOAD, _FIXARRAY_2, _UINT32, seq, _FLOAT64, sent_at
+    )
+
+
+def encode_pong_into(out: bytearray, seq: int, sent_at: float, stuck_for: float) -> None:
+    """Append a PONG frame to ``out`` (``stuck_for`` at its default 0.0 is left out)."""
+    if stuck_for:
+        encode_control_into(out, FrameKind.PONG, Pong(seq, sent_at, stuck_for))
+        return
+    out += pong_frame(seq, sent_at)
+
+
+def pong_frame(seq: int, sent_at: float) -> bytes:
+    """A whole PONG frame with ``stuck_for`` at its default."""
+    if seq > _MAX_FIXED_SEQ:
+        return encode_control(FrameKind.PONG, Pong(seq, sent_at))
+    return _pack_heartbeat(
+        _PONG_KIND, 0, _HEARTBEAT_PAYLOAD, _FIXARRAY_2, _UINT32, seq, _FLOAT64, sent_at
+    )
+
+
+def parse_heartbeat(frame: bytes | bytearray | memoryview) -> tuple[int, int, float] | None:
+    """``(kind, seq, sent_at)`` when ``frame`` is exactly one PING or PONG frame in the
+    fixed layout; None for anything else (which the general decoder then handles)."""
+    if len(frame) != HEARTBEAT_FRAME_SIZE:
+        return None
+    kind, flags, length, array, uint, seq, float_tag, sent_at = _unpack_heartbeat(frame)
+    if (
+        (kind != _PING_KIND and kind != _PONG_KIND)
+        or flags
+        or length != _HEARTBEAT_PAYLOAD
+        or array != _FIXARRAY_2
+        or uint != _UINT32
+        or float_tag != _FLOAT64
+    ):
+        return None
+    return kind, seq, sent_at

@@ -19,8 +19,11 @@ Three independent mechanisms can be asked for, in any combination:
   after the send, against 0.2, 0.4, 0.8, 1.7, 3.3, 6.8 s. A run of losses then delays
   evidence of life far less. Linux counts a stream as thin only once its congestion
   control has set a slow-start threshold, which BBR never does: under BBR the option is
-  accepted and reads back, but changes nothing (:func:`~pulsewire.kernel.apply_keepalive`
-  notes it).
+  accepted and reads back, but changes nothing. ``thin_stream_congestion`` therefore
+  switches a BBR socket (:data:`NEVER_THIN_CONGESTION`) to a congestion control that does
+  set one (``TCP_CONGESTION``; ``"reno"`` in :class:`~pulsewire.Policy`), so that the
+  linear timeouts apply; :func:`~pulsewire.kernel.apply_keepalive` reports the switch, or,
+  when the kernel refuses it, that linear timeouts stay inert.
 """
 
 from __future__ import annotations
@@ -32,7 +35,13 @@ import msgspec
 
 from pulsewire.errors import PolicyError
 
-__all__ = ["LINUX_MAX_KEEPCNT", "LINUX_MAX_KEEPIDLE", "KernelKeepalive"]
+__all__ = [
+    "CONGESTION_NAME_MAX",
+    "LINUX_MAX_KEEPCNT",
+    "LINUX_MAX_KEEPIDLE",
+    "NEVER_THIN_CONGESTION",
+    "KernelKeepalive",
+]
 
 #: Linux ``MAX_TCP_KEEPIDLE`` / ``MAX_TCP_KEEPINTVL`` (seconds): the largest value accepted.
 LINUX_MAX_KEEPIDLE: Final = 32767
@@ -40,6 +49,14 @@ LINUX_MAX_KEEPIDLE: Final = 32767
 LINUX_MAX_KEEPCNT: Final = 127
 #: Largest ``TCP_USER_TIMEOUT`` in seconds: Linux takes an ``int`` of milliseconds.
 _MAX_USER_TIMEOUT: Final = (2**31 - 1) // 1000
+
+#: Congestion controls under which Linux never counts a stream as thin, so that
+#: ``TCP_THIN_LINEAR_TIMEOUTS`` has no effect: ``tcp_stream_is_thin()`` requires a
+#: slow-start threshold (``snd_ssthresh`` below ``TCP_INFINITE_SSTHRESH``), which reno and
+#: cubic set at the first loss and BBR never does (measured on Linux 6.18).
+NEVER_THIN_CONGESTION: Final = frozenset({"bbr"})
+#: Longest congestion control name, in bytes: Linux ``TCP_CA_NAME_MAX`` (16) less the NUL.
+CONGESTION_NAME_MAX: Final = 15
 
 # Shared with pulsewire.kernel (not in __all__): a float that is this close to a whole
 # number of units counts as that whole number (2.3 s * 1000 is 2299.9999999999995 ms).
@@ -49,6 +66,35 @@ UNIT_TOLERANCE: Final = 1e-6
 def is_number(value: object) -> bool:
     """True for an ``int`` or ``float`` that is not a ``bool`` (shared with pulsewire.kernel)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_thin_stream_congestion(value: object) -> None:
+    """Validate a ``thin_stream_congestion`` value (shared with :class:`~pulsewire.Policy`).
+
+    ``None``, or a congestion control name as Linux takes it in ``TCP_CONGESTION``: 1 to
+    15 printable ASCII characters without spaces, and not one under which a stream never
+    counts as thin (switching to it would change nothing).
+    """
+    if value is None:
+        return
+    if not (
+        isinstance(value, str)
+        and 1 <= len(value) <= CONGESTION_NAME_MAX
+        and value.isascii()
+        and value.isprintable()
+        and not any(char.isspace() for char in value)
+    ):
+        raise PolicyError(
+            "thin_stream_congestion must be a congestion control name (1 to "
+            f"{CONGESTION_NAME_MAX} printable ASCII characters, no spaces, as Linux's "
+            f"TCP_CONGESTION takes it) or None, got {value!r}"
+        )
+    if value in NEVER_THIN_CONGESTION:
+        raise PolicyError(
+            f"thin_stream_congestion {value!r} never lets a stream count as thin, so linear "
+            "timeouts would still do nothing: name one that sets a slow-start threshold, "
+            "such as 'reno' or 'cubic', or None to leave congestion control alone"
+        )
 
 
 def is_whole(value: float, scale: int = 1) -> bool:
@@ -69,6 +115,14 @@ class KernelKeepalive(msgspec.Struct, frozen=True, kw_only=True):
     - ``linear_timeouts``: turn on Linux's ``TCP_THIN_LINEAR_TIMEOUTS`` (see the module
       docstring); ``False`` leaves it as it is. Linux-only: elsewhere it is reported
       unsupported.
+    - ``thin_stream_congestion``: with ``linear_timeouts``, a socket whose congestion
+      control never lets a stream count as thin (:data:`NEVER_THIN_CONGESTION`: BBR) is
+      switched to this one (``TCP_CONGESTION``, Linux only), so that the linear timeouts
+      apply; any other socket (cubic, reno, ...) is left alone. ``None`` (the default here;
+      :class:`~pulsewire.Policy` asks for ``"reno"``) never touches congestion control.
+      A kernel that refuses the switch (the algorithm is not available, or not in
+      ``net.ipv4.tcp_allowed_congestion_control`` for an unprivileged process) is
+      reported, not raised, except in strict mode.
     - ``strict``: every option must be applied exactly, on every platform. Fractional
       ``idle``/``interval`` (the keepalive socket options take whole seconds) or a
       ``user_timeout`` finer than a millisecond are rejected here; an option the platform
@@ -94,6 +148,7 @@ class KernelKeepalive(msgspec.Struct, frozen=True, kw_only=True):
     user_timeout: float | None = None
     strict: bool = False
     linear_timeouts: bool = False
+    thin_stream_congestion: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("idle", "interval"):
@@ -107,6 +162,7 @@ class KernelKeepalive(msgspec.Struct, frozen=True, kw_only=True):
         for name in ("strict", "linear_timeouts"):
             if not isinstance(getattr(self, name), bool):
                 raise PolicyError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        check_thin_stream_congestion(self.thin_stream_congestion)
         given = [value is not None for value in (self.idle, self.interval, self.count)]
         if any(given) and not all(given):
             raise PolicyError(

@@ -4,13 +4,18 @@ Evidence arriving only stores a timestamp: it never recomputes or reschedules an
 a busy connection costs one attribute store per read. The deadline is derived on demand
 from three instants, all measured from the last evidence (or the last ping, for pings):
 
-- ``next_ping_at``: ``max(min(last_evidence, last_sent), last_ping) + ping_delay``, where
-  ``ping_delay`` is ``interval`` shortened by a random 0..jitter fraction, drawn afresh after
-  every ping. A side pings when it has *received* nothing for an interval (it needs
-  evidence) or *sent* nothing for an interval (its peer needs evidence: a receiver of a
-  one-way bulk transfer must still prove it is alive, and its PING travels the idle
-  reverse path while the sender's own PINGs queue behind the data). On an idle connection
-  one PING/PONG exchange per interval resets both clocks on both sides;
+- ``next_ping_at``: ``max(min(last_evidence, last_sent), last_ping) + ping_delay``. A side
+  pings when it has *received* nothing for an interval (it needs evidence) or *sent*
+  nothing for an interval (its peer needs evidence: a receiver of a one-way bulk transfer
+  must still prove it is alive, and its PING travels the idle reverse path while the
+  sender's own PINGs queue behind the data). On an idle connection one PING/PONG exchange
+  per interval resets both clocks on both sides, so one side leads: the *leader* (the
+  initiator) draws ``ping_delay`` from ``interval`` shortened by 0..jitter of it, the
+  follower from ``interval`` lengthened by as much. While the leader's pings arrive the
+  follower never pings; when they stop, it pings within ``interval * (1 + jitter)`` of
+  silence. Both delays are drawn afresh after every ping, sent or received, so thousands
+  of connections do not ping in lockstep. (With an adaptive policy both sides lead: each
+  must time answers to its own pings to learn the link);
 - ``suspect_at``: ``last_evidence + suspect_after``;
 - ``dead_at``: ``last_evidence + timeout``.
 
@@ -55,6 +60,7 @@ class LivenessTracker:
         "_ceiling",
         "_fixed_suspect_after",
         "_jitter",
+        "_lead",
         "_rng",
         "_tail_target",
         "_z",
@@ -70,7 +76,16 @@ class LivenessTracker:
         "timeout",
     )
 
-    def __init__(self, policy: Policy, interval: float, now: float, rng: random.Random) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        interval: float,
+        now: float,
+        rng: random.Random,
+        *,
+        leads: bool = True,
+    ) -> None:
+        """``leads``: this side pings an idle connection first (see the module docstring)."""
         self.interval = interval
         self._ceiling = self.timeout = policy.timeout
         self._fixed_suspect_after = policy.suspect_after
@@ -83,6 +98,8 @@ class LivenessTracker:
         )
         self._rng = rng
         self._jitter = policy.jitter
+        # Leader: delays in [1 - jitter, 1] * interval; follower: [1, 1 + jitter] * interval.
+        self._lead = -1.0 if leads or policy.adaptive is not None else 1.0
         self._adaptive: Adaptive | None = policy.adaptive
         self.responses: ResponseEstimator | None = None
         self._z = 0.0
@@ -103,7 +120,7 @@ class LivenessTracker:
         self.ping_delay = self._draw_delay()
 
     def _draw_delay(self) -> float:
-        return self.interval * (1.0 - self._jitter * self._rng.random())
+        return self.interval * (1.0 + self._lead * self._jitter * self._rng.random())
 
     def peer_pinged(self) -> None:
         """The peer pinged us: draw our next delay afresh, as if we had pinged.
@@ -158,7 +175,10 @@ class LivenessTracker:
 
     def deadline(self) -> float:
         evidence = self.last_evidence
-        deadline = self.next_ping_at()
+        sent = self.last_sent  # next_ping_at() inlined: this runs after every input
+        quiet_since = evidence if evidence < sent else sent
+        last_ping = self.last_ping
+        deadline = (last_ping if last_ping > quiet_since else quiet_since) + self.ping_delay
         dead_at = evidence + self.timeout
         if dead_at < deadline:
             deadline = dead_at
@@ -177,10 +197,32 @@ class LivenessTracker:
         if not self.suspected and due >= self.last_evidence + self.suspect_after:
             self.suspected = True
             bits = _SUSPECT
-        if due >= self.next_ping_at():
-            if self.first_ping is None:
-                self.first_ping = now
-            self.last_ping = now
-            self.ping_delay = self._draw_delay()
+        if self.ping_if_due(now):
             bits |= _PING
         return _DECISIONS[bits]
+
+    def ping_if_due(self, now: float) -> bool:
+        """Whether a PING is due at ``now``; if so, record it as sent. Ignores suspicion."""
+        evidence = self.last_evidence  # next_ping_at() inlined: once per interval per connection
+        sent = self.last_sent
+        quiet_since = evidence if evidence < sent else sent
+        last_ping = self.last_ping
+        since = last_ping if last_ping > quiet_since else quiet_since
+        if now + EPSILON < since + self.ping_delay:
+            return False
+        if self.first_ping is None:
+            self.first_ping = now
+        self.last_ping = self.last_sent = now
+        self.ping_delay = self._draw_delay()
+        return True
+
+    def answered_ping(self, now: float, *, evidence: bool) -> None:
+        """The peer pinged us and our PONG goes out at ``now``: :meth:`evidence` (when a
+        PING counts as evidence), :meth:`peer_pinged` and :meth:`sent` in one call."""
+        if evidence:
+            if now > self.last_evidence:
+                self.last_evidence = now
+            self.first_ping = None
+        if now > self.last_sent:
+            self.last_sent = now
+        self.ping_delay = self._draw_delay()

@@ -15,7 +15,11 @@ import math
 import msgspec
 
 from pulsewire.core.frames import MESSAGE_OVERHEAD
-from pulsewire.core.keepalive import KernelKeepalive
+from pulsewire.core.keepalive import (
+    NEVER_THIN_CONGESTION,
+    KernelKeepalive,
+    check_thin_stream_congestion,
+)
 from pulsewire.errors import PolicyError
 
 __all__ = ["Adaptive", "Evidence", "Limits", "Policy"]
@@ -131,13 +135,15 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     dead peer is found in 2.5 s (median; at most 3 s), 3.5 times faster than the tightest
     kernel keepalive with no more false deaths (1/1/8), and on a link losing 10 % of
     packets each way no live connection died in 25 connection-hours where linear timeouts
-    work (Linux with cubic or reno). One ping exchange a second keeps 10,000 connections
+    work (Linux with cubic or reno, or BBR switched to reno: see
+    ``thin_stream_congestion``). One ping exchange a second keeps 10,000 connections
     under about 60 % of a core on asyncio; a shorter interval would double that for little
     (with linear timeouts, 0.5 s / 2 s had *more* false deaths than 1 s / 2 s). Where
-    linear timeouts cannot work (measured under the BBR congestion control; macOS and
-    Windows lack the option), a 3 s timeout convicted about one live connection in five
-    connection-hours at 10 % loss (3.5 s did no better); ``timeout=5`` had none in 10
-    connection-hours: use it on such hosts if a lossy link must never cost a reconnect.
+    linear timeouts cannot work (macOS and Windows lack the option; measured under BBR
+    with ``thin_stream_congestion=None``), a 3 s timeout convicted about one live
+    connection in five connection-hours at 10 % loss (3.5 s did no better); ``timeout=5``
+    had none in 10 connection-hours: use it there if a lossy link must never cost a
+    reconnect.
 
     ``tcp_user_timeout`` (default on) also sets the socket's ``TCP_USER_TIMEOUT`` to
     ``timeout`` where the platform has it, so that data written to a blackholed peer is
@@ -156,9 +162,19 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     ``tcp_thin_linear_timeouts`` (default on) sets Linux's ``TCP_THIN_LINEAR_TIMEOUTS``:
     a lost PING or PONG is retransmitted every RTO (0.2 s on a fast link) for its first
     retransmissions instead of after 0.2, 0.4, 0.8, 1.6 s ..., which is what lets a 3 s
-    timeout survive a 10 %-loss link. It has no effect under the BBR congestion control
-    (Linux never counts a BBR stream as thin) and does not exist elsewhere; the report says
-    so. What each platform actually applied is on ``Connection.kernel_report``.
+    timeout survive a 10 %-loss link. It does not exist off Linux (the report says so), and
+    Linux applies it only to a *thin* stream, which a BBR stream never is (BBR sets no
+    slow-start threshold). So ``thin_stream_congestion`` (default ``"reno"``): when linear
+    timeouts are on and a socket's congestion control is BBR
+    (:data:`~pulsewire.core.keepalive.NEVER_THIN_CONGESTION`), that socket alone is
+    switched to the named congestion control (Linux ``TCP_CONGESTION``), so that the linear
+    timeouts apply; a cubic or reno socket is never touched, and ``None`` leaves congestion
+    control alone. Reno is allowed to every process; a kernel that refuses the name
+    (not available, or not in ``net.ipv4.tcp_allowed_congestion_control``) is reported,
+    not raised. The cost: a heartbeat-dominated connection gains nothing from BBR, but a
+    bulk transfer over a long, fat path may want BBR's throughput back
+    (``thin_stream_congestion=None``, and a longer timeout if the path is lossy). What
+    each platform actually applied is on ``Connection.kernel_report``.
 
     ``progress_timeout``, when set, is how long a received message may wait unconsumed
     before this side reports, in its PONGs, that its application is stuck.
@@ -177,6 +193,8 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     kernel: KernelKeepalive | None = None  #: kernel keepalive probing (and user timeout)
     tcp_thin_linear_timeouts: bool = True  #: Linux: retransmit a lost ping without backoff
     progress_timeout: float | None = None  #: report our application stuck after this
+    #: with linear timeouts, switch a BBR socket to this congestion control (None: never)
+    thin_stream_congestion: str | None = "reno"
 
     def __post_init__(self) -> None:
         for name in ("interval", "timeout", "min_peer_interval", "handshake_timeout"):
@@ -184,6 +202,7 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
         for name in ("tcp_user_timeout", "tcp_thin_linear_timeouts"):
             if not isinstance(getattr(self, name), bool):
                 raise PolicyError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        check_thin_stream_congestion(self.thin_stream_congestion)
         for name in ("timeout", "min_peer_interval"):
             if getattr(self, name) > _MAX_WIRE_SECONDS:
                 raise PolicyError(
@@ -327,8 +346,18 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
             f"Pings after {self.interval * (1 - self.jitter):g}-{self.interval:g} s of silence, "
             f"suspect after {suspect}, {verdict}; evidence: "
             f"{evidence}; TCP_USER_TIMEOUT {'= timeout' if self.tcp_user_timeout else 'unset'}; "
-            f"linear retransmission timeouts "
-            f"{'on (Linux, not under BBR)' if self.tcp_thin_linear_timeouts else 'off'}."
+            f"linear retransmission timeouts {self._describe_linear()}."
+        )
+
+    def _describe_linear(self) -> str:
+        if not self.tcp_thin_linear_timeouts:
+            return "off"
+        never_thin = "/".join(sorted(NEVER_THIN_CONGESTION))
+        if self.thin_stream_congestion is None:
+            return f"on (Linux; inert on a {never_thin} socket, whose congestion control is kept)"
+        return (
+            f"on (Linux; a {never_thin} socket is switched to {self.thin_stream_congestion} "
+            "so that they apply)"
         )
 
     # ------------------------------------------------------------------ derived values
@@ -338,6 +367,8 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
 
         ``tcp_user_timeout`` asks for ``TCP_USER_TIMEOUT = timeout``, and
         ``tcp_thin_linear_timeouts`` for ``TCP_THIN_LINEAR_TIMEOUTS``, on top of ``kernel``.
+        Whenever linear timeouts are asked for (here or by ``kernel``),
+        ``thin_stream_congestion`` goes with them, unless ``kernel`` names its own.
         When ``kernel`` asks for keepalive probing (and sets no ``user_timeout`` of its
         own), the user timeout is raised to the probing's own bound, ``idle + interval *
         count`` in the whole seconds applied: Linux replaces ``TCP_KEEPCNT`` by the user
@@ -351,12 +382,20 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
             if not (self.tcp_user_timeout or linear):
                 return None
             user_timeout = self.timeout if self.tcp_user_timeout else None
-            return KernelKeepalive(user_timeout=user_timeout, linear_timeouts=linear)
+            return KernelKeepalive(
+                user_timeout=user_timeout,
+                linear_timeouts=linear,
+                thin_stream_congestion=self.thin_stream_congestion if linear else None,
+            )
         if kernel.user_timeout is None and self.tcp_user_timeout:
             probing_bound = kernel.whole_second_detection_time or 0
             kernel = msgspec.structs.replace(kernel, user_timeout=max(self.timeout, probing_bound))
         if linear and not kernel.linear_timeouts:
             kernel = msgspec.structs.replace(kernel, linear_timeouts=True)
+        if kernel.linear_timeouts and kernel.thin_stream_congestion is None:
+            kernel = msgspec.structs.replace(
+                kernel, thin_stream_congestion=self.thin_stream_congestion
+            )
         return kernel
 
     @property

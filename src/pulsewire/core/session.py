@@ -42,6 +42,7 @@ from pulsewire.core.events import (
 from pulsewire.core.frames import (
     FLAG_FIN,
     HEADER,
+    HEARTBEAT_FRAME_SIZE,
     MESSAGE_OVERHEAD,
     PREAMBLE,
     Close,
@@ -53,6 +54,10 @@ from pulsewire.core.frames import (
     Pong,
     encode_control,
     encode_control_into,
+    encode_pong_into,
+    parse_heartbeat,
+    ping_frame,
+    pong_frame,
 )
 from pulsewire.core.liveness import EPSILON, Decision, LivenessTracker
 from pulsewire.core.policy import Evidence, Limits, Policy
@@ -92,6 +97,9 @@ _PEER_BLAMES_US = frozenset(
 _CLOSE_CODES = frozenset(int(code) for code in CloseCode)
 _pack_header = HEADER.pack
 _DATA = int(FrameKind.DATA)
+_PING_KIND = int(FrameKind.PING)
+_ALIVE = State.ALIVE
+_INF = math.inf
 _PING, _SUSPECT, _DEAD = (flag._value_ for flag in (Decision.PING, Decision.SUSPECT, Decision.DEAD))
 _MAX_CREDIT = 2**40
 _MAX_NAME = 256  #: the bound ``Hello.name`` is decoded with
@@ -116,6 +124,7 @@ class Session:
 
     # Slots: 10,000 idle connections each carry one of these.
     __slots__ = (
+        "_any_evidence",
         "_clock",
         "_close_code",
         "_close_deadline",
@@ -141,6 +150,8 @@ class Session:
         "_partial_size",
         "_peer_stuck_for",
         "_pending_bytes",
+        "_ping_capacity",
+        "_ping_gap",
         "_ping_seq",
         "_ping_tokens",
         "_ping_tokens_at",
@@ -177,6 +188,7 @@ class Session:
         ``connect()`` never returns a connection that the server is about to refuse.
         """
         self.policy = policy = policy if policy is not None else Policy()
+        self._any_evidence = policy.evidence is Evidence.ANY
         self.limits = limits = limits if limits is not None else Limits()
         if len(name) > _MAX_NAME:
             raise UsageError(f"name longer than {_MAX_NAME} characters: the peer would reject it")
@@ -222,9 +234,12 @@ class Session:
         self._recv_credit = self._window
         self._consumed_unreported = 0
         self._ping_seq = 0
-        # Abuse limit: a token bucket refilled at the fastest rate the peer may ping.
+        # Abuse limit: a token bucket refilled at the fastest rate the peer may ping
+        # (one token per _ping_gap seconds, up to _ping_capacity; set by the handshake).
         self._ping_tokens = 0.0
         self._ping_tokens_at = now
+        self._ping_gap = 1.0
+        self._ping_capacity = 0.0
         # Progress: arrival times of received messages the application has not consumed.
         self._unconsumed_since: deque[float] | None = None
         self._peer_stuck_for = 0.0
@@ -455,7 +470,7 @@ class Session:
             return
         self._clock = now
         self._count_bytes_received += len(data)
-        if self.policy.evidence is Evidence.ANY:
+        if self._any_evidence:
             self._evidence(now)
         try:
             decoder = self._decoder
@@ -469,6 +484,56 @@ class Session:
             decoder.raise_pending()
         except ProtocolError as error:
             self._fail(error, now)
+
+    def receive_heartbeat(self, frame: bytes | bytearray | memoryview, now: float) -> bytes | None:
+        """Fast path for the one read an idle connection gets per interval: one PING or PONG.
+
+        When ``frame`` is exactly one heartbeat in the fixed layout and the session is in the
+        plain steady state (ALIVE, nothing queued, no adaptive timeout, no stuck report),
+        handle it and return the bytes to write at once: the PONG for a PING, ``b""`` for a
+        PONG. The driver then has no events to dispatch and needs only to re-check
+        :meth:`next_deadline` after a PING (the answer redraws our ping delay; a PONG only
+        moves the deadline later). Otherwise return None having changed nothing: the driver
+        feeds the bytes to :meth:`receive_data` as usual. Both paths have the same effect
+        (``tests/core/test_heartbeat_fast_path.py`` checks that they agree).
+        """
+        tracker = self._tracker
+        if (
+            self._state is not _ALIVE
+            or self._control
+            or tracker is None
+            or tracker.suspected
+            or tracker.responses is not None
+            or not self._decoder.at_frame_boundary
+        ):
+            return None
+        heartbeat = parse_heartbeat(frame)
+        if heartbeat is None:
+            return None
+        kind, seq, sent_at = heartbeat
+        if kind == _PING_KIND:
+            if self._unconsumed_since and self._stuck_for(now):
+                return None
+            tokens = self._ping_tokens_after(now)
+            if tokens < 0:
+                return None  # the general path refuses it, with the close code
+        elif self._peer_stuck_for or not (
+            1 <= seq <= self._ping_seq and self._started <= sent_at <= now
+        ):
+            return None
+        # Checks done; from here on, what _handle_frame would do for this frame.
+        self._clock = now
+        self._count_bytes_received += HEARTBEAT_FRAME_SIZE
+        if kind != _PING_KIND:
+            tracker.evidence(now)
+            self._count_pongs_received += 1
+            self.rtt.add(now - sent_at)
+            return b""
+        tracker.answered_ping(now, evidence=self._any_evidence)
+        self._ping_tokens = tokens
+        self._ping_tokens_at = now
+        self._count_pings_received += 1
+        return pong_frame(seq, sent_at)
 
     def receive_eof(self, now: float) -> None:
         """The peer closed its sending side (FIN)."""
@@ -498,6 +563,34 @@ class Session:
         if self._state is State.CLOSING and reason is Reason.EOF:
             reason = Reason.LOCAL_CLOSE
         self._die(reason, source, now, abort=True, error=error)
+
+    def heartbeat_due(self, now: float) -> bytes | None:
+        """Fast path for the timer an idle connection gets per interval: a PING is due.
+
+        When the session is in the plain steady state (ALIVE, nothing queued, not closing,
+        no suspicion due at ``now``), do what :meth:`handle_timer` would and return the
+        bytes to write at once: the PING, or ``b""`` when nothing was due after all. The
+        driver then has no events to dispatch and needs only to re-register
+        :meth:`next_deadline`. Otherwise return None having changed nothing: the driver
+        calls :meth:`handle_timer` as usual.
+        """
+        tracker = self._tracker
+        if (
+            self._state is not _ALIVE
+            or self._control
+            or self._pending_bytes
+            or tracker is None
+            or tracker.suspected
+            or self._close_deadline != _INF
+            or now + EPSILON >= tracker.last_evidence + tracker.suspect_after
+        ):
+            return None
+        self._clock = now
+        if not tracker.ping_if_due(now):  # only a PING can be due: suspicion is not
+            return b""
+        self._ping_seq += 1
+        self._count_pings_sent += 1
+        return ping_frame(self._ping_seq, now)
 
     def handle_timer(self, now: float) -> None:
         """Act on whatever is due at ``now``: ping, suspect, convict, give up closing."""
@@ -544,7 +637,7 @@ class Session:
             self._refresh_suspicion(now, tracker.silence(now), SuspectCause.SILENCE)
         if bits & _PING:
             self._ping_seq += 1
-            encode_control_into(self._control, FrameKind.PING, Ping(self._ping_seq, now))
+            self._control += ping_frame(self._ping_seq, now)
             self._count_pings_sent += 1
 
     # ------------------------------------------------------------------ internals
@@ -590,9 +683,9 @@ class Session:
                 return
             raise HandshakeError(f"expected HELLO, got {kind.name}")
         if isinstance(payload, Ping):
-            self._handle_ping(payload, now)
+            self._handle_ping(payload.seq, payload.sent_at, now)
         elif isinstance(payload, Pong):
-            self._handle_pong(payload, now)
+            self._handle_pong(payload.seq, payload.sent_at, payload.stuck_for, now)
         elif isinstance(payload, Credit):
             self._send_credit += payload.increment
             if self._send_credit > _MAX_CREDIT:
@@ -635,11 +728,10 @@ class Session:
         )
         self._send_hello()  # the responder accepts: now it introduces itself
         self._send_credit = hello.window
-        self._ping_tokens = 3.0 + hello.timeout / (
-            self.negotiated.peer_ping_interval * PING_TOLERANCE
-        )
+        self._ping_gap = self.negotiated.peer_ping_interval * PING_TOLERANCE
+        self._ping_tokens = self._ping_capacity = 3.0 + hello.timeout / self._ping_gap
         self._ping_tokens_at = now
-        self._tracker = LivenessTracker(policy, ping_interval, now, self._rng)
+        self._tracker = LivenessTracker(policy, ping_interval, now, self._rng, leads=self.initiator)
         if self._state is State.HANDSHAKE:
             self._state = next_state(self._state, Trigger.HANDSHAKE_DONE)
         self._events.append(
@@ -683,31 +775,32 @@ class Session:
         unconsumed.append(now)
         self._events.append(MessageReceived(data))
 
-    def _handle_ping(self, ping: Ping, now: float) -> None:
+    def _handle_ping(self, seq: int, sent_at: float, now: float) -> None:
         self._count_pings_received += 1
         self._spend_ping_token(now)
         tracker = self._tracker
         if tracker is not None:
             tracker.peer_pinged()
-        encode_control_into(
-            self._control, FrameKind.PONG, Pong(ping.seq, ping.sent_at, self._stuck_for(now))
-        )
+        encode_pong_into(self._control, seq, sent_at, self._stuck_for(now))
 
-    def _spend_ping_token(self, now: float) -> None:
-        """Close a peer that pings faster than the negotiated minimum, beyond a tolerance.
+    def _ping_tokens_after(self, now: float) -> float:
+        """The peer's ping tokens left once a PING arriving at ``now`` is paid for.
 
         The bucket refills at one token per ``PING_TOLERANCE`` of the peer's negotiated
         interval (its own jitter shortens intervals by up to 25 %), and holds enough for
         every ping a stall of the peer's whole timeout could release at once (TCP delivers
         pings queued behind a retransmission together).
         """
+        tokens = self._ping_tokens + (now - self._ping_tokens_at) / self._ping_gap
+        capacity = self._ping_capacity
+        return (capacity if tokens > capacity else tokens) - 1.0
+
+    def _spend_ping_token(self, now: float) -> None:
+        """Close a peer that pings faster than the negotiated minimum, beyond a tolerance."""
         negotiated = self.negotiated
         assert negotiated is not None
-        min_gap = negotiated.peer_ping_interval * PING_TOLERANCE
-        capacity = 3.0 + negotiated.peer.timeout / min_gap
-        tokens = self._ping_tokens + (now - self._ping_tokens_at) / min_gap
+        self._ping_tokens = self._ping_tokens_after(now)
         self._ping_tokens_at = now
-        self._ping_tokens = min(capacity, tokens) - 1.0
         if self._ping_tokens < 0:
             self._count_pings_refused += 1
             raise ProtocolError(
@@ -724,14 +817,14 @@ class Session:
         waited = now - self._unconsumed_since[0]
         return waited if waited > limit else 0.0
 
-    def _handle_pong(self, pong: Pong, now: float) -> None:
-        if not 1 <= pong.seq <= self._ping_seq or not self._started <= pong.sent_at <= now:
-            raise ProtocolError(f"PONG answers a PING never sent (seq {pong.seq})")
+    def _handle_pong(self, seq: int, sent_at: float, stuck_for: float, now: float) -> None:
+        if not 1 <= seq <= self._ping_seq or not self._started <= sent_at <= now:
+            raise ProtocolError(f"PONG answers a PING never sent (seq {seq})")
         self._count_pongs_received += 1
-        self.rtt.add(now - pong.sent_at)
+        self.rtt.add(now - sent_at)
         was_stuck = self._peer_stuck_for > 0
-        self._peer_stuck_for = pong.stuck_for
-        if pong.stuck_for > 0:
+        self._peer_stuck_for = stuck_for
+        if stuck_for > 0:
             # The peer's loop answers but its application does not progress: in strict mode
             # that is no proof of life.
             if not was_stuck:

@@ -6,6 +6,8 @@ This package only re-exports. Each module has one job:
   validated value (sans-I/O, so policies can carry it).
 - :mod:`pulsewire.kernel.apply`: :func:`apply_keepalive` sets it on a socket, per
   platform, and returns a :class:`KeepaliveReport` of what the kernel took.
+- :mod:`pulsewire.kernel.congestion`: reads and switches a socket's congestion control
+  (``TCP_CONGESTION``), for the ``thin_stream_congestion`` step of :func:`apply_keepalive`.
 - :mod:`pulsewire.kernel.host`: :class:`HostTcpFacts` reads this host's Linux TCP
   defaults and computes their worst-case detection times, for ``pulsewire kernel``.
 
@@ -45,8 +47,10 @@ When it helps
 - **``TCP_THIN_LINEAR_TIMEOUTS`` shortens the retransmission tail of a heartbeat.** A lost
   PING or PONG is retransmitted after 0.2, 0.4, 0.8, 1.7, 3.3 s ... (exponential backoff);
   with this Linux option, on a *thin* stream (fewer than four segments in flight), every
-  0.2 s for the first seven retransmissions. See :mod:`pulsewire.core.keepalive`; it has
-  no effect under the BBR congestion control, and the report says so.
+  0.2 s for the first seven retransmissions. See :mod:`pulsewire.core.keepalive`. Linux
+  applies it only to thin streams, which a BBR stream never is: with
+  ``thin_stream_congestion`` (``"reno"`` in :class:`~pulsewire.Policy`) a BBR socket is
+  switched to that congestion control so that it applies, and the report says so.
 - **A backstop** for a connection whose application heartbeat is not running.
 
 Two facts about ``TCP_USER_TIMEOUT`` on Linux
@@ -75,7 +79,12 @@ Both measured on Linux 6.18 between two network namespaces (``tests/faults`` and
   that is shorter.
 """
 
-from pulsewire.core.keepalive import LINUX_MAX_KEEPCNT, LINUX_MAX_KEEPIDLE, KernelKeepalive
+from pulsewire.core.keepalive import (
+    LINUX_MAX_KEEPCNT,
+    LINUX_MAX_KEEPIDLE,
+    NEVER_THIN_CONGESTION,
+    KernelKeepalive,
+)
 from pulsewire.kernel.apply import (
     EVENT_OPTION_UNSUPPORTED,
     LINUX_TCP_THIN_LINEAR_TIMEOUTS,
@@ -90,6 +99,7 @@ from pulsewire.kernel.apply import (
     UnsupportedOption,
     apply_keepalive,
 )
+from pulsewire.kernel.congestion import LINUX_TCP_CONGESTION
 from pulsewire.kernel.host import (
     TCP_RTO_MAX,
     TCP_RTO_MIN,
@@ -102,10 +112,12 @@ __all__ = [
     "EVENT_OPTION_UNSUPPORTED",
     "LINUX_MAX_KEEPCNT",
     "LINUX_MAX_KEEPIDLE",
+    "LINUX_TCP_CONGESTION",
     "LINUX_TCP_THIN_LINEAR_TIMEOUTS",
     "MACOS_DEFAULT_KEEPCNT",
     "MACOS_DEFAULT_KEEPINTVL",
     "MACOS_TCP_KEEPALIVE",
+    "NEVER_THIN_CONGESTION",
     "TCP_RTO_MAX",
     "TCP_RTO_MIN",
     "TCP_TIMEOUT_INIT",

@@ -24,14 +24,20 @@ import math
 import os
 import socket
 import sys
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 import msgspec
 import structlog
 
 from pulsewire import logevents
-from pulsewire.core.keepalive import UNIT_TOLERANCE, KernelKeepalive
+from pulsewire.core.keepalive import NEVER_THIN_CONGESTION, UNIT_TOLERANCE, KernelKeepalive
 from pulsewire.errors import PolicyError, UsageError
+from pulsewire.kernel.congestion import (
+    REFUSED_ERRNOS,
+    read_congestion,
+    refusal_reason,
+    write_congestion,
+)
 from pulsewire.kernel.host import format_seconds, human_duration
 
 __all__ = [
@@ -74,12 +80,6 @@ WINDOWS_TCP_MAXRT: Final = 5
 #: TCP_THIN_LINEAR_TIMEOUTS 16``); used when the ``socket`` module does not expose the name,
 #: which CPython does not.
 LINUX_TCP_THIN_LINEAR_TIMEOUTS: Final = 16
-#: Value of ``TCP_CONGESTION`` in Linux ``<linux/tcp.h>``, to read a socket's congestion
-#: control when the ``socket`` module lacks the name.
-_LINUX_TCP_CONGESTION: Final = 13
-#: Congestion controls that never set a slow-start threshold, so that Linux never counts
-#: their streams as thin and ``TCP_THIN_LINEAR_TIMEOUTS`` has no effect (measured: BBR).
-_NEVER_THIN: Final = frozenset({"bbr"})
 
 # ENOPROTOOPT as the kernel reports it: the errno module's value (92 on Linux, 42 on macOS)
 # and Winsock's WSAENOPROTOOPT.
@@ -102,7 +102,9 @@ def _forget_warnings() -> None:
 class KeepaliveSocket(Protocol):
     """What :func:`apply_keepalive` needs from a socket (``socket.socket`` qualifies).
 
-    On Windows the socket's ``ioctl`` method is used too when present.
+    On Windows the socket's ``ioctl`` method is used too when present. On Linux, with
+    linear timeouts, ``getsockopt(level, TCP_CONGESTION, 16)`` is called too (it returns
+    bytes), and ``thin_stream_congestion`` may call ``setsockopt`` with a bytes value.
     """
 
     def setsockopt(self, level: int, optname: int, value: int, /) -> None: ...
@@ -124,9 +126,10 @@ class AppliedOption(msgspec.Struct, frozen=True, kw_only=True):
 
     option: str  #: the kernel's name: ``TCP_KEEPIDLE``, ``SIO_KEEPALIVE_VALS``, ...
     setting: str  #: which ``KernelKeepalive`` field it carries (``keepalive`` for on/off)
-    value: int | tuple[int, ...]  #: what was passed to setsockopt/ioctl
-    unit: str  #: ``s``, ``ms``, ``probes``, ``on/off`` or the ioctl tuple's layout
-    read_back: int | None = None
+    #: what was passed to setsockopt/ioctl (a name for ``TCP_CONGESTION``)
+    value: int | tuple[int, ...] | str
+    unit: str  #: ``s``, ``ms``, ``probes``, ``on/off``, ``name`` or the ioctl tuple's layout
+    read_back: int | str | None = None
 
     @property
     def verified(self) -> bool:
@@ -196,6 +199,8 @@ class KeepaliveReport(msgspec.Struct, frozen=True, kw_only=True):
                 shown = f"{opt.option}{opt.value} ({opt.unit})"
             elif opt.unit == "on/off":
                 shown = f"{opt.option}={'on' if opt.value else 'off'}"
+            elif isinstance(opt.value, str):
+                shown = f"{opt.option}={opt.value}"
             else:
                 shown = f"{opt.option}={opt.value} {opt.unit}"
             if opt.read_back is not None and not opt.verified:
@@ -537,9 +542,13 @@ def apply_keepalive(
       ``TCP_KEEPCNT``, ``TCP_USER_TIMEOUT`` in milliseconds when ``user_timeout`` is
       set, and ``TCP_THIN_LINEAR_TIMEOUTS`` with ``linear_timeouts`` (the ``<linux/tcp.h>``
       value 16 when the module lacks the name, as CPython's does; Linux only: other Unix
-      systems report it unsupported). Every option set is read back with ``getsockopt``;
-      the notes say when the socket's congestion control makes linear timeouts inert
-      (BBR) or when ``TCP_USER_TIMEOUT`` cuts keepalive's probe count short.
+      systems report it unsupported). With linear timeouts and ``thin_stream_congestion``,
+      a socket whose congestion control never lets a stream count as thin (BBR) is
+      switched to that one with ``TCP_CONGESTION``; a kernel that refuses (``ENOENT``:
+      not available; ``EPERM``: not allowed to this process) lists it in
+      ``report.unsupported`` instead of raising. Every option set is read back with
+      ``getsockopt``; the notes say when the socket's congestion control leaves linear
+      timeouts inert (BBR) or when ``TCP_USER_TIMEOUT`` cuts keepalive's probe count short.
     - **macOS** (``darwin``): ``SO_KEEPALIVE``, ``TCP_KEEPALIVE`` for the idle time (the
       constant ``0x10`` when the socket module lacks the name), ``TCP_KEEPINTVL`` and
       ``TCP_KEEPCNT`` where the module has them. There is no ``TCP_USER_TIMEOUT``: it is
@@ -636,6 +645,7 @@ def apply_keepalive(
             effective["count"] = in_effect
 
     if is_linux:
+        _switch_thin_stream_congestion(sock, plan, applied)
         plan.notes.extend(_linux_notes(sock, keepalive, applied, effective, socket_module))
     _warn_unsupported(platform, plan.unsupported)
     return KeepaliveReport(
@@ -701,10 +711,9 @@ def _linux_notes(
             f"{probes} lost probe(s) in a row are a false death; a user_timeout of at least "
             f"{format_seconds(bound)} s keeps the count"
         )
-    linear = any(o.option == "TCP_THIN_LINEAR_TIMEOUTS" for o in applied)
-    if keepalive.linear_timeouts and linear:
-        algorithm = _congestion_control(sock, socket_module)
-        if algorithm in _NEVER_THIN:
+    if keepalive.linear_timeouts and _linear_applied(applied):
+        algorithm = read_congestion(sock, socket_module)
+        if algorithm in NEVER_THIN_CONGESTION:
             notes.append(
                 f"TCP_THIN_LINEAR_TIMEOUTS has no effect under congestion control "
                 f"{algorithm!r}: it never sets a slow-start threshold, so Linux never counts "
@@ -714,18 +723,63 @@ def _linux_notes(
     return notes
 
 
-def _congestion_control(sock: KeepaliveSocket, socket_module: object) -> str | None:
-    """The socket's congestion control algorithm (``TCP_CONGESTION``), or None if unknown."""
-    optname = getattr(socket_module, "TCP_CONGESTION", _LINUX_TCP_CONGESTION)
-    level = getattr(socket_module, "IPPROTO_TCP", 6)
-    getsockopt: Any = sock.getsockopt
+def _linear_applied(applied: list[AppliedOption]) -> bool:
+    return any(option.option == "TCP_THIN_LINEAR_TIMEOUTS" for option in applied)
+
+
+def _switch_thin_stream_congestion(
+    sock: KeepaliveSocket, plan: _Plan, applied: list[AppliedOption]
+) -> None:
+    """Linux: switch a never-thin (BBR) socket to ``thin_stream_congestion``, and say so.
+
+    Only when linear timeouts were applied and the socket's congestion control is one of
+    :data:`~pulsewire.core.keepalive.NEVER_THIN_CONGESTION`: a cubic or reno socket, or
+    one whose congestion control cannot be read, is left alone. A refusal
+    (:data:`~pulsewire.kernel.congestion.REFUSED_ERRNOS`) is reported as unsupported (in
+    strict mode it raises); any other ``OSError`` propagates, as for every option.
+    """
+    wanted = plan.keepalive.thin_stream_congestion
+    if wanted is None or not _linear_applied(applied):
+        return
+    current = read_congestion(sock, plan.sm)
+    if current not in NEVER_THIN_CONGESTION:
+        return
+    assert current is not None
     try:
-        raw = getsockopt(level, optname, 16)
-    except (OSError, TypeError, ValueError):
-        return None
-    if not isinstance(raw, bytes):
-        return None
-    return raw.split(b"\0", 1)[0].decode("ascii", "replace") or None
+        write_congestion(sock, wanted, plan.sm)
+    except OSError as exc:
+        if exc.errno not in REFUSED_ERRNOS:
+            raise
+        reason = refusal_reason(exc.errno, wanted, current)
+        if plan.keepalive.strict:
+            raise PolicyError(
+                f"TCP_CONGESTION (thin_stream_congestion) could not be applied on "
+                f"{plan.platform}: {reason}; strict mode requires every option to be applied "
+                "(the options before it were already set)"
+            ) from exc
+        plan.unsupported.append(
+            UnsupportedOption(
+                option="TCP_CONGESTION", setting="thin_stream_congestion", reason=reason
+            )
+        )
+        return
+    option = AppliedOption(
+        option="TCP_CONGESTION",
+        setting="thin_stream_congestion",
+        value=wanted,
+        unit="name",
+        read_back=read_congestion(sock, plan.sm),
+    )
+    applied.append(option)
+    if option.read_back is None:
+        plan.notes.append("TCP_CONGESTION could not be read back")
+    elif not option.verified:
+        plan.notes.append(f"TCP_CONGESTION was set to {wanted} but reads back {option.read_back}")
+    plan.notes.append(
+        f"congestion control switched from {current!r} to {wanted!r} (thin_stream_congestion) "
+        f"so that TCP_THIN_LINEAR_TIMEOUTS applies: Linux never counts a {current!r} stream "
+        "as thin; thin_stream_congestion=None keeps it"
+    )
 
 
 def _probes_sent(effective: dict[str, float]) -> int | None:

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import msgspec
 
-from pulsewire.core.keepalive import is_number
+from pulsewire.core.keepalive import NEVER_THIN_CONGESTION, is_number
 from pulsewire.errors import PolicyError
 
 __all__ = [
@@ -108,6 +108,10 @@ class HostTcpFacts(msgspec.Struct, frozen=True, kw_only=True):
     syn_retries: int | None = None  #: SYN retransmissions for connect() (6)
     rto_max: float | None = None  #: tcp_rto_max_ms / 1000 (Linux 6.15+); None: 120 s
     missing: tuple[str, ...] = ()  #: files that could not be read or parsed
+    #: tcp_congestion_control: new sockets' congestion control (None: unreadable)
+    congestion_control: str | None = None
+    #: tcp_allowed_congestion_control: what an unprivileged socket may switch to
+    allowed_congestion_control: tuple[str, ...] | None = None
 
     @classmethod
     def read(cls, proc_root: str = "/proc", *, platform: str = sys.platform) -> HostTcpFacts:
@@ -121,11 +125,15 @@ class HostTcpFacts(msgspec.Struct, frozen=True, kw_only=True):
                 missing.append(filename)
             values[field] = value
         rto_max_ms = _read_int(os.path.join(directory, "tcp_rto_max_ms"))
+        congestion = _read_words(os.path.join(directory, "tcp_congestion_control"))
+        allowed = _read_words(os.path.join(directory, "tcp_allowed_congestion_control"))
         return cls(
             platform=platform,
             proc_root=proc_root,
             rto_max=None if rto_max_ms is None or rto_max_ms <= 0 else rto_max_ms / 1000,
             missing=tuple(missing),
+            congestion_control=congestion[0] if congestion else None,
+            allowed_congestion_control=allowed,
             **values,
         )
 
@@ -214,6 +222,13 @@ class HostTcpFacts(msgspec.Struct, frozen=True, kw_only=True):
                 f"  connect: tcp_syn_retries = {self.syn_retries}: a connection attempt to a "
                 f"silent host fails after {human_duration(connect)}"
             )
+        if self.congestion_control is not None:
+            thin = (
+                "never counts as thin: TCP_THIN_LINEAR_TIMEOUTS has no effect under it"
+                if self.congestion_control in NEVER_THIN_CONGESTION
+                else "lets a heartbeat count as thin: TCP_THIN_LINEAR_TIMEOUTS applies"
+            )
+            lines.append(f"  congestion control: {self.congestion_control} ({thin})")
         if self.missing:
             lines.append(f"  missing: {', '.join(self.missing)}")
         return "\n".join(lines)
@@ -230,6 +245,15 @@ def _read_int(path: str) -> int | None:
     except (ValueError, IndexError):
         return None
     return value if value >= 0 else None
+
+
+def _read_words(path: str) -> tuple[str, ...] | None:
+    """The whitespace-separated ASCII words of a sysctl file, or None if unreadable."""
+    try:
+        with open(path, encoding="ascii") as file:
+            return tuple(file.read().split())
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def format_seconds(seconds: float) -> str:

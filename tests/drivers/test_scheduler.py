@@ -1,0 +1,195 @@
+"""The loop-wide deadline scheduler, on a hand-driven clock (no real timers, no sleeps)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+
+import pytest
+
+from pulsewire.asyncio.scheduler import DeadlineScheduler
+
+TICK = DeadlineScheduler.TICK
+
+
+class FakeTimer:
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeLoop:
+    """Just what the scheduler uses of a loop: ``time`` and ``call_at``."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.timers: list[FakeTimer] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> FakeTimer:
+        timer = FakeTimer(when, callback)
+        self.timers.append(timer)
+        return timer
+
+    def armed(self) -> FakeTimer | None:
+        live = [timer for timer in self.timers if not timer.cancelled]
+        assert len(live) <= 1, "the scheduler keeps one timer armed, not one per target"
+        return live[0] if live else None
+
+    def run_until(self, until: float) -> None:
+        """Fire the armed timer, on time, until none is due before ``until``."""
+        while (timer := self.armed()) is not None and timer.when <= until:
+            self.timers.remove(timer)
+            self.now = max(self.now, timer.when)
+            timer.callback()
+        self.now = max(self.now, until)
+
+
+class Target:
+    def __init__(self, name: str, log: list[tuple[str, float]]) -> None:
+        self.name = name
+        self.scheduled_at = math.inf
+        self.log = log
+        self.deadlines: list[float] = []  # what the target registers next, in order
+
+    def on_deadline(self, now: float) -> None:
+        self.log.append((self.name, now))
+
+
+@pytest.fixture
+def setup() -> tuple[FakeLoop, DeadlineScheduler, list[tuple[str, float]]]:
+    loop = FakeLoop()
+    return loop, DeadlineScheduler(loop), []  # type: ignore[arg-type]
+
+
+def test_targets_fire_in_deadline_order_never_early_and_at_most_a_tick_late(
+    setup: tuple[FakeLoop, DeadlineScheduler, list[tuple[str, float]]],
+) -> None:
+    loop, scheduler, log = setup
+    deadlines = {"a": 0.3001, "b": 0.1, "c": 0.25, "d": 1.0}
+    targets = {name: Target(name, log) for name in deadlines}
+    for name, deadline in deadlines.items():
+        scheduler.schedule(targets[name], deadline)
+    loop.run_until(2.0)
+    assert [name for name, _ in log] == ["b", "c", "a", "d"]
+    for name, fired in log:
+        assert deadlines[name] <= fired <= deadlines[name] + TICK
+
+
+def test_targets_due_in_the_same_tick_share_one_timer(
+    setup: tuple[FakeLoop, DeadlineScheduler, list[tuple[str, float]]],
+) -> None:
+    loop, scheduler, log = setup
+    for index in range(100):
+        scheduler.schedule(Target(str(index), log), 0.5 + TICK / 10 + index * TICK / 200)
+    loop.run_until(1.0)
+    assert len(log) == 100
+    assert len(loop.timers) == 0
+    assert len({now for _, now in log}) == 1
+
+
+def test_a_later_deadline_is_ignored_by_schedule_and_honoured_by_reschedule(
+    setup: tuple[FakeLoop, DeadlineScheduler, list[tuple[str, float]]],
+) -> None:
+    loop, scheduler, log = setup
+    lazy, eager = Target("lazy", log), Target("eager", log)
+    for target in (lazy, eager):
+        scheduler.schedule(target, 0.5)
+    scheduler.schedule(lazy, 0.9)  # lazy: the earlier entry stands, the target re-checks
+    scheduler.reschedule(eager, 0.9)  # eager: the 0.5 entry is now stale
+    loop.run_until(2.0)
+    assert [name for name, _ in log] == ["lazy", "eager"]
+    assert log[0][1] == pytest.approx(0.5, abs=TICK)
+    assert log[1][1] == pytest.approx(0.9, abs=TICK)
+
+
+def test_an_earlier_deadline_supersedes_the_registered_one(
+    setup: tuple[FakeLoop, DeadlineScheduler, list[tuple[str, float]]],
+) -> None:
+    loop, scheduler, log = setup
+    target = Target("t", log)
+    scheduler.schedule(target, 5.0)
+    scheduler.schedule(target, 0.2)
+    loop.run_until(10.0)
+    assert len(log) == 1
+    assert log[0][1] == pytest.approx(0.2, abs=TICK)
+
+
+def test_a_cancelled_target_never_fires(
+    setup: tuple[FakeLoop, DeadlineScheduler, list[tuple[str, float]]],
+) -> None:
+    loop, scheduler, log = setup
+    kept, cancelled = Target("kept", log), Target("cancelled", log)
+    scheduler.schedule(kept, 0.3)
+    scheduler.schedule(cancelled, 0.2)
+    scheduler.cancel(cancelled)
+    loop.run_until(1.0)
+    assert log == [("kept", log[0][1])]
+
+
+def test_one_failing_target_does_not_stop_the_others(
+    setup: tuple[FakeLoop, DeadlineScheduler, list[tuple[str, float]]],
+) -> None:
+    loop, scheduler, log = setup
+
+    class Broken(Target):
+        def on_deadline(self, now: float) -> None:
+            raise RuntimeError("broken handler")
+
+    scheduler.schedule(Broken("broken", log), 0.1)
+    scheduler.schedule(Target("fine", log), 0.1)
+    loop.run_until(1.0)
+    assert [name for name, _ in log] == ["fine"]
+
+
+def test_targets_may_register_again_from_their_own_fire(
+    setup: tuple[FakeLoop, DeadlineScheduler, list[tuple[str, float]]],
+) -> None:
+    loop, scheduler, log = setup
+
+    class Periodic(Target):
+        def on_deadline(self, now: float) -> None:
+            super().on_deadline(now)
+            scheduler.schedule(self, now + 0.25)
+
+    scheduler.schedule(Periodic("p", log), 0.25)
+    loop.run_until(2.6)
+    assert len(log) == 10
+    gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(log)]
+    assert all(0.25 <= gap <= 0.25 + TICK for gap in gaps)
+
+
+def test_lateness_is_measured_from_the_deadline_itself(
+    setup: tuple[FakeLoop, DeadlineScheduler, list[tuple[str, float]]],
+) -> None:
+    loop, scheduler, log = setup
+    reported: list[float] = []
+    scheduler.on_fire = reported.append
+    scheduler.schedule(Target("t", log), 0.5 + TICK / 4)  # rounded up by 3/4 of a tick
+    loop.run_until(1.0)
+    assert reported == [pytest.approx(TICK * 3 / 4)]
+    assert scheduler.max_lateness == pytest.approx(TICK * 3 / 4)
+
+
+def test_a_stalled_loop_is_not_counted_against_the_deadlines(
+    setup: tuple[FakeLoop, DeadlineScheduler, list[tuple[str, float]]],
+) -> None:
+    loop, scheduler, log = setup
+    scheduler.schedule(Target("t", log), 1.0)  # a whole number of ticks: armed at 1.0
+    timer = loop.armed()
+    assert timer is not None
+    loop.now = 3.0  # the loop was blocked for two seconds past the timer
+    loop.timers.remove(timer)
+    timer.callback()
+    assert scheduler.stalls == 1
+    # Beyond the threshold, the stall is not counted: the target sees a clock that is
+    # only the threshold late.
+    assert scheduler.stalled == pytest.approx(2.0 - scheduler.STALL_THRESHOLD, abs=1e-9)
+    assert log[0][1] == pytest.approx(1.0 + scheduler.STALL_THRESHOLD, abs=1e-9)
