@@ -42,7 +42,10 @@ Measured over each window, in each worker (the table shows the server unless it 
   event is counted as well (structlog is configured to count and drop), so no suspicion
   goes unseen;
 - deadline lateness: how late each liveness timer ran, on the loop clock (pulsewire: every
-  fire of the loop-wide scheduler, via ``scheduler.on_fire``, and its ``max_lateness``;
+  fire of the loop-wide scheduler, via ``scheduler.on_fire``, and its ``max_lateness``,
+  measured from the earliest deadline the fire served, so the scheduler's rounding up to
+  its 1/128 s tick is included; a pulsewire server fires almost no timers, since the
+  client leads the heartbeat and answered PINGs move the server's deadline directly;
   tasks: each ``asyncio.sleep(1)`` wake-up; floor: each ticker tick);
 - loop lag: lateness of a ``call_later`` probe re-armed every 10 ms, on ``perf_counter``;
 - lost: connections closed by a heartbeat timeout (false deaths: must be 0); closed: gone

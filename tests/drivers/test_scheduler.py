@@ -57,7 +57,6 @@ class Target:
         self.name = name
         self.scheduled_at = math.inf
         self.log = log
-        self.deadlines: list[float] = []  # what the target registers next, in order
 
     def on_deadline(self, now: float) -> None:
         self.log.append((self.name, now))

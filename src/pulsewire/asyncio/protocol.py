@@ -166,12 +166,7 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
             # An idle connection's one read per interval: answered without the general path.
             reply = session.receive_heartbeat(data, now)
             if reply:  # a PING answered: our deadline moved (and may be sooner)
-                transport = self.transport
-                if transport is not None and not transport.is_closing():
-                    transport.write(reply)
-                deadline = session.next_deadline()
-                if deadline is not None:
-                    self.scheduler.reschedule(self, deadline)
+                self._heartbeat_out(session, reply)
                 return
             if reply is not None:
                 return  # a PONG taken: evidence only ever moves the deadline later
@@ -216,13 +211,17 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
             session.handle_timer(now)
             self.after_input(now)
             return
-        if ping:  # the steady state, and a PING due: nothing else to do
+        self._heartbeat_out(session, ping)  # the steady state: a PING due, or nothing
+
+    def _heartbeat_out(self, session: Session, frame: bytes) -> None:
+        """Write what a heartbeat fast path returned; move the deadline to the new one."""
+        if frame:
             transport = self.transport
             if transport is not None and not transport.is_closing():
-                transport.write(ping)
+                transport.write(frame)
         deadline = session.next_deadline()
         if deadline is not None:
-            self.scheduler.schedule(self, deadline)
+            self.scheduler.reschedule(self, deadline)
 
     def after_input(self, now: float | None = None) -> None:
         """The driver's duty after every input: write, dispatch events, re-arm.

@@ -55,25 +55,25 @@ _DECISIONS = [Decision(bits) for bits in range(8)]
 class LivenessTracker:
     """Decides when to ping and when the peer is suspect or dead. Pure: no clock, no I/O."""
 
-    __slots__ = (
+    __slots__ = (  # noqa: RUF023 - the heartbeat's fields first: they share cache lines
+        "suspected",
+        "responses",
+        "last_evidence",
+        "last_sent",
+        "last_ping",
+        "ping_delay",
+        "first_ping",
+        "suspect_after",
+        "timeout",
+        "interval",
+        "_lead",
+        "_jitter",
+        "_rng",
         "_adaptive",
         "_ceiling",
         "_fixed_suspect_after",
-        "_jitter",
-        "_lead",
-        "_rng",
         "_tail_target",
         "_z",
-        "first_ping",
-        "interval",
-        "last_evidence",
-        "last_ping",
-        "last_sent",
-        "ping_delay",
-        "responses",
-        "suspect_after",
-        "suspected",
-        "timeout",
     )
 
     def __init__(

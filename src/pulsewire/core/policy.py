@@ -119,9 +119,12 @@ class Adaptive(msgspec.Struct, frozen=True, kw_only=True):
 class Policy(msgspec.Struct, frozen=True, kw_only=True):
     """A fixed liveness policy: DEAD after ``timeout`` seconds without evidence.
 
-    - When nothing has arrived for ``interval`` seconds (less 0-``jitter`` of it, drawn
-      per ping so that thousands of connections do not ping in lockstep), send a PING.
-      A busy connection therefore sends no pings at all.
+    - When nothing has arrived, or nothing has been sent, for ``interval`` seconds (less
+      0-``jitter`` of it, drawn per ping so that thousands of connections do not ping in
+      lockstep), send a PING. A busy connection therefore sends no pings at all. The
+      responder waits ``interval`` *plus* 0-``jitter`` of it instead, so on an idle
+      connection the initiator's PINGs do the work and the responder only answers (with
+      ``adaptive`` set both sides ping, to learn the link from their own round trips).
     - After ``suspect_after`` seconds of silence the peer is SUSPECT (pings continue).
     - After ``timeout`` seconds of silence the peer is DEAD with reason TIMEOUT.
 
@@ -342,9 +345,16 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
             if self.adaptive is None or self.suspect_after is not None
             else "halfway to the timeout"
         )
+        early, late = self.interval * (1 - self.jitter), self.interval * (1 + self.jitter)
+        if self.adaptive is None:
+            pings = (
+                f"Pings after {early:g}-{self.interval:g} s of silence "
+                f"(a responder: {self.interval:g}-{late:g} s, so that the initiator leads)"
+            )
+        else:
+            pings = f"Pings after {early:g}-{self.interval:g} s of silence"
         return (
-            f"Pings after {self.interval * (1 - self.jitter):g}-{self.interval:g} s of silence, "
-            f"suspect after {suspect}, {verdict}; evidence: "
+            f"{pings}, suspect after {suspect}, {verdict}; evidence: "
             f"{evidence}; TCP_USER_TIMEOUT {'= timeout' if self.tcp_user_timeout else 'unset'}; "
             f"linear retransmission timeouts {self._describe_linear()}."
         )

@@ -122,25 +122,40 @@ class Negotiated(msgspec.Struct, frozen=True):
 class Session:
     """One side of a pulsewire connection: bytes and ``now`` in; bytes, events, deadline out."""
 
-    # Slots: 10,000 idle connections each carry one of these.
-    __slots__ = (
-        "_any_evidence",
-        "_clock",
-        "_close_code",
+    # Slots: 10,000 idle connections each carry one of these. The fields an idle
+    # heartbeat touches come first, so that they share a few cache lines: at 10,000
+    # connections a cache miss per field is what the heartbeat path costs.
+    __slots__ = (  # noqa: RUF023 - ordered by use, not by name
+        "_state",
+        "_tracker",
+        "_control",
+        "_decoder",
+        "_pending_bytes",
         "_close_deadline",
+        "_clock",
+        "_count_bytes_received",
+        "_unconsumed_since",
+        "_ping_tokens",
+        "_ping_tokens_at",
+        "_ping_gap",
+        "_ping_capacity",
+        "_any_evidence",
+        "_count_pings_received",
+        "_count_pings_sent",
+        "_ping_seq",
+        "_peer_stuck_for",
+        "_started",
+        "_count_pongs_received",
+        "rtt",
+        # the rest
+        "_close_code",
         "_close_frame",
         "_close_reason",
         "_consumed_unreported",
-        "_control",
-        "_count_bytes_received",
         "_count_bytes_sent",
         "_count_messages_received",
         "_count_messages_sent",
-        "_count_pings_received",
         "_count_pings_refused",
-        "_count_pings_sent",
-        "_count_pongs_received",
-        "_decoder",
         "_events",
         "_handshake_evidence",
         "_hello",
@@ -148,20 +163,9 @@ class Session:
         "_outbox_offset",
         "_partial",
         "_partial_size",
-        "_peer_stuck_for",
-        "_pending_bytes",
-        "_ping_capacity",
-        "_ping_gap",
-        "_ping_seq",
-        "_ping_tokens",
-        "_ping_tokens_at",
         "_recv_credit",
         "_rng",
         "_send_credit",
-        "_started",
-        "_state",
-        "_tracker",
-        "_unconsumed_since",
         "_window",
         "death",
         "initiator",
@@ -169,7 +173,6 @@ class Session:
         "name",
         "negotiated",
         "policy",
-        "rtt",
     )
 
     def __init__(
