@@ -182,3 +182,26 @@ def test_the_allowance_is_the_larger_of_the_normal_and_the_tail() -> None:
         estimator.add(0.1)  # a 100 ms path: one retransmission (0.1 + 0.3) beats z * min_std
     assert estimator.allowance(z, 0.05, 1e-3) == pytest.approx(0.1 + 0.3)
     assert estimator.allowance(z, 0.05, None) == pytest.approx(0.1 + z * 0.05)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=0.0, max_value=10.0), min_size=1, max_size=300))
+def test_figures_equal_rfc_6298_applied_sample_by_sample(samples: list[float]) -> None:
+    # The estimator folds samples in batches; the figures must be exactly those of the
+    # textbook per-sample update, whenever they are read.
+    estimator = RttEstimator()
+    srtt = rttvar = None
+    for index, sample in enumerate(samples):
+        estimator.add(sample)
+        if srtt is None or rttvar is None:
+            srtt, rttvar = sample, sample / 2
+        else:
+            rttvar = (1 - RttEstimator.BETA) * rttvar + RttEstimator.BETA * abs(srtt - sample)
+            srtt = (1 - RttEstimator.ALPHA) * srtt + RttEstimator.ALPHA * sample
+        if index % 7 == 0 or index == len(samples) - 1:  # read now and then, not always
+            assert (estimator.srtt, estimator.rttvar) == (srtt, rttvar)
+            assert estimator.count == index + 1
+            assert estimator.last == sample
+            assert estimator.minimum == min(samples[: index + 1])
+            assert estimator.maximum == max(samples[: index + 1])
+            assert sorted(estimator.recent()) == sorted(samples[max(0, index - 63) : index + 1])

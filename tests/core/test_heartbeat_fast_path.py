@@ -77,10 +77,20 @@ def drive_input(session: Session, data: bytes, now: float, *, fast: bool) -> byt
     """What a driver writes after ``data`` arrived: via the fast path when allowed."""
     if fast and len(data) == HEARTBEAT_FRAME_SIZE:
         had_events = session.has_events
-        reply = session.receive_heartbeat(data, now)
-        if reply is not None:
+        before = session.next_deadline()
+        handled = session.receive_heartbeat(data, now)
+        if handled is not None:
+            reply, deadline = handled
             assert session.has_events == had_events
             assert not session.has_output
+            # The deadline it reports is the session's; "None" promises it only moved later.
+            if deadline is None:
+                after = session.next_deadline()
+                assert before is not None
+                assert after is not None
+                assert after >= before
+            else:
+                assert deadline == session.next_deadline()
             return reply
     session.receive_data(data, now)
     return bytes(session.data_to_send(None, now))
@@ -89,10 +99,12 @@ def drive_input(session: Session, data: bytes, now: float, *, fast: bool) -> byt
 def drive_timer(session: Session, now: float, *, fast: bool) -> bytes:
     if fast:
         had_events = session.has_events
-        ping = session.heartbeat_due(now)
-        if ping is not None:
+        due = session.heartbeat_due(now)
+        if due is not None:
+            ping, deadline = due
             assert session.has_events == had_events
             assert not session.has_output
+            assert deadline == session.next_deadline()
             return ping
     session.handle_timer(now)
     return bytes(session.data_to_send(None, now))
@@ -142,6 +154,12 @@ def simulate(seed: int, policy: Policy, *, fast: bool, steps: int = 400) -> Tran
             if session.state is State.ALIVE and script.random() < 0.02:
                 session.send_message(b"m" * script.randrange(0, 64))
                 emit(name, bytes(session.data_to_send(None, now)))
+            if session.state is State.ALIVE:
+                # What the fast paths rely on instead of checking: ALIVE means the
+                # handshake is done and no suspicion stands.
+                tracker = session._tracker
+                assert tracker is not None
+                assert not tracker.suspected
             transcript.lines.append(
                 (
                     name,
@@ -177,15 +195,17 @@ def test_the_simulation_exercises_the_fast_paths() -> None:
     taken = {"receive": 0, "timer": 0}
     original_receive, original_due = Session.receive_heartbeat, Session.heartbeat_due
 
-    def counting_receive(self: Session, frame: bytes, now: float) -> bytes | None:
-        reply = original_receive(self, frame, now)
-        taken["receive"] += reply is not None
-        return reply
+    def counting_receive(
+        self: Session, frame: bytes, now: float
+    ) -> tuple[bytes, float | None] | None:
+        handled = original_receive(self, frame, now)
+        taken["receive"] += handled is not None
+        return handled
 
-    def counting_due(self: Session, now: float) -> bytes | None:
-        ping = original_due(self, now)
-        taken["timer"] += ping is not None
-        return ping
+    def counting_due(self: Session, now: float) -> tuple[bytes, float] | None:
+        due = original_due(self, now)
+        taken["timer"] += due is not None and due[0] != b""
+        return due
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Session, "receive_heartbeat", counting_receive)

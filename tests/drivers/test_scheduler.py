@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable
 
 import pytest
 
-from pulsewire.asyncio.scheduler import DeadlineScheduler
+from pulsewire.asyncio.scheduler import DeadlineScheduler, Tick
 
 TICK = DeadlineScheduler.TICK
 
@@ -55,7 +54,7 @@ class FakeLoop:
 class Target:
     def __init__(self, name: str, log: list[tuple[str, float]]) -> None:
         self.name = name
-        self.scheduled_at = math.inf
+        self.scheduled_in: Tick | None = None
         self.log = log
 
     def on_deadline(self, now: float) -> None:
@@ -102,7 +101,7 @@ def test_a_later_deadline_is_ignored_by_schedule_and_honoured_by_reschedule(
     for target in (lazy, eager):
         scheduler.schedule(target, 0.5)
     scheduler.schedule(lazy, 0.9)  # lazy: the earlier entry stands, the target re-checks
-    scheduler.reschedule(eager, 0.9)  # eager: the 0.5 entry is now stale
+    scheduler.reschedule(eager, 0.9)  # eager: moved out of the 0.5 tick
     loop.run_until(2.0)
     assert [name for name, _ in log] == ["lazy", "eager"]
     assert log[0][1] == pytest.approx(0.5, abs=TICK)
@@ -165,7 +164,7 @@ def test_targets_may_register_again_from_their_own_fire(
     assert all(0.25 <= gap <= 0.25 + TICK for gap in gaps)
 
 
-def test_lateness_is_measured_from_the_deadline_itself(
+def test_lateness_is_measured_from_the_start_of_the_tick_so_rounding_counts(
     setup: tuple[FakeLoop, DeadlineScheduler, list[tuple[str, float]]],
 ) -> None:
     loop, scheduler, log = setup
@@ -173,8 +172,48 @@ def test_lateness_is_measured_from_the_deadline_itself(
     scheduler.on_fire = reported.append
     scheduler.schedule(Target("t", log), 0.5 + TICK / 4)  # rounded up by 3/4 of a tick
     loop.run_until(1.0)
-    assert reported == [pytest.approx(TICK * 3 / 4)]
-    assert scheduler.max_lateness == pytest.approx(TICK * 3 / 4)
+    # Fired on time at the end of its tick: one whole tick from the earliest deadline the
+    # tick could hold (an upper bound on the lateness of the deadline itself).
+    assert reported == [pytest.approx(TICK)]
+    assert scheduler.max_lateness == pytest.approx(TICK)
+
+
+def test_moving_a_target_leaves_nothing_behind_to_fire(
+    setup: tuple[FakeLoop, DeadlineScheduler, list[tuple[str, float]]],
+) -> None:
+    loop, scheduler, log = setup
+    target = Target("t", log)
+    for step in range(50):  # a heartbeat answered 50 times: moved later each time
+        scheduler.reschedule(target, 0.5 + step * 0.1)
+        assert len(scheduler) == 1
+    loop.run_until(0.5 + 49 * 0.1 - TICK)
+    assert log == []
+    loop.run_until(10.0)
+    assert [name for name, _ in log] == ["t"]
+
+
+def test_a_fire_may_cancel_another_target_of_the_same_tick(
+    setup: tuple[FakeLoop, DeadlineScheduler, list[tuple[str, float]]],
+) -> None:
+    loop, scheduler, log = setup
+    victims = [Target(f"v{index}", log) for index in range(5)]
+
+    class Closer(Target):
+        def on_deadline(self, now: float) -> None:
+            super().on_deadline(now)
+            for victim in victims:
+                scheduler.cancel(victim)
+
+    for victim in victims:
+        scheduler.schedule(victim, 0.5)
+    scheduler.schedule(Closer("closer", log), 0.5)
+    loop.run_until(1.0)
+    # The closer fired first (most recently added) or after some victims; no victim fires
+    # after it, and nothing is left registered.
+    names = [name for name, _ in log]
+    assert "closer" in names
+    assert names[names.index("closer") + 1 :] == []
+    assert len(scheduler) == 0
 
 
 def test_a_stalled_loop_is_not_counted_against_the_deadlines(

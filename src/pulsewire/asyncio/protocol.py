@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import math
 import socket
 import weakref
 from typing import TYPE_CHECKING, cast
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, cast
 import structlog
 
 from pulsewire import logevents
-from pulsewire.asyncio.scheduler import DeadlineScheduler
+from pulsewire.asyncio.scheduler import DeadlineScheduler, Tick
 from pulsewire.core.events import (
     Died,
     Event,
@@ -72,11 +71,13 @@ def reason_for_error(error: BaseException | None) -> tuple[Reason, Source]:
 class _SharedReadBuffer:
     """One read buffer per scheduler: asyncio calls get_buffer and buffer_updated back to back."""
 
-    __slots__ = ("buffer", "view")
+    __slots__ = ("buffer", "heartbeat", "view")
 
     def __init__(self) -> None:
         self.buffer = bytearray(READ_BUFFER_SIZE)
         self.view = memoryview(self.buffer)
+        #: The first HEARTBEAT_FRAME_SIZE bytes: a heartbeat read is parsed without a slice.
+        self.heartbeat = self.view[:HEARTBEAT_FRAME_SIZE]
 
 
 _read_buffers: weakref.WeakKeyDictionary[DeadlineScheduler, _SharedReadBuffer] = (
@@ -93,7 +94,7 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         "_read",
         "_writing_paused",
         "connection",
-        "scheduled_at",
+        "scheduled_in",
         "scheduler",
         "session",
         "transport",
@@ -107,7 +108,7 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         self.scheduler = scheduler
         self.session: Session | None = None
         self.transport: asyncio.Transport | None = None
-        self.scheduled_at = math.inf
+        self.scheduled_in: Tick | None = None
         self._writing_paused = False
         self._flush_scheduled = False
         shared = _read_buffers.get(scheduler)
@@ -161,16 +162,19 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         session = self.session
         assert session is not None
         now = self.scheduler.time()
-        data = self._read.view[:nbytes]
         if nbytes == HEARTBEAT_FRAME_SIZE:
             # An idle connection's one read per interval: answered without the general path.
-            reply = session.receive_heartbeat(data, now)
-            if reply:  # a PING answered: our deadline moved (and may be sooner)
-                self._heartbeat_out(session, reply)
+            # (The session is ALIVE there, so the transport is open: we close it only after
+            # the session died.)
+            handled = session.receive_heartbeat(self._read.heartbeat, now)
+            if handled is not None:
+                reply, deadline = handled
+                if reply:
+                    self.transport.write(reply)  # type: ignore[union-attr]
+                if deadline is not None:
+                    self.scheduler.reschedule(self, deadline)
                 return
-            if reply is not None:
-                return  # a PONG taken: evidence only ever moves the deadline later
-        session.receive_data(data, now)
+        session.receive_data(self._read.view[:nbytes], now)
         self.after_input(now)
 
     def eof_received(self) -> bool:
@@ -200,28 +204,21 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
     def on_deadline(self, now: float) -> None:
         session = self.session
         assert session is not None
-        ping = session.heartbeat_due(now)
-        if ping is None:  # not the steady state
-            deadline = session.next_deadline()
-            if deadline is not None and deadline > now + EPSILON:
-                # Evidence moved the deadline since it was registered (lazy rescheduling):
-                # nothing is due, so skip straight to registering the new deadline.
-                self.scheduler.schedule(self, deadline)
-                return
-            session.handle_timer(now)
-            self.after_input(now)
+        due = session.heartbeat_due(now)
+        if due is not None:  # the steady state: a PING due, or nothing (see buffer_updated)
+            ping, next_at = due
+            if ping:
+                self.transport.write(ping)  # type: ignore[union-attr]
+            self.scheduler.reschedule(self, next_at)
             return
-        self._heartbeat_out(session, ping)  # the steady state: a PING due, or nothing
-
-    def _heartbeat_out(self, session: Session, frame: bytes) -> None:
-        """Write what a heartbeat fast path returned; move the deadline to the new one."""
-        if frame:
-            transport = self.transport
-            if transport is not None and not transport.is_closing():
-                transport.write(frame)
         deadline = session.next_deadline()
-        if deadline is not None:
-            self.scheduler.reschedule(self, deadline)
+        if deadline is not None and deadline > now + EPSILON:
+            # Evidence moved the deadline since it was registered (lazy rescheduling):
+            # nothing is due, so skip straight to registering the new deadline.
+            self.scheduler.schedule(self, deadline)
+            return
+        session.handle_timer(now)
+        self.after_input(now)
 
     def after_input(self, now: float | None = None) -> None:
         """The driver's duty after every input: write, dispatch events, re-arm.
@@ -235,9 +232,7 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
             self.flush(now)
         if session.has_events:
             self._dispatch(session.events_received())
-        deadline = session.next_deadline()
-        if deadline is not None and deadline < self.scheduled_at:
-            self.scheduler.schedule(self, deadline)
+        self.scheduler.schedule(self, session.next_deadline())
 
     def flush(self, now: float | None = None) -> None:
         """Write what the session has to send; ``now``: the clock, when the caller read it."""

@@ -4,21 +4,24 @@ At 10,000 connections a timer or task per connection per heartbeat costs more th
 heartbeats themselves. Instead every connection registers its next deadline here, and one
 ``loop.call_at`` handle is armed at the earliest tick that holds one.
 
-Ticks: a deadline is rounded *up* to the next multiple of ``TICK`` (1/256 s, ~3.9 ms) and
-appended to that tick's list. A min-heap holds only the distinct tick numbers, so its cost
-is per tick, not per connection: registering is a dict lookup and a list append, and a
-fire walks whole lists. (A heap of 10,000 individual deadlines spent ~12 % of an idle
-server's CPU in ``heappop`` alone.) Rounding up means a deadline never fires early and at
-most one tick late.
+Ticks: a deadline is rounded *up* to the next multiple of ``TICK`` (1/128 s, ~7.8 ms) and
+the target joins that tick's :class:`Tick`. A min-heap holds only the distinct tick
+numbers, so its cost is per tick, not per connection (a heap of 10,000 individual deadlines
+spent ~12 % of an idle server's CPU in ``heappop`` alone), and a fire empties whole ticks.
+Rounding up means a deadline never fires early and at most one tick late.
+
+A tick is a dict keyed by its targets, which hash by identity: moving a target to another
+tick is a delete and an insert that never read the target's own memory, and a fire meets
+only live entries. (With a list per tick, every move left a stale entry behind that the
+fire had to read back from the target to skip it: at 10,000 connections that is a cache
+miss per heartbeat, which costs more than the rest of the bookkeeping.)
 
 Rescheduling is lazy: when evidence arrives the connection's deadline moves *later*, and
-nothing is touched. The old, earlier entry fires, the session finds nothing due, and the
-connection registers its new deadline: one append per interval per connection, however
-busy it is. Only a deadline moving *earlier* (a close timeout, say) adds a new entry; the
-superseded one is recognised as stale when its tick comes (its tick is no longer the one
-``scheduled_at`` rounds to) and skipped. The one exception is the idle connection's
-heartbeat, which moves the deadline once an interval: :meth:`DeadlineScheduler.reschedule`
-moves it at once, an append instead of a fire.
+nothing is touched. The registered tick fires, the session finds nothing due, and the
+connection registers its new deadline: one move per interval per connection, however busy
+it is. :meth:`DeadlineScheduler.schedule` therefore only ever moves a target earlier;
+:meth:`DeadlineScheduler.reschedule` moves it either way, for the idle connection's
+heartbeat, whose deadline moves once an interval: a move now instead of a fire later.
 
 Local-stall guard: the scheduler's clock, :meth:`DeadlineScheduler.time`, is the loop's
 monotonic clock *minus the time the loop was stalled*. When the armed timer is overdue by
@@ -36,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
+import time
 import weakref
 from collections.abc import Callable
 from typing import Protocol
@@ -45,21 +49,30 @@ import structlog
 from pulsewire import logevents
 from pulsewire.core.liveness import EPSILON
 
-__all__ = ["DeadlineScheduler", "Scheduled", "scheduler_for"]
+__all__ = ["DeadlineScheduler", "Scheduled", "Tick", "scheduler_for"]
 
 _log = structlog.get_logger("pulsewire")
 _ceil = math.ceil
-_INF = math.inf
 
 
 class Scheduled(Protocol):
     """What the scheduler needs of a connection."""
 
-    #: Deadline of this target's live entry (``inf`` when none); owned by the scheduler.
-    scheduled_at: float
+    #: The tick this target is registered in (None: not registered); owned by the scheduler.
+    scheduled_in: Tick | None
 
     def on_deadline(self, now: float) -> None:
         """The registered deadline has passed: act, then register the next one."""
+
+
+class Tick(dict[Scheduled, None]):
+    """The targets due by the end of tick ``number``, in a dict so that a move is O(1)."""
+
+    __slots__ = ("number",)
+
+    def __init__(self, number: int) -> None:
+        super().__init__()
+        self.number = number
 
 
 class DeadlineScheduler:
@@ -72,72 +85,103 @@ class DeadlineScheduler:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        # asyncio's own loops read time.monotonic() through a Python method: skip the call.
+        self._clock: Callable[[], float] = (
+            time.monotonic
+            if getattr(type(loop), "time", None) is asyncio.BaseEventLoop.time
+            else loop.time
+        )
         self._per_second = 1 / self.TICK
-        self._buckets: dict[int, list[Scheduled]] = {}  # tick -> targets due at its end
-        self._ticks: list[int] = []  # heap of the keys of _buckets
+        self._by_number: dict[int, Tick] = {}
+        self._numbers: list[int] = []  # heap of the keys of _by_number
         self._timer: asyncio.TimerHandle | None = None
         self._armed_at = math.inf  # loop time at which the timer is armed
+        self._stall_from = math.inf  # _armed_at + STALL_THRESHOLD
         self._stall_counted_until = -math.inf
         #: Seconds of loop stall subtracted from the clock so far.
         self.stalled = 0.0
         self.stalls = 0
         self.fired = 0
-        #: Largest lateness seen, from the deadline (rounding included) to the fire.
+        #: Largest lateness seen: from the start of the earliest tick a fire served.
         self.max_lateness = 0.0
-        #: Called with each fire's lateness in seconds: from the earliest deadline it serves
-        #: (its rounding up to a tick included) to the fire (for benchmarks and monitoring).
+        #: Called with each fire's lateness in seconds, measured from the start of the
+        #: earliest tick it served: the earliest deadline that tick can hold, so the
+        #: rounding up to the tick is included (for benchmarks and monitoring).
         self.on_fire: Callable[[float], None] | None = None
 
     def __len__(self) -> int:
-        """Entries held, stale ones included."""
-        return sum(len(bucket) for bucket in self._buckets.values())
+        """Targets registered."""
+        return sum(len(tick) for tick in self._by_number.values())
 
     def time(self) -> float:
         """The loop's clock, less the time the loop was stalled (see the module docstring)."""
-        now = self._loop.time()
-        stall_from = self._armed_at + self.STALL_THRESHOLD
-        if now > stall_from:
-            start = max(stall_from, self._stall_counted_until)
-            if now > start:
-                if start == stall_from:
-                    self.stalls += 1
-                self.stalled += now - start
-                self._stall_counted_until = now
+        now = self._clock()
+        if now > self._stall_from:
+            self._count_stall(now)
         return now - self.stalled
+
+    def _count_stall(self, now: float) -> None:
+        stall_from = self._stall_from
+        start = stall_from if stall_from > self._stall_counted_until else self._stall_counted_until
+        if now > start:
+            if start == stall_from:
+                self.stalls += 1
+            self.stalled += now - start
+            self._stall_counted_until = now
 
     def schedule(self, target: Scheduled, deadline: float | None) -> None:
         """Make sure ``target.on_deadline`` runs no later than ``deadline`` (rounded up)."""
-        if deadline is not None and deadline < target.scheduled_at:
-            self.reschedule(target, deadline)
+        if deadline is None:
+            return
+        number = _ceil(deadline * self._per_second)
+        tick = target.scheduled_in
+        if tick is None or number < tick.number:
+            self._move(target, tick, number)
 
     def reschedule(self, target: Scheduled, deadline: float) -> None:
         """Move ``target``'s deadline to ``deadline``, later or earlier.
 
         :meth:`schedule` only ever moves a deadline earlier (see the module docstring);
         this is for a deadline known to move once an interval (a heartbeat answered): one
-        append now instead of a lazy fire later. The old entry is left behind, stale.
+        move now instead of a lazy fire later.
         """
-        if deadline == target.scheduled_at:
+        number = _ceil(deadline * self._per_second)
+        old = target.scheduled_in
+        if old is not None:
+            if number == old.number:
+                return
+            del old[target]
+        tick = self._by_number.get(number)
+        if tick is None:  # the first target of this tick: the rest of it is in _move
+            self._move(target, None, number)
             return
-        target.scheduled_at = deadline
-        tick = _ceil(deadline * self._per_second)
-        bucket = self._buckets.get(tick)
-        if bucket is not None:
-            bucket.append(target)
-            return
-        self._buckets[tick] = [target]
-        heapq.heappush(self._ticks, tick)
-        if tick * self.TICK + self.stalled < self._armed_at:
-            self._arm(tick)
+        tick[target] = None  # the steady state: a tick that other targets opened
+        target.scheduled_in = tick
 
     def cancel(self, target: Scheduled) -> None:
-        """Forget ``target``; its entries become stale and are skipped."""
-        target.scheduled_at = math.inf
+        """Forget ``target``: it does not fire until it is scheduled again."""
+        tick = target.scheduled_in
+        if tick is not None:
+            del tick[target]
+            target.scheduled_in = None
 
-    def _arm(self, tick: int) -> None:
+    def _move(self, target: Scheduled, old: Tick | None, number: int) -> None:
+        if old is not None:
+            del old[target]  # an emptied tick stays in the heap and fires as a no-op
+        tick = self._by_number.get(number)
+        if tick is None:
+            tick = self._by_number[number] = Tick(number)
+            heapq.heappush(self._numbers, number)
+            if number * self.TICK + self.stalled < self._armed_at:
+                self._arm(number)
+        tick[target] = None
+        target.scheduled_in = tick
+
+    def _arm(self, number: int) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._armed_at = when = tick * self.TICK + self.stalled
+        self._armed_at = when = number * self.TICK + self.stalled
+        self._stall_from = when + self.STALL_THRESHOLD
         self._timer = self._loop.call_at(when, self._fire)
 
     def _fire(self) -> None:
@@ -145,43 +189,42 @@ class DeadlineScheduler:
         stalled_before = self.stalled
         armed_at = self._armed_at
         now = self.time()
-        self._armed_at = math.inf
+        self._armed_at = self._stall_from = math.inf
         if self.stalled > stalled_before:
             _log.warning(
                 logevents.SCHEDULER_LATE,
                 lateness=round(self._loop.time() - armed_at, 4),
                 not_counted=round(self.stalled - stalled_before, 4),
             )
-        per_second = self._per_second
-        last_tick = math.floor((now + EPSILON) * per_second)  # the loop may fire a bit early
-        ticks = self._ticks
-        buckets = self._buckets
-        earliest = _INF
+        last = math.floor((now + EPSILON) * self._per_second)  # the loop may fire a bit early
+        numbers = self._numbers
+        by_number = self._by_number
+        first: int | None = None
         fired = 0
-        while ticks and ticks[0] <= last_tick:
-            tick = heapq.heappop(ticks)
-            for target in buckets.pop(tick):
-                deadline = target.scheduled_at
-                if deadline == _INF or _ceil(deadline * per_second) != tick:
-                    continue  # superseded by an earlier entry, or cancelled
-                target.scheduled_at = _INF
+        while numbers and numbers[0] <= last:
+            tick = by_number.pop(heapq.heappop(numbers))
+            if tick and first is None:
+                first = tick.number
+            # popitem, not iteration: a fire may cancel or move other targets of this tick.
+            while tick:
+                target = tick.popitem()[0]
+                target.scheduled_in = None
                 fired += 1
-                if deadline < earliest:
-                    earliest = deadline
                 try:
                     target.on_deadline(now)
                 except Exception:
                     # One broken connection must not stop the deadlines of all the others.
                     _log.exception(logevents.HANDLER_ERROR, where="on_deadline")
         self.fired += fired
-        if fired:
-            lateness = now - earliest + self.stalled - stalled_before  # on the loop's clock
+        if first is not None:
+            # On the loop's clock: from the earliest deadline the first tick could hold.
+            lateness = now - (first - 1) * self.TICK + self.stalled - stalled_before
             if lateness > self.max_lateness:
                 self.max_lateness = lateness
             if self.on_fire is not None:
                 self.on_fire(lateness)
-        if ticks:
-            self._arm(ticks[0])
+        if numbers:
+            self._arm(numbers[0])
 
 
 _schedulers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DeadlineScheduler] = (

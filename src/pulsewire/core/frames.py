@@ -26,12 +26,16 @@ import msgspec
 
 __all__ = [
     "FLAG_FIN",
+    "FLOAT64_TAG",
     "HEADER",
     "HEADER_SIZE",
     "HEARTBEAT_FRAME_SIZE",
     "MAGIC",
     "MAX_CONTROL_PAYLOAD",
+    "MAX_FIXED_SEQ",
     "MESSAGE_OVERHEAD",
+    "PING_HEAD",
+    "PONG_HEAD",
     "PREAMBLE",
     "PREAMBLE_SIZE",
     "VERSION",
@@ -46,9 +50,11 @@ __all__ = [
     "encode_control_into",
     "encode_pong_into",
     "frame_header",
+    "pack_heartbeat",
     "parse_heartbeat",
     "ping_frame",
     "pong_frame",
+    "unpack_heartbeat",
 ]
 
 MAGIC: Final = b"PWIR"
@@ -169,24 +175,41 @@ def encode_control_into(out: bytearray, kind: FrameKind, payload: msgspec.Struct
 # [seq as uint32, sent_at as float64]. Valid msgpack (a decoder accepts a wider-than-needed
 # integer), so any msgpack decoder reads it; this module writes and parses it with one
 # struct call, because a heartbeat is the one frame an idle connection exchanges.
-_HEARTBEAT = struct.Struct("!BBIBBIBd")
-_HEARTBEAT_PAYLOAD = _HEARTBEAT.size - HEADER_SIZE
-#: Size of a PING or PONG frame written in the fixed layout.
-HEARTBEAT_FRAME_SIZE: Final = _HEARTBEAT.size
+# The struct reads the first 8 bytes (kind, flags, length, and the msgpack tags of the
+# array and of the sequence number) as one integer, the *head*: a heartbeat's is one of
+# two constants, so checking the layout is one comparison.
 _FIXARRAY_2, _UINT32, _FLOAT64 = 0x92, 0xCE, 0xCB
 _MAX_FIXED_SEQ = 2**32 - 1
-_pack_heartbeat = _HEARTBEAT.pack
-_unpack_heartbeat = _HEARTBEAT.unpack_from
+_HEARTBEAT = struct.Struct("!QIBd")
+#: Size of a PING or PONG frame written in the fixed layout.
+HEARTBEAT_FRAME_SIZE: Final = _HEARTBEAT.size
+_HEARTBEAT_PAYLOAD = HEARTBEAT_FRAME_SIZE - HEADER_SIZE
 _PING_KIND, _PONG_KIND = int(FrameKind.PING), int(FrameKind.PONG)
+
+
+def _head(kind: int) -> int:
+    return int.from_bytes(HEADER.pack(kind, 0, _HEARTBEAT_PAYLOAD) + bytes((_FIXARRAY_2, _UINT32)))
+
+
+#: ``head`` of a PING and of a PONG in the fixed layout.
+PING_HEAD: Final = _head(_PING_KIND)
+PONG_HEAD: Final = _head(_PONG_KIND)
+#: The msgpack tag before ``sent_at``.
+FLOAT64_TAG: Final = _FLOAT64
+#: ``unpack_heartbeat(frame) -> (head, seq, float_tag, sent_at)``: the fast paths' parse.
+unpack_heartbeat = _HEARTBEAT.unpack_from
+#: ``pack_heartbeat(PING_HEAD or PONG_HEAD, seq, FLOAT64_TAG, sent_at)`` for a seq that fits
+#: 32 bits (:func:`ping_frame` and :func:`pong_frame` check it): the fast paths' write.
+pack_heartbeat = _HEARTBEAT.pack
+#: The largest sequence number the fixed layout holds.
+MAX_FIXED_SEQ: Final = _MAX_FIXED_SEQ
 
 
 def ping_frame(seq: int, sent_at: float) -> bytes:
     """A whole PING frame."""
     if seq > _MAX_FIXED_SEQ:
         return encode_control(FrameKind.PING, Ping(seq, sent_at))
-    return _pack_heartbeat(
-        _PING_KIND, 0, _HEARTBEAT_PAYLOAD, _FIXARRAY_2, _UINT32, seq, _FLOAT64, sent_at
-    )
+    return pack_heartbeat(PING_HEAD, seq, _FLOAT64, sent_at)
 
 
 def encode_pong_into(out: bytearray, seq: int, sent_at: float, stuck_for: float) -> None:
@@ -201,9 +224,7 @@ def pong_frame(seq: int, sent_at: float) -> bytes:
     """A whole PONG frame with ``stuck_for`` at its default."""
     if seq > _MAX_FIXED_SEQ:
         return encode_control(FrameKind.PONG, Pong(seq, sent_at))
-    return _pack_heartbeat(
-        _PONG_KIND, 0, _HEARTBEAT_PAYLOAD, _FIXARRAY_2, _UINT32, seq, _FLOAT64, sent_at
-    )
+    return pack_heartbeat(PONG_HEAD, seq, _FLOAT64, sent_at)
 
 
 def parse_heartbeat(frame: bytes | bytearray | memoryview) -> tuple[int, int, float] | None:
@@ -211,14 +232,11 @@ def parse_heartbeat(frame: bytes | bytearray | memoryview) -> tuple[int, int, fl
     fixed layout; None for anything else (which the general decoder then handles)."""
     if len(frame) != HEARTBEAT_FRAME_SIZE:
         return None
-    kind, flags, length, array, uint, seq, float_tag, sent_at = _unpack_heartbeat(frame)
-    if (
-        (kind != _PING_KIND and kind != _PONG_KIND)
-        or flags
-        or length != _HEARTBEAT_PAYLOAD
-        or array != _FIXARRAY_2
-        or uint != _UINT32
-        or float_tag != _FLOAT64
-    ):
+    head, seq, float_tag, sent_at = unpack_heartbeat(frame)
+    if float_tag != _FLOAT64:
         return None
-    return kind, seq, sent_at
+    if head == PING_HEAD:
+        return _PING_KIND, seq, sent_at
+    if head == PONG_HEAD:
+        return _PONG_KIND, seq, sent_at
+    return None

@@ -28,9 +28,23 @@ from __future__ import annotations
 
 import enum
 import random
+from array import array
 
 from pulsewire.core.estimators import ResponseEstimator, phi_to_z
 from pulsewire.core.policy import Adaptive, Policy
+from pulsewire.core.record import (
+    DELAY_SPAN,
+    FIRST_PING,
+    INTERVAL,
+    LAST_EVIDENCE,
+    LAST_PING,
+    LAST_SENT,
+    NO_TIME,
+    PING_DELAY,
+    SUSPECT_AFTER,
+    TIMEOUT,
+    new_record,
+)
 
 __all__ = ["Decision", "LivenessTracker"]
 
@@ -53,27 +67,22 @@ _DECISIONS = [Decision(bits) for bits in range(8)]
 
 
 class LivenessTracker:
-    """Decides when to ping and when the peer is suspect or dead. Pure: no clock, no I/O."""
+    """Decides when to ping and when the peer is suspect or dead. Pure: no clock, no I/O.
 
-    __slots__ = (  # noqa: RUF023 - the heartbeat's fields first: they share cache lines
-        "suspected",
-        "responses",
-        "last_evidence",
-        "last_sent",
-        "last_ping",
-        "ping_delay",
-        "first_ping",
-        "suspect_after",
-        "timeout",
-        "interval",
-        "_lead",
-        "_jitter",
-        "_rng",
+    Its times and timeouts live in the connection's record (:mod:`pulsewire.core.record`),
+    shared with the session; the attributes of the same names read them.
+    """
+
+    __slots__ = (
         "_adaptive",
         "_ceiling",
         "_fixed_suspect_after",
         "_tail_target",
         "_z",
+        "record",
+        "responses",
+        "rng",
+        "suspected",
     )
 
     def __init__(
@@ -84,22 +93,27 @@ class LivenessTracker:
         rng: random.Random,
         *,
         leads: bool = True,
+        record: array[float] | None = None,
     ) -> None:
-        """``leads``: this side pings an idle connection first (see the module docstring)."""
-        self.interval = interval
-        self._ceiling = self.timeout = policy.timeout
+        """``leads``: this side pings an idle connection first (see the module docstring).
+        ``record``: the connection's record (a session passes its own), else a new one."""
+        self.record = r = new_record(now) if record is None else record
+        r[LAST_EVIDENCE] = r[LAST_SENT] = r[LAST_PING] = now
+        r[FIRST_PING] = NO_TIME
+        r[INTERVAL] = interval
+        self._ceiling = r[TIMEOUT] = policy.timeout
         self._fixed_suspect_after = policy.suspect_after
         # Halfway from the *negotiated* interval to the timeout, unless the policy fixes it:
         # a peer that forces a slower interval must not make every idle cycle look suspect.
-        self.suspect_after = (
+        r[SUSPECT_AFTER] = (
             policy.suspect_after
             if policy.suspect_after is not None
             else interval + (policy.timeout - interval) / 2
         )
-        self._rng = rng
-        self._jitter = policy.jitter
+        self.rng = rng
         # Leader: delays in [1 - jitter, 1] * interval; follower: [1, 1 + jitter] * interval.
-        self._lead = -1.0 if leads or policy.adaptive is not None else 1.0
+        lead = -1.0 if leads or policy.adaptive is not None else 1.0
+        r[DELAY_SPAN] = interval * lead * policy.jitter
         self._adaptive: Adaptive | None = policy.adaptive
         self.responses: ResponseEstimator | None = None
         self._z = 0.0
@@ -112,15 +126,49 @@ class LivenessTracker:
             self._z = phi_to_z(adaptive.threshold)
             if adaptive.tail_threshold is not None:
                 self._tail_target = 10.0**-adaptive.tail_threshold
-        self.last_evidence = now
-        self.last_ping = now
-        self.last_sent = now
-        self.first_ping: float | None = None  #: first PING sent into the current silence
         self.suspected = False
-        self.ping_delay = self._draw_delay()
+        r[PING_DELAY] = self._draw_delay()
+
+    # The record's fields, by name (the heartbeat paths index the record directly).
+
+    @property
+    def last_evidence(self) -> float:
+        return self.record[LAST_EVIDENCE]
+
+    @property
+    def last_sent(self) -> float:
+        return self.record[LAST_SENT]
+
+    @property
+    def last_ping(self) -> float:
+        return self.record[LAST_PING]
+
+    @property
+    def ping_delay(self) -> float:
+        return self.record[PING_DELAY]
+
+    @property
+    def first_ping(self) -> float | None:
+        """The first PING sent into the current silence, if any."""
+        first = self.record[FIRST_PING]
+        return None if first == NO_TIME else first
+
+    @property
+    def interval(self) -> float:
+        return self.record[INTERVAL]
+
+    @property
+    def timeout(self) -> float:
+        return self.record[TIMEOUT]
+
+    @property
+    def suspect_after(self) -> float:
+        return self.record[SUSPECT_AFTER]
 
     def _draw_delay(self) -> float:
-        return self.interval * (1.0 + self._lead * self._jitter * self._rng.random())
+        # The session's fast paths draw with this same expression (inlined).
+        r = self.record
+        return r[INTERVAL] + r[DELAY_SPAN] * self.rng.random()
 
     def peer_pinged(self) -> None:
         """The peer pinged us: draw our next delay afresh, as if we had pinged.
@@ -128,16 +176,18 @@ class LivenessTracker:
         Otherwise the side that loses the race once keeps its (longer) delay and keeps
         losing: it would never ask, and so never learn response delays of its own.
         """
-        self.ping_delay = self._draw_delay()
+        self.record[PING_DELAY] = self._draw_delay()
 
     def evidence(self, now: float) -> bool:
         """Record evidence of life; return True when it ends a suspicion."""
-        if now > self.last_evidence:
-            self.last_evidence = now
-        if self.first_ping is not None:
+        r = self.record
+        if now > r[LAST_EVIDENCE]:
+            r[LAST_EVIDENCE] = now
+        first = r[FIRST_PING]
+        if first != NO_TIME:
             if self.responses is not None:
-                self._learn(now - self.first_ping)
-            self.first_ping = None
+                self._learn(now - first)
+            r[FIRST_PING] = NO_TIME
         if self.suspected:
             self.suspected = False
             return True
@@ -152,49 +202,55 @@ class LivenessTracker:
         responses.add(delay)
         if len(responses) < adaptive.warmup:
             return
+        r = self.record
+        interval = r[INTERVAL]
         allowance = responses.allowance(self._z, adaptive.min_std, self._tail_target)
-        self.timeout = min(self._ceiling, max(adaptive.min_timeout, self.interval + allowance))
+        timeout = r[TIMEOUT] = min(self._ceiling, max(adaptive.min_timeout, interval + allowance))
         if self._fixed_suspect_after is None:
-            self.suspect_after = self.interval + (self.timeout - self.interval) / 2
+            r[SUSPECT_AFTER] = interval + (timeout - interval) / 2
 
     def silence(self, now: float) -> float:
-        return max(0.0, now - self.last_evidence)
+        return max(0.0, now - self.record[LAST_EVIDENCE])
 
     def sent(self, now: float) -> None:
         """Record that frames went out to the peer."""
-        if now > self.last_sent:
-            self.last_sent = now
+        r = self.record
+        if now > r[LAST_SENT]:
+            r[LAST_SENT] = now
 
     def next_ping_at(self) -> float:
         # Comparisons rather than min()/max(): this runs after every input of every connection.
-        evidence = self.last_evidence
-        sent = self.last_sent
+        r = self.record
+        evidence = r[LAST_EVIDENCE]
+        sent = r[LAST_SENT]
         quiet_since = evidence if evidence < sent else sent
-        last_ping = self.last_ping
-        return (last_ping if last_ping > quiet_since else quiet_since) + self.ping_delay
+        last_ping = r[LAST_PING]
+        return (last_ping if last_ping > quiet_since else quiet_since) + r[PING_DELAY]
 
     def deadline(self) -> float:
-        evidence = self.last_evidence
-        sent = self.last_sent  # next_ping_at() inlined: this runs after every input
+        r = self.record
+        evidence = r[LAST_EVIDENCE]
+        sent = r[LAST_SENT]  # next_ping_at() inlined: this runs after every input
         quiet_since = evidence if evidence < sent else sent
-        last_ping = self.last_ping
-        deadline = (last_ping if last_ping > quiet_since else quiet_since) + self.ping_delay
-        dead_at = evidence + self.timeout
+        last_ping = r[LAST_PING]
+        deadline = (last_ping if last_ping > quiet_since else quiet_since) + r[PING_DELAY]
+        dead_at = evidence + r[TIMEOUT]
         if dead_at < deadline:
             deadline = dead_at
         if not self.suspected:
-            suspect_at = evidence + self.suspect_after
+            suspect_at = evidence + r[SUSPECT_AFTER]
             if suspect_at < deadline:
                 deadline = suspect_at
         return deadline
 
     def poll(self, now: float) -> Decision:
         """What is due at ``now``. Records the ping as sent when it returns PING."""
+        r = self.record
         due = now + EPSILON
-        if due >= self.last_evidence + self.timeout:
+        if due >= r[LAST_EVIDENCE] + r[TIMEOUT]:
             return Decision.DEAD
         bits = 0
-        if not self.suspected and due >= self.last_evidence + self.suspect_after:
+        if not self.suspected and due >= r[LAST_EVIDENCE] + r[SUSPECT_AFTER]:
             self.suspected = True
             bits = _SUSPECT
         if self.ping_if_due(now):
@@ -203,26 +259,28 @@ class LivenessTracker:
 
     def ping_if_due(self, now: float) -> bool:
         """Whether a PING is due at ``now``; if so, record it as sent. Ignores suspicion."""
-        evidence = self.last_evidence  # next_ping_at() inlined: once per interval per connection
-        sent = self.last_sent
+        r = self.record
+        evidence = r[LAST_EVIDENCE]  # next_ping_at() inlined: once per interval per connection
+        sent = r[LAST_SENT]
         quiet_since = evidence if evidence < sent else sent
-        last_ping = self.last_ping
+        last_ping = r[LAST_PING]
         since = last_ping if last_ping > quiet_since else quiet_since
-        if now + EPSILON < since + self.ping_delay:
+        if now + EPSILON < since + r[PING_DELAY]:
             return False
-        if self.first_ping is None:
-            self.first_ping = now
-        self.last_ping = self.last_sent = now
-        self.ping_delay = self._draw_delay()
+        if r[FIRST_PING] == NO_TIME:
+            r[FIRST_PING] = now
+        r[LAST_PING] = r[LAST_SENT] = now
+        r[PING_DELAY] = self._draw_delay()
         return True
 
     def answered_ping(self, now: float, *, evidence: bool) -> None:
         """The peer pinged us and our PONG goes out at ``now``: :meth:`evidence` (when a
         PING counts as evidence), :meth:`peer_pinged` and :meth:`sent` in one call."""
+        r = self.record
         if evidence:
-            if now > self.last_evidence:
-                self.last_evidence = now
-            self.first_ping = None
-        if now > self.last_sent:
-            self.last_sent = now
-        self.ping_delay = self._draw_delay()
+            if now > r[LAST_EVIDENCE]:
+                r[LAST_EVIDENCE] = now
+            r[FIRST_PING] = NO_TIME
+        if now > r[LAST_SENT]:
+            r[LAST_SENT] = now
+        r[PING_DELAY] = self._draw_delay()

@@ -19,10 +19,11 @@ the matching code and ``Death(PROTOCOL_ERROR)``. It raises only on local misuse.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections import deque
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -41,9 +42,13 @@ from pulsewire.core.events import (
 )
 from pulsewire.core.frames import (
     FLAG_FIN,
+    FLOAT64_TAG,
     HEADER,
     HEARTBEAT_FRAME_SIZE,
+    MAX_FIXED_SEQ,
     MESSAGE_OVERHEAD,
+    PING_HEAD,
+    PONG_HEAD,
     PREAMBLE,
     Close,
     CloseCode,
@@ -55,12 +60,29 @@ from pulsewire.core.frames import (
     encode_control,
     encode_control_into,
     encode_pong_into,
-    parse_heartbeat,
+    pack_heartbeat,
     ping_frame,
-    pong_frame,
+    unpack_heartbeat,
 )
 from pulsewire.core.liveness import EPSILON, Decision, LivenessTracker
 from pulsewire.core.policy import Evidence, Limits, Policy
+from pulsewire.core.record import (
+    DELAY_SPAN,
+    FIRST_PING,
+    INTERVAL,
+    LAST_EVIDENCE,
+    LAST_PING,
+    LAST_SENT,
+    NO_TIME,
+    PING_DELAY,
+    PINGS_FULL_AT,
+    PINGS_RECEIVED,
+    PONGS_RECEIVED,
+    STARTED,
+    SUSPECT_AFTER,
+    TIMEOUT,
+    new_record,
+)
 from pulsewire.core.states import Reason, State, Trigger, next_state
 from pulsewire.core.stats import SessionStats
 from pulsewire.errors import (
@@ -97,9 +119,9 @@ _PEER_BLAMES_US = frozenset(
 _CLOSE_CODES = frozenset(int(code) for code in CloseCode)
 _pack_header = HEADER.pack
 _DATA = int(FrameKind.DATA)
-_PING_KIND = int(FrameKind.PING)
 _ALIVE = State.ALIVE
 _INF = math.inf
+_NO_CONTROL = b""  #: ``Session._control`` when no control frame is waiting
 _PING, _SUSPECT, _DEAD = (flag._value_ for flag in (Decision.PING, Decision.SUSPECT, Decision.DEAD))
 _MAX_CREDIT = 2**40
 _MAX_NAME = 256  #: the bound ``Hello.name`` is decoded with
@@ -109,6 +131,25 @@ _SHARED_RNG = random.Random()
 #: A peer's pings may come this fraction of its negotiated interval apart, at the closest,
 #: before they count against it (its jitter is at most 50 % by policy).
 PING_TOLERANCE = 0.5
+
+
+class _PingLimits(NamedTuple):
+    gap: float  #: the bucket refills one token per this many seconds
+    depth: float  #: seconds of refill the bucket holds (its capacity times ``gap``)
+
+
+@functools.lru_cache(maxsize=64)
+def _ping_limits(peer_ping_interval: float, peer_timeout: float) -> _PingLimits:
+    """How fast the peer may ping. One shared value per negotiated pair: a float per
+    connection read on every PING is a cache miss per PING at 10,000 connections.
+
+    The bucket refills at one token per ``PING_TOLERANCE`` of the peer's negotiated
+    interval (its own jitter shortens intervals by up to 25 %), and holds enough for every
+    ping a stall of the peer's whole timeout could release at once (TCP delivers pings
+    queued behind a retransmission together), plus three.
+    """
+    gap = peer_ping_interval * PING_TOLERANCE
+    return _PingLimits(gap, (3.0 + peer_timeout / gap) * gap)
 
 
 class Negotiated(msgspec.Struct, frozen=True):
@@ -124,48 +165,46 @@ class Session:
 
     # Slots: 10,000 idle connections each carry one of these. The fields an idle
     # heartbeat touches come first, so that they share a few cache lines: at 10,000
-    # connections a cache miss per field is what the heartbeat path costs.
+    # connections a cache miss per field is what the heartbeat path costs (and its
+    # numbers are in the record, for the same reason: see pulsewire.core.record).
     __slots__ = (  # noqa: RUF023 - ordered by use, not by name
         "_state",
-        "_tracker",
         "_control",
-        "_decoder",
+        "_mid_frame",
+        "_fixed",
+        "_record",
         "_pending_bytes",
         "_close_deadline",
-        "_clock",
-        "_count_bytes_received",
         "_unconsumed_since",
-        "_ping_tokens",
-        "_ping_tokens_at",
-        "_ping_gap",
-        "_ping_capacity",
+        "_ping_limits",
         "_any_evidence",
-        "_count_pings_received",
-        "_count_pings_sent",
-        "_ping_seq",
+        "_rng",
         "_peer_stuck_for",
-        "_started",
-        "_count_pongs_received",
+        "_ping_seq",
         "rtt",
         # the rest
+        "_clock",
         "_close_code",
         "_close_frame",
         "_close_reason",
         "_consumed_unreported",
+        "_count_bytes_received",
         "_count_bytes_sent",
         "_count_messages_received",
         "_count_messages_sent",
         "_count_pings_refused",
+        "_decoder",
         "_events",
         "_handshake_evidence",
+        "_heartbeats_decoded",
         "_hello",
         "_outbox",
         "_outbox_offset",
         "_partial",
         "_partial_size",
         "_recv_credit",
-        "_rng",
         "_send_credit",
+        "_tracker",
         "_window",
         "death",
         "initiator",
@@ -198,7 +237,8 @@ class Session:
         self.name = name
         self._rng = rng if rng is not None else _SHARED_RNG
         self._state = State.HANDSHAKE
-        self._started = now
+        self._record = new_record(now)
+        self._fixed = policy.adaptive is None  # the heartbeat fast paths need a fixed timeout
         self._decoder = FrameDecoder(limits.max_frame_size)
         self._window = limits.effective_receive_window + MESSAGE_OVERHEAD
         hello = Hello(
@@ -212,7 +252,9 @@ class Session:
         )
         self.initiator = initiator
         self._hello: bytes | None = encode_control(FrameKind.HELLO, hello)
-        self._control = bytearray(PREAMBLE)
+        # Control frames waiting: a bytearray, or the shared _NO_CONTROL when there are
+        # none (what an idle heartbeat checks, so it must cost no cache miss of its own).
+        self._control: bytearray | bytes = bytearray(PREAMBLE)
         if initiator:
             self._send_hello()
         self._clock = now  # the time of the latest input: when our output is written
@@ -236,23 +278,23 @@ class Session:
         self._partial_size = 0
         self._recv_credit = self._window
         self._consumed_unreported = 0
-        self._ping_seq = 0
-        # Abuse limit: a token bucket refilled at the fastest rate the peer may ping
-        # (one token per _ping_gap seconds, up to _ping_capacity; set by the handshake).
-        self._ping_tokens = 0.0
-        self._ping_tokens_at = now
-        self._ping_gap = 1.0
-        self._ping_capacity = 0.0
+        self._ping_seq = 0  # also the count of PINGs sent
+        # Abuse limit: a token bucket, kept as the instant it will be full again (the
+        # record's PINGS_FULL_AT, see _pings_full_after); the handshake sets its limits.
+        self._ping_limits = _PingLimits(1.0, 0.0)
+        self._mid_frame = False  # the decoder holds part of a frame
         # Progress: arrival times of received messages the application has not consumed.
         self._unconsumed_since: deque[float] | None = None
         self._peer_stuck_for = 0.0
         self._count_messages_sent = 0
         self._count_messages_received = 0
         self._count_bytes_sent = 0
+        # Read through the general decoder. A heartbeat taken by the fast path is counted
+        # only as a PING or PONG received: stats() adds its bytes (one counter less to
+        # touch per heartbeat, at 10,000 connections a cache miss each).
         self._count_bytes_received = 0
-        self._count_pings_sent = 0
-        self._count_pings_received = 0
-        self._count_pongs_received = 0
+        self._heartbeats_decoded = 0  # PINGs and PONGs the general decoder handled
+        # PINGs and PONGs received: the record's PINGS_RECEIVED and PONGS_RECEIVED.
         self._count_pings_refused = 0
 
     # ------------------------------------------------------------------ queries
@@ -282,7 +324,7 @@ class Session:
             return None
         tracker = self._tracker
         if tracker is None:
-            deadline = self._started + self.policy.handshake_timeout
+            deadline = self._record[STARTED] + self.policy.handshake_timeout
         else:
             deadline = tracker.deadline()
         close_deadline = self._close_deadline
@@ -297,6 +339,9 @@ class Session:
     def stats(self, now: float) -> SessionStats:
         """A frozen snapshot of counters and RTT figures."""
         rtt = self.rtt
+        pings_received = int(self._record[PINGS_RECEIVED])
+        pongs_received = int(self._record[PONGS_RECEIVED])
+        fast_heartbeats = pings_received + pongs_received - self._heartbeats_decoded
         return SessionStats(
             state=self._state,
             silence=self.silence(now),
@@ -310,7 +355,14 @@ class Session:
             timeout=self.policy.timeout if self._tracker is None else self._tracker.timeout,
             peer_stuck_for=self._peer_stuck_for,
             pending_send_bytes=self._pending_bytes,
-            **{counter: getattr(self, f"_count_{counter}") for counter in SessionStats.COUNTERS},
+            messages_sent=self._count_messages_sent,
+            messages_received=self._count_messages_received,
+            bytes_sent=self._count_bytes_sent,
+            bytes_received=self._count_bytes_received + HEARTBEAT_FRAME_SIZE * fast_heartbeats,
+            pings_sent=self._ping_seq,
+            pings_received=pings_received,
+            pongs_received=pongs_received,
+            pings_refused=self._count_pings_refused,
         )
 
     # ------------------------------------------------------------------ outputs
@@ -331,8 +383,9 @@ class Session:
         """
         if now is not None and now > self._clock:
             self._clock = now
-        out = self._control
-        self._control = bytearray()
+        control = self._control
+        out = control if isinstance(control, bytearray) else bytearray()
+        self._control = _NO_CONTROL
         if self._outbox and budget != 0 and self.negotiated is not None:
             self._emit_data(out, _UNLIMITED if budget is None else budget)
         if self._close_frame is not None and not self._outbox:
@@ -342,9 +395,17 @@ class Session:
             self._tracker.sent(self._clock)
         return out
 
+    def _control_out(self) -> bytearray:
+        """The buffer to append control frames to."""
+        control = self._control
+        if isinstance(control, bytearray):
+            return control
+        control = self._control = bytearray()
+        return control
+
     def _send_hello(self) -> None:
         if self._hello is not None:
-            self._control += self._hello
+            self._control_out().extend(self._hello)
             self._hello = None
 
     def _emit_data(self, out: bytearray, budget: int) -> None:
@@ -441,7 +502,7 @@ class Session:
         if unreported and (unreported * 4 >= self._window or self._recv_credit <= MESSAGE_OVERHEAD):
             self._consumed_unreported = 0
             self._recv_credit += unreported
-            encode_control_into(self._control, FrameKind.CREDIT, Credit(unreported))
+            encode_control_into(self._control_out(), FrameKind.CREDIT, Credit(unreported))
 
     def close(self, now: float, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Start an orderly close: queued DATA is sent first, then CLOSE; wait for the peer's."""
@@ -485,58 +546,86 @@ class Session:
                 if self.death is not None:
                     return
             decoder.raise_pending()
+            self._mid_frame = not decoder.at_frame_boundary
         except ProtocolError as error:
             self._fail(error, now)
 
-    def receive_heartbeat(self, frame: bytes | bytearray | memoryview, now: float) -> bytes | None:
+    def receive_heartbeat(
+        self, frame: bytes | bytearray | memoryview, now: float
+    ) -> tuple[bytes, float | None] | None:
         """Fast path for the one read an idle connection gets per interval: one PING or PONG.
 
         When ``frame`` is exactly one heartbeat in the fixed layout and the session is in the
         plain steady state (ALIVE, nothing queued, no adaptive timeout, no stuck report),
-        handle it and return the bytes to write at once: the PONG for a PING, ``b""`` for a
-        PONG. The driver then has no events to dispatch and needs only to re-check
-        :meth:`next_deadline` after a PING (the answer redraws our ping delay; a PONG only
-        moves the deadline later). Otherwise return None having changed nothing: the driver
-        feeds the bytes to :meth:`receive_data` as usual. Both paths have the same effect
+        handle it and return ``(reply, deadline)``: the bytes to write at once (the PONG for
+        a PING, ``b""`` for a PONG) and the new :meth:`next_deadline` when it may have moved
+        either way (the answer to a PING redraws our ping delay), or None when it only moved
+        later (a PONG: the registered deadline can fire lazily). The driver then has no
+        events to dispatch. Otherwise return None having changed nothing: the driver feeds
+        the bytes to :meth:`receive_data` as usual. Both paths have the same effect
         (``tests/core/test_heartbeat_fast_path.py`` checks that they agree).
+
+        This runs once an interval on every idle connection, so it is written flat: the
+        tracker's ``answered_ping``, ``evidence``, ``_draw_delay`` and ``deadline`` are
+        inlined for the steady state, and no per-connection object is touched that the
+        general path would not need.
         """
-        tracker = self._tracker
+        # ALIVE means the handshake is done (a tracker exists) and no suspicion stands.
         if (
             self._state is not _ALIVE
             or self._control
-            or tracker is None
-            or tracker.suspected
-            or tracker.responses is not None
-            or not self._decoder.at_frame_boundary
+            or self._mid_frame
+            or not self._fixed
+            or len(frame) != HEARTBEAT_FRAME_SIZE
         ):
             return None
-        heartbeat = parse_heartbeat(frame)
-        if heartbeat is None:
+        head, seq, float_tag, sent_at = unpack_heartbeat(frame)
+        if float_tag != FLOAT64_TAG:
             return None
-        kind, seq, sent_at = heartbeat
-        if kind == _PING_KIND:
-            if self._unconsumed_since and self._stuck_for(now):
+        r = self._record
+        if head == PONG_HEAD:
+            if self._peer_stuck_for or not (
+                1 <= seq <= self._ping_seq and r[STARTED] <= sent_at <= now
+            ):
                 return None
-            tokens = self._ping_tokens_after(now)
-            if tokens < 0:
-                return None  # the general path refuses it, with the close code
-        elif self._peer_stuck_for or not (
-            1 <= seq <= self._ping_seq and self._started <= sent_at <= now
-        ):
-            return None
-        # Checks done; from here on, what _handle_frame would do for this frame.
-        self._clock = now
-        self._count_bytes_received += HEARTBEAT_FRAME_SIZE
-        if kind != _PING_KIND:
-            tracker.evidence(now)
-            self._count_pongs_received += 1
+            # tracker.evidence(now), for a fixed policy and no suspicion:
+            if now > r[LAST_EVIDENCE]:
+                r[LAST_EVIDENCE] = now
+            r[FIRST_PING] = NO_TIME
+            r[PONGS_RECEIVED] += 1.0
             self.rtt.add(now - sent_at)
-            return b""
-        tracker.answered_ping(now, evidence=self._any_evidence)
-        self._ping_tokens = tokens
-        self._ping_tokens_at = now
-        self._count_pings_received += 1
-        return pong_frame(seq, sent_at)
+            return b"", None
+        if head != PING_HEAD or (self._unconsumed_since and self._stuck_for(now)):
+            return None
+        full_at = r[PINGS_FULL_AT]
+        limits = self._ping_limits
+        full_at = (full_at if full_at > now else now) + limits.gap  # _pings_full_after(now)
+        if full_at - now > limits.depth:
+            return None  # the general path refuses it, with the close code
+        r[PINGS_FULL_AT] = full_at
+        r[PINGS_RECEIVED] += 1.0
+        # tracker.answered_ping(now, evidence=self._any_evidence):
+        if self._any_evidence:
+            if now > r[LAST_EVIDENCE]:
+                r[LAST_EVIDENCE] = now
+            r[FIRST_PING] = NO_TIME
+        if now > r[LAST_SENT]:
+            r[LAST_SENT] = now
+        delay = r[PING_DELAY] = r[INTERVAL] + r[DELAY_SPAN] * self._rng.random()
+        # tracker.deadline(), not suspected, no close under way:
+        evidence = r[LAST_EVIDENCE]
+        sent = r[LAST_SENT]
+        quiet_since = evidence if evidence < sent else sent
+        last_ping = r[LAST_PING]
+        deadline = (last_ping if last_ping > quiet_since else quiet_since) + delay
+        dead_at = evidence + r[TIMEOUT]
+        if dead_at < deadline:
+            deadline = dead_at
+        suspect_at = evidence + r[SUSPECT_AFTER]
+        if suspect_at < deadline:
+            deadline = suspect_at
+        # The fixed layout's seq fits 32 bits, and so does the echo: pong_frame(seq, sent_at).
+        return pack_heartbeat(PONG_HEAD, seq, FLOAT64_TAG, sent_at), deadline
 
     def receive_eof(self, now: float) -> None:
         """The peer closed its sending side (FIN)."""
@@ -567,33 +656,52 @@ class Session:
             reason = Reason.LOCAL_CLOSE
         self._die(reason, source, now, abort=True, error=error)
 
-    def heartbeat_due(self, now: float) -> bytes | None:
+    def heartbeat_due(self, now: float) -> tuple[bytes, float] | None:
         """Fast path for the timer an idle connection gets per interval: a PING is due.
 
         When the session is in the plain steady state (ALIVE, nothing queued, not closing,
-        no suspicion due at ``now``), do what :meth:`handle_timer` would and return the
-        bytes to write at once: the PING, or ``b""`` when nothing was due after all. The
-        driver then has no events to dispatch and needs only to re-register
-        :meth:`next_deadline`. Otherwise return None having changed nothing: the driver
-        calls :meth:`handle_timer` as usual.
+        no suspicion due at ``now``), do what :meth:`handle_timer` would and return
+        ``(ping, deadline)``: the bytes to write at once (the PING, or ``b""`` when nothing
+        was due after all) and the new :meth:`next_deadline`. The driver then has no events
+        to dispatch. Otherwise return None having changed nothing: the driver calls
+        :meth:`handle_timer` as usual. Written flat, like :meth:`receive_heartbeat`.
         """
-        tracker = self._tracker
+        # ALIVE means the handshake is done (a tracker exists) and no suspicion stands.
         if (
             self._state is not _ALIVE
             or self._control
             or self._pending_bytes
-            or tracker is None
-            or tracker.suspected
             or self._close_deadline != _INF
-            or now + EPSILON >= tracker.last_evidence + tracker.suspect_after
         ):
             return None
-        self._clock = now
-        if not tracker.ping_if_due(now):  # only a PING can be due: suspicion is not
-            return b""
-        self._ping_seq += 1
-        self._count_pings_sent += 1
-        return ping_frame(self._ping_seq, now)
+        r = self._record
+        evidence = r[LAST_EVIDENCE]
+        suspect_at = evidence + r[SUSPECT_AFTER]
+        if now + EPSILON >= suspect_at:
+            return None
+        # tracker.ping_if_due(now):
+        sent = r[LAST_SENT]
+        quiet_since = evidence if evidence < sent else sent
+        last_ping = r[LAST_PING]
+        if now + EPSILON < (last_ping if last_ping > quiet_since else quiet_since) + r[PING_DELAY]:
+            deadline = self.next_deadline()
+            assert deadline is not None
+            return b"", deadline  # a lazy fire: evidence moved the deadline since
+        if r[FIRST_PING] == NO_TIME:
+            r[FIRST_PING] = now
+        r[LAST_PING] = r[LAST_SENT] = now
+        delay = r[PING_DELAY] = r[INTERVAL] + r[DELAY_SPAN] * self._rng.random()
+        seq = self._ping_seq = self._ping_seq + 1
+        # tracker.deadline(), just after a ping (so the next one is due at now + delay):
+        deadline = now + delay
+        dead_at = evidence + r[TIMEOUT]
+        if dead_at < deadline:
+            deadline = dead_at
+        if suspect_at < deadline:
+            deadline = suspect_at
+        if seq > MAX_FIXED_SEQ:
+            return ping_frame(seq, now), deadline
+        return pack_heartbeat(PING_HEAD, seq, FLOAT64_TAG, now), deadline
 
     def handle_timer(self, now: float) -> None:
         """Act on whatever is due at ``now``: ping, suspect, convict, give up closing."""
@@ -610,14 +718,16 @@ class Session:
             return
         tracker = self._tracker
         if tracker is None:
-            if due >= self._started + self.policy.handshake_timeout:
+            if due >= self._record[STARTED] + self.policy.handshake_timeout:
                 error = HandshakeError(
                     f"no HELLO within {self.policy.handshake_timeout} s",
                     CloseCode.HANDSHAKE_TIMEOUT,
                 )
                 # Say why, best effort: the driver drops the connection if it cannot flush.
                 encode_control_into(
-                    self._control, FrameKind.CLOSE, Close(CloseCode.HANDSHAKE_TIMEOUT, str(error))
+                    self._control_out(),
+                    FrameKind.CLOSE,
+                    Close(CloseCode.HANDSHAKE_TIMEOUT, str(error)),
                 )
                 self._die(
                     Reason.TIMEOUT,
@@ -640,8 +750,7 @@ class Session:
             self._refresh_suspicion(now, tracker.silence(now), SuspectCause.SILENCE)
         if bits & _PING:
             self._ping_seq += 1
-            self._control += ping_frame(self._ping_seq, now)
-            self._count_pings_sent += 1
+            self._control_out().extend(ping_frame(self._ping_seq, now))
 
     # ------------------------------------------------------------------ internals
 
@@ -731,10 +840,11 @@ class Session:
         )
         self._send_hello()  # the responder accepts: now it introduces itself
         self._send_credit = hello.window
-        self._ping_gap = self.negotiated.peer_ping_interval * PING_TOLERANCE
-        self._ping_tokens = self._ping_capacity = 3.0 + hello.timeout / self._ping_gap
-        self._ping_tokens_at = now
-        self._tracker = LivenessTracker(policy, ping_interval, now, self._rng, leads=self.initiator)
+        self._ping_limits = _ping_limits(self.negotiated.peer_ping_interval, hello.timeout)
+        self._record[PINGS_FULL_AT] = now
+        self._tracker = LivenessTracker(
+            policy, ping_interval, now, self._rng, leads=self.initiator, record=self._record
+        )
         if self._state is State.HANDSHAKE:
             self._state = next_state(self._state, Trigger.HANDSHAKE_DONE)
         self._events.append(
@@ -779,32 +889,31 @@ class Session:
         self._events.append(MessageReceived(data))
 
     def _handle_ping(self, seq: int, sent_at: float, now: float) -> None:
-        self._count_pings_received += 1
+        self._record[PINGS_RECEIVED] += 1.0
+        self._heartbeats_decoded += 1
         self._spend_ping_token(now)
         tracker = self._tracker
         if tracker is not None:
             tracker.peer_pinged()
-        encode_pong_into(self._control, seq, sent_at, self._stuck_for(now))
+        encode_pong_into(self._control_out(), seq, sent_at, self._stuck_for(now))
 
-    def _ping_tokens_after(self, now: float) -> float:
-        """The peer's ping tokens left once a PING arriving at ``now`` is paid for.
+    def _pings_full_after(self, now: float) -> float:
+        """When the peer's ping bucket is full again once a PING arriving at ``now`` is paid.
 
-        The bucket refills at one token per ``PING_TOLERANCE`` of the peer's negotiated
-        interval (its own jitter shortens intervals by up to 25 %), and holds enough for
-        every ping a stall of the peer's whole timeout could release at once (TCP delivers
-        pings queued behind a retransmission together).
+        A token bucket kept as one instant (the generic cell rate algorithm): it refills
+        one token per ``gap`` and holds ``depth / gap`` tokens, so it is full again at
+        ``max(full_at, now) + gap`` after a ping, and a ping that leaves it more than
+        ``depth`` seconds from full has overdrawn it. See :func:`_ping_limits`.
         """
-        tokens = self._ping_tokens + (now - self._ping_tokens_at) / self._ping_gap
-        capacity = self._ping_capacity
-        return (capacity if tokens > capacity else tokens) - 1.0
+        full_at = self._record[PINGS_FULL_AT]
+        return (full_at if full_at > now else now) + self._ping_limits.gap
 
     def _spend_ping_token(self, now: float) -> None:
         """Close a peer that pings faster than the negotiated minimum, beyond a tolerance."""
         negotiated = self.negotiated
         assert negotiated is not None
-        self._ping_tokens = self._ping_tokens_after(now)
-        self._ping_tokens_at = now
-        if self._ping_tokens < 0:
+        full_at = self._record[PINGS_FULL_AT] = self._pings_full_after(now)
+        if full_at - now > self._ping_limits.depth:
             self._count_pings_refused += 1
             raise ProtocolError(
                 f"peer pings faster than the negotiated minimum of "
@@ -821,9 +930,10 @@ class Session:
         return waited if waited > limit else 0.0
 
     def _handle_pong(self, seq: int, sent_at: float, stuck_for: float, now: float) -> None:
-        if not 1 <= seq <= self._ping_seq or not self._started <= sent_at <= now:
+        if not 1 <= seq <= self._ping_seq or not self._record[STARTED] <= sent_at <= now:
             raise ProtocolError(f"PONG answers a PING never sent (seq {seq})")
-        self._count_pongs_received += 1
+        self._record[PONGS_RECEIVED] += 1.0
+        self._heartbeats_decoded += 1
         self.rtt.add(now - sent_at)
         was_stuck = self._peer_stuck_for > 0
         self._peer_stuck_for = stuck_for
@@ -843,7 +953,7 @@ class Session:
             self._die(Reason.LOCAL_CLOSE, Source.LOCAL, now, abort=False)
             return
         # Echo the code so the peer's close completes; anything still queued is moot.
-        encode_control_into(self._control, FrameKind.CLOSE, Close(close.code))
+        encode_control_into(self._control_out(), FrameKind.CLOSE, Close(close.code))
         reason = Reason.PROTOCOL_ERROR if close.code in _PEER_BLAMES_US else Reason.EOF
         self._die(
             reason,
@@ -857,7 +967,7 @@ class Session:
     def _fail(self, error: ProtocolError, now: float) -> None:
         """The peer broke the protocol: tell it why, then die."""
         reason_text = str(error).encode()[:1024].decode(errors="ignore")
-        encode_control_into(self._control, FrameKind.CLOSE, Close(error.code, reason_text))
+        encode_control_into(self._control_out(), FrameKind.CLOSE, Close(error.code, reason_text))
         self._die(
             Reason.PROTOCOL_ERROR,
             Source.LOCAL,
@@ -896,5 +1006,5 @@ class Session:
         self._close_frame = None
         self._partial.clear()
         if abort:
-            self._control = bytearray()
+            self._control = _NO_CONTROL
         self._events.append(Died(self.death, abort))
