@@ -1100,7 +1100,7 @@ def derive(result: dict[str, Any]) -> dict[str, Any]:
         **_ms_summary("lag", srv["loop_lag"]),
         **_ms_summary("clag", cli["loop_lag"]),
         "sched_max_ms": 1e3
-        * max(
+        * _finite_max(
             srv.get("scheduler_max_lateness", math.nan), cli.get("scheduler_max_lateness", math.nan)
         ),
         **_deaths(result),
@@ -1133,6 +1133,12 @@ def _deaths(result: dict[str, Any]) -> dict[str, int]:
                 before += metrics["lifetime"][key] - metrics["counters"][key]
         out[key], out[key + "_window"] = before + window, window
     return out
+
+
+def _finite_max(*values: float) -> float:
+    """The largest finite value; NaN when there is none (max() keeps a leading NaN)."""
+    finite = [value for value in values if math.isfinite(value)]
+    return max(finite) if finite else math.nan
 
 
 def _nan_if_none(value: float | None) -> float:
@@ -1401,8 +1407,10 @@ def _target_lines(a: dict[str, Any], ratio: dict[str, Any], n: int) -> list[str]
         return ratio[name][0] if name in ratio else math.nan
 
     deaths_ok = a["lost"] == 0 and a["closed"] == 0 and a["suspects"] == 0 and a["conns"] >= n
-    p99 = max(a["dl_p99"], a["cdl_p99"])
-    worst = max(a["worst_dl_max"], a["worst_cdl_max"], a["worst_sched_max_ms"])
+    # A side that fires no timer (a pulsewire server while its clients lead) has no
+    # lateness: the other side's counts, not a NaN that max() would pass along.
+    p99 = _finite_max(a["dl_p99"], a["cdl_p99"])
+    worst = _finite_max(a["worst_dl_max"], a["worst_cdl_max"], a["worst_sched_max_ms"])
     checks = [
         (
             f"{n:,} idle connections held, zero false deaths/suspects over {a['runs']} runs "

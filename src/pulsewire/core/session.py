@@ -170,8 +170,7 @@ class Session:
     __slots__ = (  # noqa: RUF023 - ordered by use, not by name
         "_state",
         "_control",
-        "_mid_frame",
-        "_fixed",
+        "_slow_reads",
         "_record",
         "_pending_bytes",
         "_close_deadline",
@@ -195,6 +194,7 @@ class Session:
         "_count_pings_refused",
         "_decoder",
         "_events",
+        "_fixed",
         "_handshake_evidence",
         "_heartbeats_decoded",
         "_hello",
@@ -282,7 +282,9 @@ class Session:
         # Abuse limit: a token bucket, kept as the instant it will be full again (the
         # record's PINGS_FULL_AT, see _pings_full_after); the handshake sets its limits.
         self._ping_limits = _PingLimits(1.0, 0.0)
-        self._mid_frame = False  # the decoder holds part of a frame
+        # The next read must take the general path: the decoder holds part of a frame, or
+        # the policy is adaptive (its timeout learns from every answer).
+        self._slow_reads = not self._fixed
         # Progress: arrival times of received messages the application has not consumed.
         self._unconsumed_since: deque[float] | None = None
         self._peer_stuck_for = 0.0
@@ -486,8 +488,12 @@ class Session:
 
     def message_consumed(self, size: int) -> None:
         """The application has taken a received message of ``size`` bytes: grant credit."""
-        if self._unconsumed_since:
-            self._unconsumed_since.popleft()
+        unconsumed = self._unconsumed_since
+        if unconsumed:
+            unconsumed.popleft()
+            if not unconsumed:
+                # None, not an empty deque, is what an idle heartbeat checks: no cache miss.
+                self._unconsumed_since = None
         if self.death is not None:
             return
         unreported = self._consumed_unreported = self._consumed_unreported + size + MESSAGE_OVERHEAD
@@ -546,7 +552,7 @@ class Session:
                 if self.death is not None:
                     return
             decoder.raise_pending()
-            self._mid_frame = not decoder.at_frame_boundary
+            self._slow_reads = not (decoder.at_frame_boundary and self._fixed)
         except ProtocolError as error:
             self._fail(error, now)
 
@@ -574,8 +580,7 @@ class Session:
         if (
             self._state is not _ALIVE
             or self._control
-            or self._mid_frame
-            or not self._fixed
+            or self._slow_reads
             or len(frame) != HEARTBEAT_FRAME_SIZE
         ):
             return None
@@ -605,16 +610,16 @@ class Session:
         r[PINGS_FULL_AT] = full_at
         r[PINGS_RECEIVED] += 1.0
         # tracker.answered_ping(now, evidence=self._any_evidence):
+        evidence = r[LAST_EVIDENCE]
         if self._any_evidence:
-            if now > r[LAST_EVIDENCE]:
-                r[LAST_EVIDENCE] = now
+            if now > evidence:
+                r[LAST_EVIDENCE] = evidence = now
             r[FIRST_PING] = NO_TIME
-        if now > r[LAST_SENT]:
-            r[LAST_SENT] = now
+        sent = r[LAST_SENT]
+        if now > sent:
+            r[LAST_SENT] = sent = now
         delay = r[PING_DELAY] = r[INTERVAL] + r[DELAY_SPAN] * self._rng.random()
         # tracker.deadline(), not suspected, no close under way:
-        evidence = r[LAST_EVIDENCE]
-        sent = r[LAST_SENT]
         quiet_since = evidence if evidence < sent else sent
         last_ping = r[LAST_PING]
         deadline = (last_ping if last_ping > quiet_since else quiet_since) + delay
@@ -936,7 +941,8 @@ class Session:
         self._heartbeats_decoded += 1
         self.rtt.add(now - sent_at)
         was_stuck = self._peer_stuck_for > 0
-        self._peer_stuck_for = stuck_for
+        # The shared 0.0 rather than the decoded float: idle heartbeats read this one.
+        self._peer_stuck_for = stuck_for if stuck_for > 0 else 0.0
         if stuck_for > 0:
             # The peer's loop answers but its application does not progress: in strict mode
             # that is no proof of life.
