@@ -10,30 +10,21 @@ from __future__ import annotations
 import contextlib
 import io
 import random
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+@pytest.fixture(scope="module")
+def quality(import_benchmark: Callable[[str], ModuleType]) -> ModuleType:
+    return import_benchmark("detection_quality")
 
 
 @pytest.fixture(scope="module")
-def quality() -> Iterator[ModuleType]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(BENCHMARKS))
-        import detection_quality
-
-        yield detection_quality
-
-
-@pytest.fixture(scope="module")
-def model(quality: ModuleType) -> ModuleType:
-    import _quality_model
-
-    return _quality_model
+def model(import_benchmark: Callable[[str], ModuleType]) -> ModuleType:
+    return import_benchmark("_quality_model")
 
 
 @pytest.fixture(scope="module")
