@@ -1423,7 +1423,7 @@ def _target_lines(a: dict[str, Any], ratio: dict[str, Any], n: int) -> list[str]
             _le(get("cpu_vs_tasks"), 0.5),
         ),
         (
-            f"RSS/conn ≤ no-heartbeat + 2 KiB: +{get('rss_over_none_kib'):.2f} KiB",
+            f"RSS/conn ≤ no-heartbeat + 2 KiB: {get('rss_over_none_kib'):+.2f} KiB",
             _le(get("rss_over_none_kib"), 2.0),
         ),
         (
