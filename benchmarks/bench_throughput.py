@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import struct
 import subprocess
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import loop_factory, markdown_table, median, replace_section, versions
+from _common import git_revision, loop_factory, markdown_table, median, replace_section, versions
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 VARIANTS = ("raw", "websockets", "pulsewire")
@@ -253,6 +254,7 @@ def quiet_logs() -> None:
 def run(options: argparse.Namespace) -> str:
     rows: list[list[str]] = []
     ratio_rows: list[list[str]] = []
+    verdicts: list[str] = []
     for loop in options.loops:
         for work in workloads(options.smoke):
             results: dict[str, list[dict[str, Any]]] = {v: [] for v in options.variants}
@@ -283,6 +285,8 @@ def run(options: argparse.Namespace) -> str:
                         ),
                     ]
                 )
+            if not options.smoke:  # a smoke run's counts are too small to decide anything
+                verdicts += _verdicts(loop, work, rates, results)
             print(f"{loop} {work.name}: " + ", ".join(f"{v} {r:,.0f}/s" for v, r in rates.items()))
     table = markdown_table(
         ["loop", "workload", "variant", "messages/s", "MB/s", "PING RTT max during bulk, ms"],
@@ -294,11 +298,42 @@ def run(options: argparse.Namespace) -> str:
     info = versions()
     return (
         f"`python benchmarks/bench_throughput.py{' --smoke' if options.smoke else ''}` — "
-        f"{time.strftime('%Y-%m-%d')}, Python {info['python']}, pulsewire {info['pulsewire']}, "
-        f"uvloop {info['uvloop']}, websockets {info['websockets']}, {os.cpu_count()} cores; "
-        f"median of {options.runs} runs, variants interleaved.\n\n{table}\n\n"
-        f"Ratios (same run):\n\n{ratios}\n"
+        f"{time.strftime('%Y-%m-%d')}, Python {info['python']}, pulsewire {info['pulsewire']} "
+        f"({git_revision(RESULTS.parent.parent, 'src')}), uvloop {info['uvloop']}, websockets "
+        f"{info['websockets']}, {os.cpu_count()} cores; median of {options.runs} runs, variants "
+        f"interleaved. RTTs are on the loop's clock: uvloop's ticks in milliseconds, so an RTT "
+        f"under 1 ms reads 0.0 there.\n\n{table}\n\n"
+        f"Ratios (same run):\n\n{ratios}\n\nTargets:\n\n"
+        + ("\n".join(verdicts) or "- not decided by a smoke run")
+        + "\n"
     )
+
+
+def _verdicts(
+    loop: str, work: Workload, rates: dict[str, float], results: dict[str, list[dict[str, Any]]]
+) -> list[str]:
+    """The issue's targets that this workload decides, as PASS/FAIL lines."""
+    if "pulsewire" not in rates:
+        return []
+    mine = rates["pulsewire"]
+    checks: list[tuple[str, float, float]] = []  # what, ratio, at least
+    if work.name == "64 B":
+        checks += [("64 B messages vs websockets", mine / rates.get("websockets", math.nan), 2.0)]
+        checks += [("64 B messages vs raw streams", mine / rates.get("raw", math.nan), 1.0)]
+    if work.name == "bulk":
+        checks += [("bulk vs raw streams", mine / rates.get("raw", math.nan), 0.8)]
+    lines = [
+        f"- {loop}: {'PASS' if ratio >= least else 'FAIL'}: {what} ≥ {least:g}x: {ratio:.2f}x"
+        for what, ratio, least in checks
+        if ratio == ratio  # a baseline not run decides nothing
+    ]
+    if work.name == "bulk":
+        pongs = median(r.get("pongs", 0) for r in results["pulsewire"])
+        lines.append(
+            f"- {loop}: {'PASS' if pongs > 0 else 'FAIL'}: PINGs answered while the bulk "
+            f"transfer was in flight (control frames interleave): {pongs:.0f} PONGs (median)"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
