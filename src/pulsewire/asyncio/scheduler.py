@@ -146,17 +146,9 @@ class DeadlineScheduler:
         move now instead of a lazy fire later.
         """
         number = _ceil(deadline * self._per_second)
-        old = target.scheduled_in
-        if old is not None:
-            if number == old.number:
-                return
-            del old[target]
-        tick = self._by_number.get(number)
-        if tick is None:  # the first target of this tick: the rest of it is in _move
-            self._move(target, None, number)
-            return
-        tick[target] = None  # the steady state: a tick that other targets opened
-        target.scheduled_in = tick
+        tick = target.scheduled_in
+        if tick is None or number != tick.number:
+            self._move(target, tick, number)
 
     def cancel(self, target: Scheduled) -> None:
         """Forget ``target``: it does not fire until it is scheduled again."""

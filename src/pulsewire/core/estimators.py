@@ -34,7 +34,7 @@ class RttEstimator:
 
     def __init__(self) -> None:
         self._ring = array("d", bytes(8 * self.RECENT))
-        self._slot = 0  # where the next sample goes
+        self._slot = 0  # where the next sample goes: count % RECENT, as a small int object
         self._pending = 0  # samples in the ring not yet taken into the figures
         self._count = 0  # samples taken into the figures
         self._srtt: float | None = None

@@ -178,8 +178,11 @@ def encode_control_into(out: bytearray, kind: FrameKind, payload: msgspec.Struct
 # The struct reads the first 8 bytes (kind, flags, length, and the msgpack tags of the
 # array and of the sequence number) as one integer, the *head*: a heartbeat's is one of
 # two constants, so checking the layout is one comparison.
-_FIXARRAY_2, _UINT32, _FLOAT64 = 0x92, 0xCE, 0xCB
-_MAX_FIXED_SEQ = 2**32 - 1
+_FIXARRAY_2, _UINT32 = 0x92, 0xCE
+#: The msgpack tag before ``sent_at``.
+FLOAT64_TAG: Final = 0xCB
+#: The largest sequence number the fixed layout holds.
+MAX_FIXED_SEQ: Final = 2**32 - 1
 _HEARTBEAT = struct.Struct("!QIBd")
 #: Size of a PING or PONG frame written in the fixed layout.
 HEARTBEAT_FRAME_SIZE: Final = _HEARTBEAT.size
@@ -194,22 +197,18 @@ def _head(kind: int) -> int:
 #: ``head`` of a PING and of a PONG in the fixed layout.
 PING_HEAD: Final = _head(_PING_KIND)
 PONG_HEAD: Final = _head(_PONG_KIND)
-#: The msgpack tag before ``sent_at``.
-FLOAT64_TAG: Final = _FLOAT64
 #: ``unpack_heartbeat(frame) -> (head, seq, float_tag, sent_at)``: the fast paths' parse.
 unpack_heartbeat = _HEARTBEAT.unpack_from
 #: ``pack_heartbeat(PING_HEAD or PONG_HEAD, seq, FLOAT64_TAG, sent_at)`` for a seq that fits
 #: 32 bits (:func:`ping_frame` and :func:`pong_frame` check it): the fast paths' write.
 pack_heartbeat = _HEARTBEAT.pack
-#: The largest sequence number the fixed layout holds.
-MAX_FIXED_SEQ: Final = _MAX_FIXED_SEQ
 
 
 def ping_frame(seq: int, sent_at: float) -> bytes:
     """A whole PING frame."""
-    if seq > _MAX_FIXED_SEQ:
+    if seq > MAX_FIXED_SEQ:
         return encode_control(FrameKind.PING, Ping(seq, sent_at))
-    return pack_heartbeat(PING_HEAD, seq, _FLOAT64, sent_at)
+    return pack_heartbeat(PING_HEAD, seq, FLOAT64_TAG, sent_at)
 
 
 def encode_pong_into(out: bytearray, seq: int, sent_at: float, stuck_for: float) -> None:
@@ -222,9 +221,9 @@ def encode_pong_into(out: bytearray, seq: int, sent_at: float, stuck_for: float)
 
 def pong_frame(seq: int, sent_at: float) -> bytes:
     """A whole PONG frame with ``stuck_for`` at its default."""
-    if seq > _MAX_FIXED_SEQ:
+    if seq > MAX_FIXED_SEQ:
         return encode_control(FrameKind.PONG, Pong(seq, sent_at))
-    return pack_heartbeat(PONG_HEAD, seq, _FLOAT64, sent_at)
+    return pack_heartbeat(PONG_HEAD, seq, FLOAT64_TAG, sent_at)
 
 
 def parse_heartbeat(frame: bytes | bytearray | memoryview) -> tuple[int, int, float] | None:
@@ -233,7 +232,7 @@ def parse_heartbeat(frame: bytes | bytearray | memoryview) -> tuple[int, int, fl
     if len(frame) != HEARTBEAT_FRAME_SIZE:
         return None
     head, seq, float_tag, sent_at = unpack_heartbeat(frame)
-    if float_tag != _FLOAT64:
+    if float_tag != FLOAT64_TAG:
         return None
     if head == PING_HEAD:
         return _PING_KIND, seq, sent_at

@@ -272,15 +272,3 @@ class LivenessTracker:
         r[LAST_PING] = r[LAST_SENT] = now
         r[PING_DELAY] = self._draw_delay()
         return True
-
-    def answered_ping(self, now: float, *, evidence: bool) -> None:
-        """The peer pinged us and our PONG goes out at ``now``: :meth:`evidence` (when a
-        PING counts as evidence), :meth:`peer_pinged` and :meth:`sent` in one call."""
-        r = self.record
-        if evidence:
-            if now > r[LAST_EVIDENCE]:
-                r[LAST_EVIDENCE] = now
-            r[FIRST_PING] = NO_TIME
-        if now > r[LAST_SENT]:
-            r[LAST_SENT] = now
-        r[PING_DELAY] = self._draw_delay()

@@ -572,7 +572,7 @@ class Session:
         (``tests/core/test_heartbeat_fast_path.py`` checks that they agree).
 
         This runs once an interval on every idle connection, so it is written flat: the
-        tracker's ``answered_ping``, ``evidence``, ``_draw_delay`` and ``deadline`` are
+        tracker's ``evidence``, ``peer_pinged``, ``sent`` and ``deadline`` are
         inlined for the steady state, and no per-connection object is touched that the
         general path would not need.
         """
@@ -609,7 +609,7 @@ class Session:
             return None  # the general path refuses it, with the close code
         r[PINGS_FULL_AT] = full_at
         r[PINGS_RECEIVED] += 1.0
-        # tracker.answered_ping(now, evidence=self._any_evidence):
+        # tracker.evidence(now) if a PING is evidence, tracker.peer_pinged(), tracker.sent(now):
         evidence = r[LAST_EVIDENCE]
         if self._any_evidence:
             if now > evidence:
