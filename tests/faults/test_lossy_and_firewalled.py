@@ -112,6 +112,10 @@ def test_heartbeats_keep_a_stateful_firewall_from_forgetting_the_flow(hosts: Two
         assert answers["pulsewire"]["ok"], answers
         assert not answers["plain"]["ok"], answers
 
+    # The peer prints its report of a request before it echoes it, but a thread of ours
+    # reads that report from its stdout and may get it after the echo: wait for the last.
+    last = f"E{ROUNDS}:pulsewire:0"
+    running.peer.wait_for("received", 5.0, where=lambda m: m["payload"] == last)
     received = {m["payload"] for m in running.peer.messages("received")}
     # The plain connection's requests after the first idle period never reached the peer...
     assert "E0:plain:0" in received
