@@ -85,27 +85,3 @@ def test_the_attribute_parser_sees_reads_and_writes() -> None:
 
 def test_the_protocol_object_fits_two_cache_lines() -> None:
     assert PulsewireProtocol.__basicsize__ <= 2 * CACHE_LINE
-
-
-def test_the_rtt_ring_is_the_head_of_the_record() -> None:
-    from pulsewire.core.estimators import RttEstimator
-    from pulsewire.core.record import LAST_EVIDENCE, RTT_RING, SIZE
-
-    session = Session(now=5.0)
-    assert session.rtt._ring is session._record
-    assert RTT_RING == RttEstimator.RECENT <= LAST_EVIDENCE < SIZE == len(session._record)
-    for value in (0.25, 0.5):
-        session.rtt.add(value)
-    # The samples land in the ring and never in the heartbeat numbers after it.
-    assert sorted(session._record[:RTT_RING].tolist())[-2:] == [0.25, 0.5]
-    assert session._record[LAST_EVIDENCE] == 5.0
-    assert session.rtt.last == 0.5
-
-
-def test_a_ring_too_short_is_refused() -> None:
-    from array import array
-
-    from pulsewire.core.estimators import RttEstimator
-
-    with pytest.raises(ValueError, match="needs 64 doubles"):
-        RttEstimator(array("d", bytes(8)))

@@ -32,15 +32,8 @@ class RttEstimator:
     BETA = 1 / 4
     RECENT = 64  #: a power of two
 
-    def __init__(self, ring: array[float] | None = None) -> None:
-        """``ring``: an array whose first ``RECENT`` doubles the estimator may own (the
-        session passes its record, so that a sample goes into an allocation the heartbeat
-        touches anyway); by default an array of its own."""
-        if ring is None:
-            ring = array("d", bytes(8 * self.RECENT))
-        elif len(ring) < self.RECENT:
-            raise ValueError(f"an RTT ring needs {self.RECENT} doubles, got {len(ring)}")
-        self._ring = ring
+    def __init__(self) -> None:
+        self._ring = array("d", bytes(8 * self.RECENT))
         self._slot = 0  # where the next sample goes: count % RECENT, as a small int object
         self._pending = 0  # samples in the ring not yet taken into the figures
         self._count = 0  # samples taken into the figures

@@ -9,11 +9,9 @@ touches it again. Kept as attributes, the dozen numbers an idle heartbeat reads 
 cost about a dozen misses per heartbeat per side, several times the cost of the rest of
 pulsewire's work (measured: ``benchmarks/RESULTS.md``, ``## bench_idle``).
 
-So the numbers live here, stored in place: one array per connection that the
-:class:`~pulsewire.core.liveness.LivenessTracker` (times), the
-:class:`~pulsewire.core.session.Session` (abuse limit and counters) and the session's
-:class:`~pulsewire.core.estimators.RttEstimator` (its ring of recent samples, at the head)
-share. An idle heartbeat touches two cache lines of it, and a PONG one more of the ring. The session
+So the numbers live here, stored in place: one array per connection, a couple of cache
+lines, that the :class:`~pulsewire.core.liveness.LivenessTracker` (times) and the
+:class:`~pulsewire.core.session.Session` (abuse limit and counters) share. The session
 creates it and hands it to the tracker at the handshake. Each index below has one owner,
 named in its comment; only the owner writes it, except where the session's heartbeat fast
 paths inline the tracker's steady-state methods (``tests/core/test_heartbeat_fast_path.py``
@@ -26,28 +24,24 @@ import math
 from array import array
 from typing import Final
 
-__all__ = ["NO_TIME", "RTT_RING", "SIZE", "new_record"]
+__all__ = ["NO_TIME", "SIZE", "new_record"]
 
-#: The first ``RTT_RING`` doubles: the RttEstimator's ring of recent RTT samples, so that a
-#: PONG's sample goes into this allocation instead of one of its own (one object and two
-#: cache lines fewer per PONG).
-RTT_RING: Final = 64
-# Read or written by every idle heartbeat.
-LAST_EVIDENCE: Final = RTT_RING + 0  #: tracker: the latest evidence of life
-LAST_SENT: Final = RTT_RING + 1  #: tracker: when we last wrote anything
-LAST_PING: Final = RTT_RING + 2  #: tracker: when we last sent a PING
-PING_DELAY: Final = RTT_RING + 3  #: tracker: the delay drawn for the next PING
-FIRST_PING: Final = RTT_RING + 4  #: tracker: the first PING into the current silence (or NO_TIME)
-PINGS_FULL_AT: Final = RTT_RING + 5  #: session: when the peer's ping bucket is full again
-PINGS_RECEIVED: Final = RTT_RING + 6  #: session: counter
-PONGS_RECEIVED: Final = RTT_RING + 7  #: session: counter
+# Read or written by every idle heartbeat, so first.
+LAST_EVIDENCE: Final = 0  #: tracker: the latest evidence of life
+LAST_SENT: Final = 1  #: tracker: when we last wrote anything
+LAST_PING: Final = 2  #: tracker: when we last sent a PING
+PING_DELAY: Final = 3  #: tracker: the delay drawn for the next PING
+FIRST_PING: Final = 4  #: tracker: the first PING into the current silence (NO_TIME: none)
+PINGS_FULL_AT: Final = 5  #: session: when the peer's ping bucket is full again
+PINGS_RECEIVED: Final = 6  #: session: counter
+PONGS_RECEIVED: Final = 7  #: session: counter
 # Constants of the connection (the tracker's change under an adaptive policy).
-INTERVAL: Final = RTT_RING + 8  #: tracker: the negotiated ping interval
-DELAY_SPAN: Final = RTT_RING + 9  #: tracker: a ping delay is INTERVAL + DELAY_SPAN * random()
-TIMEOUT: Final = RTT_RING + 10  #: tracker: dead after this much silence
-SUSPECT_AFTER: Final = RTT_RING + 11  #: tracker: suspect after this much silence
-STARTED: Final = RTT_RING + 12  #: session: when the connection was made
-SIZE: Final = RTT_RING + 13
+INTERVAL: Final = 8  #: tracker: the negotiated ping interval
+DELAY_SPAN: Final = 9  #: tracker: a ping delay is INTERVAL + DELAY_SPAN * random()
+TIMEOUT: Final = 10  #: tracker: dead after this much silence
+SUSPECT_AFTER: Final = 11  #: tracker: suspect after this much silence
+STARTED: Final = 12  #: session: when the connection was made
+SIZE: Final = 13
 
 #: ``FIRST_PING`` when no PING went out into the current silence.
 NO_TIME: Final = -math.inf

@@ -276,7 +276,7 @@ class Session(_HeartbeatFields):
         self._tracker: LivenessTracker | None = None
         self._handshake_evidence = now
         self.death: Death | None = None
-        self.rtt = RttEstimator(self._record)  # its ring: the head of the record
+        self.rtt = RttEstimator()
         # Outgoing DATA: whole messages, the head one possibly half sent.
         self._outbox: deque[bytes] | None = None  # created on the first send: idle costs nothing
         self._outbox_offset = 0
