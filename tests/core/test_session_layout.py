@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pulsewire.asyncio.protocol import PulsewireProtocol
+from pulsewire.asyncio.protocol import _HeartbeatFields as ProtocolHeartbeatFields
 from pulsewire.core.session import Session, _HeartbeatFields
 
 CACHE_LINE = 64
@@ -85,3 +86,16 @@ def test_the_attribute_parser_sees_reads_and_writes() -> None:
 
 def test_the_protocol_object_fits_two_cache_lines() -> None:
     assert PulsewireProtocol.__basicsize__ <= 2 * CACHE_LINE
+    assert PulsewireProtocol.__mro__[1] is ProtocolHeartbeatFields
+    assert ProtocolHeartbeatFields.__basicsize__ <= CACHE_LINE
+
+
+@pytest.mark.parametrize(
+    "method", [PulsewireProtocol.buffer_updated, PulsewireProtocol.on_deadline]
+)
+def test_the_protocol_fast_paths_touch_only_its_heartbeat_fields(
+    method: Callable[..., Any],
+) -> None:
+    touched = _attributes_of_self(method) & _slots(PulsewireProtocol)
+    assert {"session", "scheduler"} <= touched
+    assert touched <= set(ProtocolHeartbeatFields.__slots__), touched
