@@ -43,3 +43,12 @@ def test_bench_detection_under_load_smoke_convicts_the_frozen_peer() -> None:
     output = run_smoke("bench_detection_under_load.py")
     assert "| asyncio | 51 |" in output
     assert "PASS" in output
+
+
+def test_model_idle_smoke_times_pulsewire_and_the_floor() -> None:
+    output = run_smoke("model_idle.py")
+    for kind in ("floor", "pulsewire"):
+        row = next(line for line in output.splitlines() if line.startswith(f"| {kind} |"))
+        exchanges = int(row.split("|")[2])
+        # 200 pairs for 1 s at a 1 s heartbeat (pulsewire pings up to a quarter early).
+        assert 150 <= exchanges <= 300, row
