@@ -12,8 +12,9 @@ counted in both.
 Under ``--callgrind`` it runs itself twice under ``valgrind --tool=callgrind
 --cache-sim=yes`` (warm-up, then a 2 s and a 4 s window) and reports the difference per
 exchange: instructions, and misses of a 1 MiB last-level cache (about this machine's L2
-per core). Those counts repeat exactly for the same code, whatever else the machine does,
-so they can judge a change that the timed benchmark cannot. Misses are of a model in which
+per core). Those counts hardly move for the same code, whatever else the machine does
+(the jitter is seeded; object addresses still vary: about ±1 LL miss per exchange), so
+they can judge a change that the timed benchmark cannot. Misses are of a model in which
 both sides share one cache, not of the real two processes: compare like with like.
 
     python benchmarks/model_idle.py                       # pulsewire and floor, N = 10,000
@@ -217,6 +218,10 @@ class Model:
             logger_factory=structlog.ReturnLoggerFactory(),  # log events go nowhere
             cache_logger_on_first_use=True,
         )
+        # The sessions' shared jitter source, seeded so that counted runs repeat.
+        from pulsewire.core import session as session_module
+
+        session_module._SHARED_RNG.seed(1)
         policy, limits = Policy(interval=1.0, timeout=3.0), Limits()
         client_scheduler = DeadlineScheduler(self.client_loop)  # type: ignore[arg-type]
         server_scheduler = DeadlineScheduler(self.server_loop)  # type: ignore[arg-type]
@@ -319,6 +324,7 @@ def _callgrind_totals(kind: str, n: int, seconds: float, work: Path) -> tuple[di
         text=True,
         check=False,
         timeout=1800,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     if run.returncode != 0:
         raise SystemExit(f"model_idle: callgrind run failed: {run.stderr[-2000:]}")
