@@ -85,18 +85,18 @@ _read_buffers: weakref.WeakKeyDictionary[DeadlineScheduler, _SharedReadBuffer] =
 )
 
 
-class _HeartbeatFields:
+class _ProtocolHeartbeatFields:
     """The fields of a :class:`PulsewireProtocol` that an idle heartbeat touches.
 
     In a base class so that they lie right after the object header, in one cache line
     when the object starts on one (CPython sorts a class's own slots by name: see
-    ``pulsewire.core.session._HeartbeatFields``).
+    ``pulsewire.core.session._SessionHeartbeatFields``).
     """
 
     __slots__ = ("_read", "scheduled_in", "scheduler", "session", "transport")
 
 
-class PulsewireProtocol(_HeartbeatFields, asyncio.BufferedProtocol):
+class PulsewireProtocol(_ProtocolHeartbeatFields, asyncio.BufferedProtocol):
     """Transport callbacks for one connection; the user-facing side is ``Connection``."""
 
     __slots__ = ("_flush_scheduled", "_initiator", "_writing_paused", "connection")

@@ -160,7 +160,7 @@ class Negotiated(msgspec.Struct, frozen=True):
     peer_ping_interval: float  #: the peer pings us at most this often
 
 
-class _HeartbeatFields:
+class _SessionHeartbeatFields:
     """The fields of a :class:`Session` that an idle heartbeat touches, in a class of their own.
 
     At 10,000 connections a cache miss per field is what the heartbeat path costs (its
@@ -189,7 +189,7 @@ class _HeartbeatFields:
     )
 
 
-class Session(_HeartbeatFields):
+class Session(_SessionHeartbeatFields):
     """One side of a pulsewire connection: bytes and ``now`` in; bytes, events, deadline out."""
 
     # 10,000 idle connections each carry one of these: slots, and the heartbeat's own in
