@@ -5,7 +5,7 @@ moves by 10-30 % from one round to the next, more than most single changes to th
 heartbeat path are worth. This model runs N client/server pairs of pulsewire's real
 ``PulsewireProtocol``/``Session``/``DeadlineScheduler`` in one process, over fake
 transports and a fake clock (1/128 s steps), and measures what an exchange costs in the
-interpreter; ``floor`` runs the Protocol+ticker floor of ``bench_idle.py`` the same way.
+interpreter; ``floor`` runs ``bench_idle.py``'s own Protocol+ticker floor the same way.
 Delivery (copying each write into the peer's read buffer) is the model's own and is
 counted in both.
 
@@ -124,58 +124,6 @@ def deliver(outbox: list[FakeTransport]) -> int:
     return count
 
 
-# ------------------------------------------------------------------ the floor, as in bench_idle
-
-_FLOOR_BUFFER = bytearray(4096)
-_FLOOR_VIEW = memoryview(_FLOOR_BUFFER)
-_PING, _PONG, _FRAME = 1, 2, 9
-_FLOOR_PING = bytes([_PING]) + bytes(_FRAME - 1)
-
-
-class _FloorProtocol(asyncio.BufferedProtocol):
-    __slots__ = ("last_rx", "side", "transport")
-
-    def __init__(self, side: _FloorSide) -> None:
-        self.side = side
-        self.transport: FakeTransport | None = None
-        self.last_rx = 0.0
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return _FLOOR_VIEW
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.last_rx = self.side.loop.time()
-        frame = _FLOOR_BUFFER[:_FRAME]
-        if frame[0] == _PING:
-            pong = bytearray(frame)
-            pong[0] = _PONG
-            assert self.transport is not None
-            self.transport.write(pong)
-
-
-class _FloorSide:
-    BUCKETS = 100
-
-    def __init__(self, loop: FakeLoop) -> None:
-        self.loop = loop
-        self.buckets: list[list[_FloorProtocol]] = [[] for _ in range(self.BUCKETS)]
-        self._index = 0
-        self._due = 1.0 / self.BUCKETS
-        loop.call_at(self._due, self._tick)
-
-    def _tick(self) -> None:
-        now = self.loop.time()
-        bucket = self.buckets[self._index]
-        self._index = (self._index + 1) % self.BUCKETS
-        for protocol in bucket:
-            if now - protocol.last_rx > 3.0:
-                raise SystemExit("model_idle: a floor connection went silent")
-            assert protocol.transport is not None
-            protocol.transport.write(_FLOOR_PING)
-        self._due += 1.0 / self.BUCKETS
-        self.loop.call_at(self._due, self._tick)
-
-
 # ------------------------------------------------------------------ the model
 
 
@@ -187,6 +135,7 @@ class Model:
         self.to_server: list[FakeTransport] = []
         self.to_client: list[FakeTransport] = []
         self.pairs: list[tuple[Any, Any]] = []
+        self._floor_client = None
         if kind == "floor":
             self._build_floor(n)
         else:
@@ -199,11 +148,17 @@ class Model:
         return to_server, to_client
 
     def _build_floor(self, n: int) -> None:
-        client_side, server_side = _FloorSide(self.client_loop), _FloorSide(self.server_loop)
-        for i in range(n):
+        # bench_idle's own floor, so that both measure the same code.
+        from bench_idle import FloorSide, _FloorProtocol
+
+        client_side = FloorSide(self.client_loop, "client")  # type: ignore[arg-type]
+        server_side = FloorSide(self.server_loop, "server")  # type: ignore[arg-type]
+        for _ in range(n):
             client, server = _FloorProtocol(client_side), _FloorProtocol(server_side)
-            client.transport, server.transport = self._pair(client, server)
-            client_side.buckets[i % _FloorSide.BUCKETS].append(client)
+            to_server, to_client = self._pair(client, server)
+            client.connection_made(to_server)  # type: ignore[arg-type]
+            server.connection_made(to_client)  # type: ignore[arg-type]
+        self._floor_client: Any = client_side
 
     def _build_pulsewire(self, n: int) -> None:
         import structlog
@@ -242,6 +197,12 @@ class Model:
         if dead:
             raise SystemExit(f"model_idle: {len(dead)} sessions not alive after the handshake")
 
+    def lost(self) -> int:
+        """Connections that went silent (a model that loses any measures nothing)."""
+        if self._floor_client is not None:
+            return int(self._floor_client.lost)
+        return sum(p.session.state.value != "alive" for pair in self.pairs for p in pair)
+
     def step(self) -> tuple[float, float, int]:
         """One tick: client timers, PINGs to the server, PONGs back, server timers.
 
@@ -273,6 +234,8 @@ def measure(kind: str, n: int, seconds: float) -> dict[str, float]:
     while model.client_loop.now < end:
         c, s, pings = model.step()
         client, server, exchanges = client + c, server + s, exchanges + pings
+    if model.lost():
+        raise SystemExit(f"model_idle: {model.lost()} {kind} connections went silent")
     return {
         "exchanges": exchanges,
         "client_us": client / exchanges * 1e6,
