@@ -86,7 +86,9 @@ class DeadlineScheduler:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         # asyncio's own loops read time.monotonic() through a Python method: skip the call.
-        self._clock: Callable[[], float] = (
+        #: The loop's raw clock. ``clock``, ``stall_from`` and ``stalled`` are public so
+        #: that a read (the protocol's hot path) can inline :meth:`time`.
+        self.clock: Callable[[], float] = (
             time.monotonic
             if getattr(type(loop), "time", None) is asyncio.BaseEventLoop.time
             else loop.time
@@ -96,7 +98,8 @@ class DeadlineScheduler:
         self._numbers: list[int] = []  # heap of the keys of _by_number
         self._timer: asyncio.TimerHandle | None = None
         self._armed_at = math.inf  # loop time at which the timer is armed
-        self._stall_from = math.inf  # _armed_at + STALL_THRESHOLD
+        #: Loop time after which the armed timer is overdue enough to count as a stall.
+        self.stall_from = math.inf  # _armed_at + STALL_THRESHOLD
         self._stall_counted_until = -math.inf
         #: Seconds of loop stall subtracted from the clock so far.
         self.stalled = 0.0
@@ -115,13 +118,13 @@ class DeadlineScheduler:
 
     def time(self) -> float:
         """The loop's clock, less the time the loop was stalled (see the module docstring)."""
-        now = self._clock()
-        if now > self._stall_from:
+        now = self.clock()
+        if now > self.stall_from:
             self._count_stall(now)
         return now - self.stalled
 
     def _count_stall(self, now: float) -> None:
-        stall_from = self._stall_from
+        stall_from = self.stall_from
         start = stall_from if stall_from > self._stall_counted_until else self._stall_counted_until
         if now > start:
             if start == stall_from:
@@ -146,9 +149,18 @@ class DeadlineScheduler:
         move now instead of a lazy fire later.
         """
         number = _ceil(deadline * self._per_second)
-        tick = target.scheduled_in
-        if tick is None or number != tick.number:
-            self._move(target, tick, number)
+        old = target.scheduled_in
+        if old is not None:
+            if number == old.number:
+                return
+            del old[target]
+        # _move, inlined for the tick that exists (every idle heartbeat comes through here).
+        tick = self._by_number.get(number)
+        if tick is None:
+            self._move(target, None, number)
+            return
+        tick[target] = None
+        target.scheduled_in = tick
 
     def cancel(self, target: Scheduled) -> None:
         """Forget ``target``: it does not fire until it is scheduled again."""
@@ -173,7 +185,7 @@ class DeadlineScheduler:
         if self._timer is not None:
             self._timer.cancel()
         self._armed_at = when = number * self.TICK + self.stalled
-        self._stall_from = when + self.STALL_THRESHOLD
+        self.stall_from = when + self.STALL_THRESHOLD
         self._timer = self._loop.call_at(when, self._fire)
 
     def _fire(self) -> None:
@@ -181,7 +193,7 @@ class DeadlineScheduler:
         stalled_before = self.stalled
         armed_at = self._armed_at
         now = self.time()
-        self._armed_at = self._stall_from = math.inf
+        self._armed_at = self.stall_from = math.inf
         if self.stalled > stalled_before:
             _log.warning(
                 logevents.SCHEDULER_LATE,
