@@ -34,14 +34,13 @@ PING_DELAY: Final = 3  #: tracker: the delay drawn for the next PING
 FIRST_PING: Final = 4  #: tracker: the first PING into the current silence (NO_TIME: none)
 PINGS_FULL_AT: Final = 5  #: session: when the peer's ping bucket is full again
 PINGS_RECEIVED: Final = 6  #: session: counter
-PONGS_RECEIVED: Final = 7  #: session: counter
 # Constants of the connection (the tracker's change under an adaptive policy).
-INTERVAL: Final = 8  #: tracker: the negotiated ping interval
-DELAY_SPAN: Final = 9  #: tracker: a ping delay is INTERVAL + DELAY_SPAN * random()
-TIMEOUT: Final = 10  #: tracker: dead after this much silence
-SUSPECT_AFTER: Final = 11  #: tracker: suspect after this much silence
-STARTED: Final = 12  #: session: when the connection was made
-SIZE: Final = 13
+INTERVAL: Final = 7  #: tracker: the negotiated ping interval
+DELAY_SPAN: Final = 8  #: tracker: a ping delay is INTERVAL + DELAY_SPAN * random()
+TIMEOUT: Final = 9  #: tracker: dead after this much silence
+SUSPECT_AFTER: Final = 10  #: tracker: suspect after this much silence
+STARTED: Final = 11  #: session: when the connection was made
+SIZE: Final = 12
 
 #: ``FIRST_PING`` when no PING went out into the current silence.
 NO_TIME: Final = -math.inf

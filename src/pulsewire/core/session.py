@@ -77,7 +77,6 @@ from pulsewire.core.record import (
     PING_DELAY,
     PINGS_FULL_AT,
     PINGS_RECEIVED,
-    PONGS_RECEIVED,
     STARTED,
     SUSPECT_AFTER,
     TIMEOUT,
@@ -309,7 +308,7 @@ class Session(_SessionHeartbeatFields):
         # touch per heartbeat, at 10,000 connections a cache miss each).
         self._count_bytes_received = 0
         self._heartbeats_decoded = 0  # PINGs and PONGs the general decoder handled
-        # PINGs and PONGs received: the record's PINGS_RECEIVED and PONGS_RECEIVED.
+        # PINGs received: the record's PINGS_RECEIVED; PONGs received: rtt.count (one sample each).
         self._count_pings_refused = 0
 
     # ------------------------------------------------------------------ queries
@@ -355,7 +354,7 @@ class Session(_SessionHeartbeatFields):
         """A frozen snapshot of counters and RTT figures."""
         rtt = self.rtt
         pings_received = int(self._record[PINGS_RECEIVED])
-        pongs_received = int(self._record[PONGS_RECEIVED])
+        pongs_received = rtt.count  # every PONG received adds one RTT sample
         fast_heartbeats = pings_received + pongs_received - self._heartbeats_decoded
         return SessionStats(
             state=self._state,
@@ -610,7 +609,6 @@ class Session(_SessionHeartbeatFields):
             if now > r[LAST_EVIDENCE]:
                 r[LAST_EVIDENCE] = now
             r[FIRST_PING] = NO_TIME
-            r[PONGS_RECEIVED] += 1.0
             self.rtt.add(now - sent_at)
             return b"", None
         if head != PING_HEAD or (self._unconsumed_since and self._stuck_for(now)):
@@ -950,7 +948,6 @@ class Session(_SessionHeartbeatFields):
     def _handle_pong(self, seq: int, sent_at: float, stuck_for: float, now: float) -> None:
         if not 1 <= seq <= self._ping_seq or not self._record[STARTED] <= sent_at <= now:
             raise ProtocolError(f"PONG answers a PING never sent (seq {seq})")
-        self._record[PONGS_RECEIVED] += 1.0
         self._heartbeats_decoded += 1
         self.rtt.add(now - sent_at)
         was_stuck = self._peer_stuck_for > 0
