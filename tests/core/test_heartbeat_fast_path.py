@@ -234,3 +234,79 @@ def test_a_pong_for_a_ping_never_sent_is_left_to_the_general_path_which_refuses_
     session.receive_data(frame, 0.5)
     assert session.death is not None
     assert session.death.close_code == CloseCode.PROTOCOL_ERROR
+
+
+# ---------------------------------------------------------------- the steady state
+
+
+def _ping_out(session: Session, now: float) -> tuple[int, float]:
+    """Fire the timer at ``now`` (a PING must be due) and return that PING's (seq, time)."""
+    due = session.heartbeat_due(now)
+    assert due is not None
+    ping, _ = due
+    parsed = parse_heartbeat(ping)
+    assert parsed is not None
+    _, seq, sent_at = parsed
+    return seq, sent_at
+
+
+def test_the_steady_state_holds_only_while_every_condition_does() -> None:
+    session = connected()
+    session.data_to_send()  # the HELLO went out: nothing waits
+    assert session._steady is not None
+    session.send_message(b"x")
+    assert session._steady is None  # DATA waits
+    session.data_to_send()
+    assert session._steady is not None
+    session.receive_data(ping_frame(1, 0.1)[:5], 0.1)  # half a frame
+    assert session._steady is None
+    session.receive_data(ping_frame(1, 0.1)[5:], 0.2)
+    assert session._steady is None  # the PONG waits
+    session.data_to_send()
+    assert session._steady is not None
+    session.close(0.3)
+    assert session._steady is None
+    assert session.heartbeat_due(0.4) is None
+    assert session.receive_heartbeat(pong_frame(1, 0.0), 0.4) is None
+
+
+def test_an_adaptive_policy_never_takes_the_fast_paths() -> None:
+    session = connected(Policy(interval=0.5, timeout=4.0, adaptive=Adaptive(min_timeout=1.5)))
+    session.data_to_send()
+    assert session._steady is None
+    assert session.heartbeat_due(10.0) is None
+
+
+@pytest.mark.parametrize("pongs", [1, 2, 3, 4])
+def test_rtt_samples_staged_by_the_fast_path_are_all_counted_in_order(pongs: int) -> None:
+    session = connected()
+    session.data_to_send()
+    now = 0.0
+    rtts = []
+    for index in range(pongs):
+        now += 1.0
+        seq, sent_at = _ping_out(session, now)
+        rtt = 0.01 * (index + 1)
+        now += rtt
+        assert session.receive_heartbeat(pong_frame(seq, sent_at), now) == (b"", None)
+        rtts.append(rtt)
+    assert session.rtt.count == pongs
+    assert session.rtt.last == pytest.approx(rtts[-1])
+    assert session.rtt.minimum == pytest.approx(min(rtts))
+    assert session.stats(now).pongs_received == pongs
+
+
+def test_a_pong_that_does_not_echo_the_latest_ping_takes_the_general_path() -> None:
+    session = connected(Policy(interval=1.0, timeout=10.0))  # two PINGs, no suspicion
+    session.data_to_send()
+    first = _ping_out(session, 1.0)
+    latest = _ping_out(session, 2.0)
+    # An answer to the older PING is valid, but only the general path takes it.
+    assert session.receive_heartbeat(pong_frame(*first), 2.1) is None
+    session.receive_data(pong_frame(*first), 2.1)
+    assert session.death is None
+    assert session.rtt.last == pytest.approx(1.1)
+    # The latest PING's number with another time is a lie: refused by both paths.
+    session.data_to_send()
+    assert session.receive_heartbeat(pong_frame(latest[0], latest[1] + 0.5), 2.2) is None
+    assert session.receive_heartbeat(pong_frame(*latest), 2.2) == (b"", None)

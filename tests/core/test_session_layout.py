@@ -2,7 +2,7 @@
 
 At 10,000 idle connections a heartbeat's cost is mostly cache misses, one per cache line of
 per-connection memory it touches. These tests fail when a fast path starts reading a field
-outside the lines kept for it (two of the session, one of the protocol), or when those grow.
+outside the lines kept for it (one of the session, one of the protocol), or when those grow.
 """
 
 from __future__ import annotations
@@ -61,11 +61,11 @@ def test_cpython_lays_slots_out_sorted_by_name_which_is_why_the_base_class_exist
     assert _memory_order(Example) == ["alpha", "mike", "zulu"]
 
 
-def test_the_heartbeat_fields_come_first_and_fit_two_cache_lines() -> None:
+def test_the_heartbeat_fields_come_first_and_fit_one_cache_line() -> None:
     # A subclass's layout extends its base's: the base's slots lie right after the object
     # header (refcount, type), which every access touches too.
     assert Session.__mro__[1] is _SessionHeartbeatFields
-    assert _SessionHeartbeatFields.__basicsize__ <= 2 * CACHE_LINE
+    assert _SessionHeartbeatFields.__basicsize__ <= CACHE_LINE
     assert not set(Session.__slots__) & set(_SessionHeartbeatFields.__slots__)
 
 
@@ -79,7 +79,7 @@ def test_the_fast_paths_touch_only_the_heartbeat_fields(method: Callable[..., An
 
 def test_the_attribute_parser_sees_reads_and_writes() -> None:
     # Guards the test above from passing vacuously.
-    assert {"_record", "_ping_seq", "rtt", "_state"} <= _attributes_of_self(
+    assert {"_record", "_ping_seq", "_rtt", "_steady"} <= _attributes_of_self(
         Session.receive_heartbeat
     ) | _attributes_of_self(Session.heartbeat_due)
 
@@ -97,5 +97,5 @@ def test_the_protocol_fast_paths_touch_only_its_heartbeat_fields(
     method: Callable[..., Any],
 ) -> None:
     touched = _attributes_of_self(method) & _slots(PulsewireProtocol)
-    assert {"session", "scheduler"} <= touched
+    assert "session" in touched
     assert touched <= set(_ProtocolHeartbeatFields.__slots__), touched

@@ -178,6 +178,26 @@ def test_lateness_is_measured_from_the_start_of_the_tick_so_rounding_counts(
     assert scheduler.max_lateness == pytest.approx(TICK)
 
 
+def test_a_deadline_returned_by_on_deadline_is_registered_as_if_rescheduled(
+    setup: tuple[FakeLoop, DeadlineScheduler, list[tuple[str, float]]],
+) -> None:
+    loop, scheduler, log = setup
+
+    class Returning(Target):
+        def on_deadline(self, now: float) -> float:  # type: ignore[override]
+            super().on_deadline(now)
+            return now + 0.25
+
+    target = Returning("r", log)
+    scheduler.schedule(target, 0.25)
+    loop.run_until(2.6)
+    assert len(log) == 10
+    gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(log)]
+    assert all(0.25 <= gap <= 0.25 + TICK for gap in gaps)
+    assert target.scheduled_in is not None
+    assert len(scheduler) == 1
+
+
 def test_moving_a_target_leaves_nothing_behind_to_fire(
     setup: tuple[FakeLoop, DeadlineScheduler, list[tuple[str, float]]],
 ) -> None:

@@ -204,7 +204,7 @@ class PulsewireProtocol(_ProtocolHeartbeatFields, asyncio.BufferedProtocol):
 
     # ------------------------------------------------------------ driver duties
 
-    def on_deadline(self, now: float) -> None:
+    def on_deadline(self, now: float) -> float | None:
         session = self.session
         assert session is not None
         due = session.heartbeat_due(now)
@@ -212,16 +212,15 @@ class PulsewireProtocol(_ProtocolHeartbeatFields, asyncio.BufferedProtocol):
             ping, next_at = due
             if ping:
                 self.transport.write(ping)  # type: ignore[union-attr]
-            self.scheduler.reschedule(self, next_at)
-            return
+            return next_at  # the scheduler registers it
         deadline = session.next_deadline()
         if deadline is not None and deadline > now + EPSILON:
             # Evidence moved the deadline since it was registered (lazy rescheduling):
             # nothing is due, so skip straight to registering the new deadline.
-            self.scheduler.schedule(self, deadline)
-            return
+            return deadline
         session.handle_timer(now)
         self.after_input(now)
+        return None
 
     def after_input(self, now: float | None = None) -> None:
         """The driver's duty after every input: write, dispatch events, re-arm.

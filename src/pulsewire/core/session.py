@@ -23,6 +23,7 @@ import functools
 import math
 import random
 from collections import deque
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import msgspec
@@ -73,10 +74,12 @@ from pulsewire.core.record import (
     LAST_EVIDENCE,
     LAST_PING,
     LAST_SENT,
+    NO_SAMPLE,
     NO_TIME,
     PING_DELAY,
     PINGS_FULL_AT,
     PINGS_RECEIVED,
+    RTT_STAGED,
     STARTED,
     SUSPECT_AFTER,
     TIMEOUT,
@@ -151,6 +154,32 @@ def _ping_limits(peer_ping_interval: float, peer_timeout: float) -> _PingLimits:
     return _PingLimits(gap, (3.0 + peer_timeout / gap) * gap)
 
 
+#: What the heartbeat fast paths need of a connection in the steady state, shared by every
+#: connection with the same numbers: ``(gap, depth, interval, delay_span, timeout,
+#: suspect_after, cap, any_evidence, draw)``, see :func:`_steady_constants`.
+_Steady = tuple[float, float, float, float, float, float, float, bool, Callable[[], float]]
+
+
+@functools.lru_cache(maxsize=64)
+def _steady_constants(
+    limits: _PingLimits,
+    interval: float,
+    delay_span: float,
+    timeout: float,
+    suspect_after: float,
+    any_evidence: bool,
+    draw: Callable[[], float],
+) -> _Steady:
+    """One tuple per distinct configuration, not per connection: at 10,000 connections the
+    copy every connection reads stays in cache, where the record's own would be a miss.
+    Valid for a fixed policy only (an adaptive one changes the timeouts as it learns).
+    ``cap``: no deadline lies further from the latest evidence than this.
+    """
+    cap = min(timeout, suspect_after)
+    gap, depth = limits
+    return (gap, depth, interval, delay_span, timeout, suspect_after, cap, any_evidence, draw)
+
+
 class Negotiated(msgspec.Struct, frozen=True):
     """What the handshake settled."""
 
@@ -166,26 +195,18 @@ class _SessionHeartbeatFields:
     numbers are in the record for the same reason: see :mod:`pulsewire.core.record`), so
     these fields must share as few cache lines as possible. Listing them first in
     ``Session.__slots__`` would not do it: CPython lays a class's slots out sorted by name.
-    A base class's slots come first in its subclasses' layout, so here they are: 13 slots,
-    two cache lines, where spread over the whole ``Session`` they touched five
-    (``tests/core/test_session_layout.py`` checks it).
+    A base class's slots come first in its subclasses' layout, so here they are: four
+    slots, one cache line with the object header, where spread over the whole ``Session``
+    they touched five (``tests/core/test_session_layout.py`` checks it).
+
+    Four are enough because the fast paths test one field for "steady state": ``_steady``
+    holds the connection's shared :func:`_steady_constants` while every condition holds
+    (ALIVE, no control frame or DATA waiting, the decoder between frames, no close under
+    way, no stuck report either way) and None otherwise. Every public method that can
+    change one of those conditions ends with :meth:`Session._refresh_steady`.
     """
 
-    __slots__ = (
-        "_any_evidence",
-        "_close_deadline",
-        "_control",
-        "_peer_stuck_for",
-        "_pending_bytes",
-        "_ping_limits",
-        "_ping_seq",
-        "_record",
-        "_rng",
-        "_slow_reads",
-        "_state",
-        "_unconsumed_since",
-        "rtt",
-    )
+    __slots__ = ("_ping_seq", "_record", "_rtt", "_steady")
 
 
 class Session(_SessionHeartbeatFields):
@@ -194,11 +215,15 @@ class Session(_SessionHeartbeatFields):
     # 10,000 idle connections each carry one of these: slots, and the heartbeat's own in
     # the base class.
     __slots__ = (
+        "_any_evidence",
         "_clock",
         "_close_code",
+        "_close_deadline",
         "_close_frame",
         "_close_reason",
+        "_constants",
         "_consumed_unreported",
+        "_control",
         "_count_bytes_received",
         "_count_bytes_sent",
         "_count_messages_received",
@@ -214,9 +239,16 @@ class Session(_SessionHeartbeatFields):
         "_outbox_offset",
         "_partial",
         "_partial_size",
+        "_peer_stuck_for",
+        "_pending_bytes",
+        "_ping_limits",
         "_recv_credit",
+        "_rng",
         "_send_credit",
+        "_slow_reads",
+        "_state",
         "_tracker",
+        "_unconsumed_since",
         "_window",
         "death",
         "initiator",
@@ -264,8 +296,7 @@ class Session(_SessionHeartbeatFields):
         )
         self.initiator = initiator
         self._hello: bytes | None = encode_control(FrameKind.HELLO, hello)
-        # Control frames waiting: a bytearray, or the shared _NO_CONTROL when there are
-        # none (what an idle heartbeat checks, so it must cost no cache miss of its own).
+        # Control frames waiting: a bytearray, or the shared _NO_CONTROL when there are none.
         self._control: bytearray | bytes = bytearray(PREAMBLE)
         if initiator:
             self._send_hello()
@@ -275,7 +306,10 @@ class Session(_SessionHeartbeatFields):
         self._tracker: LivenessTracker | None = None
         self._handshake_evidence = now
         self.death: Death | None = None
-        self.rtt = RttEstimator()
+        self._rtt = RttEstimator()
+        # The steady state's shared constants: set at the handshake for a fixed policy.
+        self._constants: _Steady | None = None
+        self._steady: _Steady | None = None
         # Outgoing DATA: whole messages, the head one possibly half sent.
         self._outbox: deque[bytes] | None = None  # created on the first send: idle costs nothing
         self._outbox_offset = 0
@@ -316,6 +350,16 @@ class Session(_SessionHeartbeatFields):
     @property
     def state(self) -> State:
         return self._state
+
+    @property
+    def rtt(self) -> RttEstimator:
+        """RTT statistics, every sample so far included."""
+        r = self._record
+        staged = r[RTT_STAGED]
+        if staged != NO_SAMPLE:
+            r[RTT_STAGED] = NO_SAMPLE
+            self._rtt.add(staged)
+        return self._rtt
 
     @property
     def pending_send_bytes(self) -> int:
@@ -407,6 +451,7 @@ class Session(_SessionHeartbeatFields):
             self._close_frame = None
         if out and self._tracker is not None:
             self._tracker.sent(self._clock)
+        self._refresh_steady()
         return out
 
     def _control_out(self) -> bytearray:
@@ -497,6 +542,7 @@ class Session(_SessionHeartbeatFields):
         outbox.append(message)
         self._pending_bytes += size
         self._count_messages_sent += 1
+        self._steady = None  # DATA waits: data_to_send() refreshes it
 
     def message_consumed(self, size: int) -> None:
         """The application has taken a received message of ``size`` bytes: grant credit."""
@@ -504,13 +550,14 @@ class Session(_SessionHeartbeatFields):
         if unconsumed:
             unconsumed.popleft()
             if not unconsumed:
-                # None, not an empty deque, is what an idle heartbeat checks: no cache miss.
                 self._unconsumed_since = None
+                self._refresh_steady()
         if self.death is not None:
             return
         unreported = self._consumed_unreported = self._consumed_unreported + size + MESSAGE_OVERHEAD
         if unreported * 4 >= self._window or self._recv_credit <= MESSAGE_OVERHEAD:
             self._grant_credit()
+            self._steady = None  # a CREDIT frame waits
 
     def _grant_credit(self) -> None:
         # Report consumption in batches of a quarter window; but at once when the peer is
@@ -536,6 +583,7 @@ class Session(_SessionHeartbeatFields):
         self._close_frame = encode_control(FrameKind.CLOSE, Close(code, reason))
         self._close_deadline = now + self.policy.effective_close_timeout
         self._state = next_state(self._state, Trigger.LOCAL_CLOSE)
+        self._steady = None
 
     def _check_open(self, operation: str) -> None:
         if self.death is not None:
@@ -567,6 +615,8 @@ class Session(_SessionHeartbeatFields):
             self._slow_reads = not (decoder.at_frame_boundary and self._fixed)
         except ProtocolError as error:
             self._fail(error, now)
+        finally:
+            self._refresh_steady()
 
     def receive_heartbeat(
         self, frame: bytes | bytearray | memoryview, now: float
@@ -588,56 +638,69 @@ class Session(_SessionHeartbeatFields):
         inlined for the steady state, and no per-connection object is touched that the
         general path would not need.
         """
-        # ALIVE means the handshake is done (a tracker exists) and no suspicion stands.
-        if (
-            self._state is not _ALIVE
-            or self._control
-            or self._slow_reads
-            or len(frame) != HEARTBEAT_FRAME_SIZE
-        ):
+        steady = self._steady
+        if steady is None or len(frame) != HEARTBEAT_FRAME_SIZE:
             return None
+        assert self._steady_holds(), "a public method did not refresh _steady"
         head, seq, float_tag, sent_at = unpack_heartbeat(frame)
         if float_tag != FLOAT64_TAG:
             return None
         r = self._record
         if head == PONG_HEAD:
-            if self._peer_stuck_for or not (
-                1 <= seq <= self._ping_seq and r[STARTED] <= sent_at <= now
-            ):
+            # The answer to our latest PING, echoing its time to the bit (the general path
+            # also takes older ones: any seq we sent, any time since the connection started).
+            if not seq or seq != self._ping_seq or sent_at != r[LAST_PING]:
                 return None
             # tracker.evidence(now), for a fixed policy and no suspicion:
             if now > r[LAST_EVIDENCE]:
                 r[LAST_EVIDENCE] = now
             r[FIRST_PING] = NO_TIME
-            self.rtt.add(now - sent_at)
+            # rtt.add(), every other PONG: the sample waits in the record for the next one.
+            staged = r[RTT_STAGED]
+            if staged == NO_SAMPLE:
+                r[RTT_STAGED] = now - sent_at
+            else:
+                r[RTT_STAGED] = NO_SAMPLE
+                rtt = self._rtt
+                rtt.add(staged)
+                rtt.add(now - sent_at)
             return b"", None
-        if head != PING_HEAD or (self._unconsumed_since and self._stuck_for(now)):
+        if head != PING_HEAD:
             return None
+        gap, depth, interval, delay_span, timeout, suspect_after, cap, any_evidence, draw = steady
         full_at = r[PINGS_FULL_AT]
-        limits = self._ping_limits
-        full_at = (full_at if full_at > now else now) + limits.gap  # _pings_full_after(now)
-        if full_at - now > limits.depth:
+        full_at = (full_at if full_at > now else now) + gap  # _pings_full_after(now)
+        if full_at - now > depth:
             return None  # the general path refuses it, with the close code
         r[PINGS_FULL_AT] = full_at
         r[PINGS_RECEIVED] += 1.0
-        # tracker.evidence(now) if a PING is evidence, tracker.peer_pinged(), tracker.sent(now):
+        # tracker.peer_pinged():
+        delay = r[PING_DELAY] = interval + delay_span * draw()
         evidence = r[LAST_EVIDENCE]
-        if self._any_evidence:
+        sent = r[LAST_SENT]
+        if any_evidence and now > evidence and now > sent:
+            # tracker.evidence(now), tracker.sent(now), and tracker.deadline() for both
+            # clocks restarting now (our last PING went out no later than LAST_SENT):
+            r[LAST_EVIDENCE] = r[LAST_SENT] = now
+            r[FIRST_PING] = NO_TIME
+            return pack_heartbeat(PONG_HEAD, seq, FLOAT64_TAG, sent_at), now + (
+                delay if delay < cap else cap
+            )
+        # The same in general: tracker.evidence(now) if a PING is evidence, tracker.sent(now).
+        if any_evidence:
             if now > evidence:
                 r[LAST_EVIDENCE] = evidence = now
             r[FIRST_PING] = NO_TIME
-        sent = r[LAST_SENT]
         if now > sent:
             r[LAST_SENT] = sent = now
-        delay = r[PING_DELAY] = r[INTERVAL] + r[DELAY_SPAN] * self._rng.random()
         # tracker.deadline(), not suspected, no close under way:
         quiet_since = evidence if evidence < sent else sent
         last_ping = r[LAST_PING]
         deadline = (last_ping if last_ping > quiet_since else quiet_since) + delay
-        dead_at = evidence + r[TIMEOUT]
+        dead_at = evidence + timeout
         if dead_at < deadline:
             deadline = dead_at
-        suspect_at = evidence + r[SUSPECT_AFTER]
+        suspect_at = evidence + suspect_after
         if suspect_at < deadline:
             deadline = suspect_at
         # The fixed layout's seq fits 32 bits, and so does the echo: pong_frame(seq, sent_at).
@@ -656,6 +719,7 @@ class Session(_SessionHeartbeatFields):
         except ProtocolError as exc:
             error = exc
         self._die(Reason.EOF, Source.KERNEL, now, abort=False, error=error)
+        self._refresh_steady()
 
     def connection_lost(
         self,
@@ -671,6 +735,7 @@ class Session(_SessionHeartbeatFields):
         if self._state is State.CLOSING and reason is Reason.EOF:
             reason = Reason.LOCAL_CLOSE
         self._die(reason, source, now, abort=True, error=error)
+        self._refresh_steady()
 
     def heartbeat_due(self, now: float) -> tuple[bytes, float] | None:
         """Fast path for the timer an idle connection gets per interval: a PING is due.
@@ -682,17 +747,14 @@ class Session(_SessionHeartbeatFields):
         to dispatch. Otherwise return None having changed nothing: the driver calls
         :meth:`handle_timer` as usual. Written flat, like :meth:`receive_heartbeat`.
         """
-        # ALIVE means the handshake is done (a tracker exists) and no suspicion stands.
-        if (
-            self._state is not _ALIVE
-            or self._control
-            or self._pending_bytes
-            or self._close_deadline != _INF
-        ):
+        steady = self._steady
+        if steady is None:
             return None
+        assert self._steady_holds(), "a public method did not refresh _steady"
+        _, _, interval, delay_span, timeout, suspect_after, _, _, draw = steady
         r = self._record
         evidence = r[LAST_EVIDENCE]
-        suspect_at = evidence + r[SUSPECT_AFTER]
+        suspect_at = evidence + suspect_after
         if now + EPSILON >= suspect_at:
             return None
         # tracker.ping_if_due(now):
@@ -706,11 +768,11 @@ class Session(_SessionHeartbeatFields):
         if r[FIRST_PING] == NO_TIME:
             r[FIRST_PING] = now
         r[LAST_PING] = r[LAST_SENT] = now
-        delay = r[PING_DELAY] = r[INTERVAL] + r[DELAY_SPAN] * self._rng.random()
+        delay = r[PING_DELAY] = interval + delay_span * draw()
         seq = self._ping_seq = self._ping_seq + 1
         # tracker.deadline(), just after a ping (so the next one is due at now + delay):
         deadline = now + delay
-        dead_at = evidence + r[TIMEOUT]
+        dead_at = evidence + timeout
         if dead_at < deadline:
             deadline = dead_at
         if suspect_at < deadline:
@@ -721,6 +783,12 @@ class Session(_SessionHeartbeatFields):
 
     def handle_timer(self, now: float) -> None:
         """Act on whatever is due at ``now``: ping, suspect, convict, give up closing."""
+        try:
+            self._handle_timer(now)
+        finally:
+            self._refresh_steady()
+
+    def _handle_timer(self, now: float) -> None:
         state = self._state
         if state is State.DEAD:
             return
@@ -769,6 +837,24 @@ class Session(_SessionHeartbeatFields):
             self._control_out().extend(ping_frame(self._ping_seq, now))
 
     # ------------------------------------------------------------------ internals
+
+    def _steady_holds(self) -> bool:
+        """Whether the heartbeat fast paths may run: see ``_SessionHeartbeatFields``."""
+        return (
+            self._constants is not None
+            and self._state is _ALIVE
+            and not self._control
+            and not self._slow_reads
+            and not self._pending_bytes
+            and self._close_deadline == _INF
+            and not self._peer_stuck_for
+            # Messages waiting for the application matter only to a policy that reports
+            # a stuck application in its PONGs.
+            and not (self._unconsumed_since and self.policy.progress_timeout is not None)
+        )
+
+    def _refresh_steady(self) -> None:
+        self._steady = self._constants if self._steady_holds() else None
 
     def _evidence(self, now: float) -> None:
         tracker = self._tracker
@@ -861,6 +947,17 @@ class Session(_SessionHeartbeatFields):
         self._tracker = LivenessTracker(
             policy, ping_interval, now, self._rng, leads=self.initiator, record=self._record
         )
+        if self._fixed:
+            r = self._record
+            self._constants = _steady_constants(
+                self._ping_limits,
+                r[INTERVAL],
+                r[DELAY_SPAN],
+                r[TIMEOUT],
+                r[SUSPECT_AFTER],
+                self._any_evidence,
+                self._rng.random,
+            )
         if self._state is State.HANDSHAKE:
             self._state = next_state(self._state, Trigger.HANDSHAKE_DONE)
         self._events.append(
