@@ -4,9 +4,32 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from pulsewire.core import Death, Limits, Policy, Session
 from pulsewire.core.codec import Frame
+from pulsewire.core.heartbeat import COMPILED, PythonHeartbeatFields
 from pulsewire.testing import Control, decode_control, opening_bytes, parse_frames
+
+
+class PythonSession(Session):
+    """A session on the reference fast paths, whichever implementation ``Session`` has."""
+
+    __slots__ = ()
+    receive_heartbeat = PythonHeartbeatFields.receive_heartbeat
+    heartbeat_due = PythonHeartbeatFields.heartbeat_due
+
+
+NOT_COMPILED = (
+    "the C extension pulsewire.core._heartbeat is not built or PULSEWIRE_NO_EXTENSIONS is set"
+)
+#: The session classes whose fast paths the tests compare: reference, then compiled.
+FAST_PATHS = [
+    pytest.param(PythonSession, id="python"),
+    pytest.param(
+        Session, id="compiled", marks=pytest.mark.skipif(not COMPILED, reason=NOT_COMPILED)
+    ),
+]
 
 
 def connected(
@@ -17,9 +40,10 @@ def connected(
     peer_limits: Limits | None = None,
     now: float = 0.0,
     seed: int = 0,
+    cls: type[Session] = Session,
 ) -> Session:
     """A session that has received a valid preamble and HELLO; its own output is discarded."""
-    session = Session(policy, limits, now=now, rng=random.Random(seed))
+    session = cls(policy, limits, now=now, rng=random.Random(seed))
     session.data_to_send()
     session.receive_data(opening_bytes(peer_policy, peer_limits), now)
     session.events_received()

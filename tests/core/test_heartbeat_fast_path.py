@@ -28,7 +28,7 @@ from pulsewire.core.frames import (
 )
 from pulsewire.testing import control_frame, data_frame
 
-from .helpers import connected
+from .helpers import FAST_PATHS, connected
 
 # ---------------------------------------------------------------- the fixed layout
 
@@ -117,11 +117,16 @@ class Transcript:
     lines: list[tuple[object, ...]] = field(default_factory=list)
 
 
-def simulate(seed: int, policy: Policy, *, fast: bool, steps: int = 400) -> Transcript:
-    """Two sessions, a lossy reordering-free wire, timers and messages; all seeded."""
+def simulate(
+    seed: int, policy: Policy, *, fast: bool, steps: int = 400, cls: type[Session] = Session
+) -> Transcript:
+    """Two sessions, a lossy reordering-free wire, timers and messages; all seeded.
+
+    ``cls``: the session class, whose fast paths ``fast`` takes (see ``FAST_PATHS``).
+    """
     script = random.Random(seed)
-    client = Session(policy, now=0.0, rng=random.Random(seed + 1), initiator=True)
-    server = Session(policy, now=0.0, rng=random.Random(seed + 2), initiator=False)
+    client = cls(policy, now=0.0, rng=random.Random(seed + 1), initiator=True)
+    server = cls(policy, now=0.0, rng=random.Random(seed + 2), initiator=False)
     sides = {"client": client, "server": server}
     # In flight: (arrival time, destination, bytes), delivered in order per direction.
     wire: dict[str, list[tuple[float, bytes]]] = {"client": [], "server": []}
@@ -181,19 +186,23 @@ POLICIES = {
 }
 
 
+@pytest.mark.parametrize("cls", FAST_PATHS)
 @pytest.mark.parametrize("policy_name", sorted(POLICIES))
 @pytest.mark.parametrize("seed", range(12))
-def test_the_fast_paths_change_nothing_a_driver_can_observe(policy_name: str, seed: int) -> None:
+def test_the_fast_paths_change_nothing_a_driver_can_observe(
+    cls: type[Session], policy_name: str, seed: int
+) -> None:
     policy = POLICIES[policy_name]
-    fast = simulate(seed, policy, fast=True)
+    fast = simulate(seed, policy, fast=True, cls=cls)
     general = simulate(seed, policy, fast=False)
     assert fast.lines == general.lines
 
 
-def test_the_simulation_exercises_the_fast_paths() -> None:
+@pytest.mark.parametrize("cls", FAST_PATHS)
+def test_the_simulation_exercises_the_fast_paths(cls: type[Session]) -> None:
     # Guard against a vacuous comparison: the fast paths must actually have been taken.
     taken = {"receive": 0, "timer": 0}
-    original_receive, original_due = Session.receive_heartbeat, Session.heartbeat_due
+    original_receive, original_due = cls.receive_heartbeat, cls.heartbeat_due
 
     def counting_receive(
         self: Session, frame: bytes, now: float
@@ -208,15 +217,18 @@ def test_the_simulation_exercises_the_fast_paths() -> None:
         return due
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Session, "receive_heartbeat", counting_receive)
-        patch.setattr(Session, "heartbeat_due", counting_due)
-        simulate(0, POLICIES["default"], fast=True)
+        patch.setattr(cls, "receive_heartbeat", counting_receive)
+        patch.setattr(cls, "heartbeat_due", counting_due)
+        simulate(0, POLICIES["default"], fast=True, cls=cls)
     assert taken["receive"] > 50
     assert taken["timer"] > 50
 
 
-def test_a_ping_flood_on_the_fast_path_is_still_refused_with_its_close_code() -> None:
-    session = connected(Policy(), peer_policy=Policy(interval=1.0))
+@pytest.mark.parametrize("cls", FAST_PATHS)
+def test_a_ping_flood_on_the_fast_path_is_still_refused_with_its_close_code(
+    cls: type[Session],
+) -> None:
+    session = connected(Policy(), peer_policy=Policy(interval=1.0), cls=cls)
     now = 1.0
     for seq in range(1, 200):
         frame = ping_frame(seq, now)
@@ -227,8 +239,11 @@ def test_a_ping_flood_on_the_fast_path_is_still_refused_with_its_close_code() ->
     assert session.death.close_code == CloseCode.TOO_MANY_PINGS
 
 
-def test_a_pong_for_a_ping_never_sent_is_left_to_the_general_path_which_refuses_it() -> None:
-    session = connected()
+@pytest.mark.parametrize("cls", FAST_PATHS)
+def test_a_pong_for_a_ping_never_sent_is_left_to_the_general_path_which_refuses_it(
+    cls: type[Session],
+) -> None:
+    session = connected(cls=cls)
     frame = pong_frame(7, 0.0)
     assert session.receive_heartbeat(frame, 0.5) is None
     session.receive_data(frame, 0.5)
@@ -250,8 +265,9 @@ def _ping_out(session: Session, now: float) -> tuple[int, float]:
     return seq, sent_at
 
 
-def test_the_steady_state_holds_only_while_every_condition_does() -> None:
-    session = connected()
+@pytest.mark.parametrize("cls", FAST_PATHS)
+def test_the_steady_state_holds_only_while_every_condition_does(cls: type[Session]) -> None:
+    session = connected(cls=cls)
     session.data_to_send()  # the HELLO went out: nothing waits
     assert session._steady is not None
     session.send_message(b"x")
@@ -270,16 +286,21 @@ def test_the_steady_state_holds_only_while_every_condition_does() -> None:
     assert session.receive_heartbeat(pong_frame(1, 0.0), 0.4) is None
 
 
-def test_an_adaptive_policy_never_takes_the_fast_paths() -> None:
-    session = connected(Policy(interval=0.5, timeout=4.0, adaptive=Adaptive(min_timeout=1.5)))
+@pytest.mark.parametrize("cls", FAST_PATHS)
+def test_an_adaptive_policy_never_takes_the_fast_paths(cls: type[Session]) -> None:
+    policy = Policy(interval=0.5, timeout=4.0, adaptive=Adaptive(min_timeout=1.5))
+    session = connected(policy, cls=cls)
     session.data_to_send()
     assert session._steady is None
     assert session.heartbeat_due(10.0) is None
 
 
+@pytest.mark.parametrize("cls", FAST_PATHS)
 @pytest.mark.parametrize("pongs", [1, 2, 3, 4])
-def test_rtt_samples_staged_by_the_fast_path_are_all_counted_in_order(pongs: int) -> None:
-    session = connected()
+def test_rtt_samples_staged_by_the_fast_path_are_all_counted_in_order(
+    cls: type[Session], pongs: int
+) -> None:
+    session = connected(cls=cls)
     session.data_to_send()
     now = 0.0
     rtts = []
@@ -296,8 +317,11 @@ def test_rtt_samples_staged_by_the_fast_path_are_all_counted_in_order(pongs: int
     assert session.stats(now).pongs_received == pongs
 
 
-def test_a_pong_that_does_not_echo_the_latest_ping_takes_the_general_path() -> None:
-    session = connected(Policy(interval=1.0, timeout=10.0))  # two PINGs, no suspicion
+@pytest.mark.parametrize("cls", FAST_PATHS)
+def test_a_pong_that_does_not_echo_the_latest_ping_takes_the_general_path(
+    cls: type[Session],
+) -> None:
+    session = connected(Policy(interval=1.0, timeout=10.0), cls=cls)  # two PINGs, no suspicion
     session.data_to_send()
     first = _ping_out(session, 1.0)
     latest = _ping_out(session, 2.0)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import dis
 import gc
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from pulsewire.asyncio.protocol import PulsewireProtocol, _ProtocolHeartbeatFields
-from pulsewire.core.session import Session, _SessionHeartbeatFields
+from pulsewire.core.heartbeat import HEARTBEAT_FIELDS, HeartbeatFields, PythonHeartbeatFields
+from pulsewire.core.session import Session
 
 CACHE_LINE = 64
 
@@ -62,26 +64,44 @@ def test_cpython_lays_slots_out_sorted_by_name_which_is_why_the_base_class_exist
 
 
 def test_the_heartbeat_fields_come_first_and_fit_one_cache_line() -> None:
-    # A subclass's layout extends its base's: the base's slots lie right after the object
+    # A subclass's layout extends its base's: the base's fields lie right after the object
     # header (refcount, type), which every access touches too.
-    assert Session.__mro__[1] is _SessionHeartbeatFields
-    assert _SessionHeartbeatFields.__basicsize__ <= CACHE_LINE
-    assert not set(Session.__slots__) & set(_SessionHeartbeatFields.__slots__)
+    assert Session.__mro__[1] is HeartbeatFields
+    for implementation in (HeartbeatFields, PythonHeartbeatFields):
+        assert implementation.__basicsize__ <= CACHE_LINE
+    assert PythonHeartbeatFields.__slots__ == HEARTBEAT_FIELDS
+    assert not set(Session.__slots__) & set(HEARTBEAT_FIELDS)
 
 
-@pytest.mark.parametrize("method", [Session.receive_heartbeat, Session.heartbeat_due])
+def test_both_implementations_have_the_same_fields_and_fast_paths() -> None:
+    def members(cls: type) -> set[str]:
+        return {name for name, value in vars(cls).items() if inspect.ismemberdescriptor(value)}
+
+    assert members(HeartbeatFields) == set(HEARTBEAT_FIELDS)
+    for method in ("receive_heartbeat", "heartbeat_due"):
+        assert callable(getattr(HeartbeatFields, method))
+
+
+def _all_slots_of_a_session() -> set[str]:
+    return _slots(Session) | set(HEARTBEAT_FIELDS)
+
+
+@pytest.mark.parametrize(
+    "method", [PythonHeartbeatFields.receive_heartbeat, PythonHeartbeatFields.heartbeat_due]
+)
 def test_the_fast_paths_touch_only_the_heartbeat_fields(method: Callable[..., Any]) -> None:
-    touched = _attributes_of_self(method) & _slots(Session)
+    # Read off the reference implementation; the compiled one is its translation, and
+    # tests/core/test_heartbeat_compiled.py compares every field the two leave behind.
+    touched = _attributes_of_self(method) & _all_slots_of_a_session()
     assert touched, "the parser found no attribute access: it is broken"
-    hot = set(_SessionHeartbeatFields.__slots__)
-    assert touched <= hot, touched - hot
+    assert touched <= set(HEARTBEAT_FIELDS), touched - set(HEARTBEAT_FIELDS)
 
 
 def test_the_attribute_parser_sees_reads_and_writes() -> None:
     # Guards the test above from passing vacuously.
-    assert {"_record", "_ping_seq", "_rtt", "_steady"} <= _attributes_of_self(
-        Session.receive_heartbeat
-    ) | _attributes_of_self(Session.heartbeat_due)
+    assert set(HEARTBEAT_FIELDS) <= _attributes_of_self(
+        PythonHeartbeatFields.receive_heartbeat
+    ) | _attributes_of_self(PythonHeartbeatFields.heartbeat_due)
 
 
 def test_the_protocol_object_fits_two_cache_lines() -> None:

@@ -43,13 +43,9 @@ from pulsewire.core.events import (
 )
 from pulsewire.core.frames import (
     FLAG_FIN,
-    FLOAT64_TAG,
     HEADER,
     HEARTBEAT_FRAME_SIZE,
-    MAX_FIXED_SEQ,
     MESSAGE_OVERHEAD,
-    PING_HEAD,
-    PONG_HEAD,
     PREAMBLE,
     Close,
     CloseCode,
@@ -61,22 +57,15 @@ from pulsewire.core.frames import (
     encode_control,
     encode_control_into,
     encode_pong_into,
-    pack_heartbeat,
     ping_frame,
-    unpack_heartbeat,
 )
+from pulsewire.core.heartbeat import HeartbeatFields, Steady
 from pulsewire.core.liveness import EPSILON, Decision, LivenessTracker
 from pulsewire.core.policy import Evidence, Limits, Policy
 from pulsewire.core.record import (
     DELAY_SPAN,
-    FIRST_PING,
     INTERVAL,
-    LAST_EVIDENCE,
-    LAST_PING,
-    LAST_SENT,
     NO_SAMPLE,
-    NO_TIME,
-    PING_DELAY,
     PINGS_FULL_AT,
     PINGS_RECEIVED,
     RTT_STAGED,
@@ -154,12 +143,6 @@ def _ping_limits(peer_ping_interval: float, peer_timeout: float) -> _PingLimits:
     return _PingLimits(gap, (3.0 + peer_timeout / gap) * gap)
 
 
-#: What the heartbeat fast paths need of a connection in the steady state, shared by every
-#: connection with the same numbers: ``(gap, depth, interval, delay_span, timeout,
-#: suspect_after, cap, any_evidence, draw)``, see :func:`_steady_constants`.
-_Steady = tuple[float, float, float, float, float, float, float, bool, Callable[[], float]]
-
-
 @functools.lru_cache(maxsize=64)
 def _steady_constants(
     limits: _PingLimits,
@@ -169,7 +152,7 @@ def _steady_constants(
     suspect_after: float,
     any_evidence: bool,
     draw: Callable[[], float],
-) -> _Steady:
+) -> Steady:
     """One tuple per distinct configuration, not per connection: at 10,000 connections the
     copy every connection reads stays in cache, where the record's own would be a miss.
     Valid for a fixed policy only (an adaptive one changes the timeouts as it learns).
@@ -188,32 +171,11 @@ class Negotiated(msgspec.Struct, frozen=True):
     peer_ping_interval: float  #: the peer pings us at most this often
 
 
-class _SessionHeartbeatFields:
-    """The fields of a :class:`Session` that an idle heartbeat touches, in a class of their own.
-
-    At 10,000 connections a cache miss per field is what the heartbeat path costs (its
-    numbers are in the record for the same reason: see :mod:`pulsewire.core.record`), so
-    these fields must share as few cache lines as possible. Listing them first in
-    ``Session.__slots__`` would not do it: CPython lays a class's slots out sorted by name.
-    A base class's slots come first in its subclasses' layout, so here they are: four
-    slots, one cache line with the object header, where spread over the whole ``Session``
-    they touched five (``tests/core/test_session_layout.py`` checks it).
-
-    Four are enough because the fast paths test one field for "steady state": ``_steady``
-    holds the connection's shared :func:`_steady_constants` while every condition holds
-    (ALIVE, no control frame or DATA waiting, the decoder between frames, no close under
-    way, no stuck report either way) and None otherwise. Every public method that can
-    change one of those conditions ends with :meth:`Session._refresh_steady`.
-    """
-
-    __slots__ = ("_ping_seq", "_record", "_rtt", "_steady")
-
-
-class Session(_SessionHeartbeatFields):
+class Session(HeartbeatFields):
     """One side of a pulsewire connection: bytes and ``now`` in; bytes, events, deadline out."""
 
     # 10,000 idle connections each carry one of these: slots, and the heartbeat's own in
-    # the base class.
+    # the base class (pulsewire.core.heartbeat).
     __slots__ = (
         "_any_evidence",
         "_clock",
@@ -308,8 +270,8 @@ class Session(_SessionHeartbeatFields):
         self.death: Death | None = None
         self._rtt = RttEstimator()
         # The steady state's shared constants: set at the handshake for a fixed policy.
-        self._constants: _Steady | None = None
-        self._steady: _Steady | None = None
+        self._constants: Steady | None = None
+        self._steady: Steady | None = None
         # Outgoing DATA: whole messages, the head one possibly half sent.
         self._outbox: deque[bytes] | None = None  # created on the first send: idle costs nothing
         self._outbox_offset = 0
@@ -618,94 +580,6 @@ class Session(_SessionHeartbeatFields):
         finally:
             self._refresh_steady()
 
-    def receive_heartbeat(
-        self, frame: bytes | bytearray | memoryview, now: float
-    ) -> tuple[bytes, float | None] | None:
-        """Fast path for the one read an idle connection gets per interval: one PING or PONG.
-
-        When ``frame`` is exactly one heartbeat in the fixed layout and the session is in the
-        plain steady state (ALIVE, nothing queued, no adaptive timeout, no stuck report),
-        handle it and return ``(reply, deadline)``: the bytes to write at once (the PONG for
-        a PING, ``b""`` for a PONG) and the new :meth:`next_deadline` when it may have moved
-        either way (the answer to a PING redraws our ping delay), or None when it only moved
-        later (a PONG: the registered deadline can fire lazily). The driver then has no
-        events to dispatch. Otherwise return None having changed nothing: the driver feeds
-        the bytes to :meth:`receive_data` as usual. Both paths have the same effect
-        (``tests/core/test_heartbeat_fast_path.py`` checks that they agree).
-
-        This runs once an interval on every idle connection, so it is written flat: the
-        tracker's ``evidence``, ``peer_pinged``, ``sent`` and ``deadline`` are
-        inlined for the steady state, and no per-connection object is touched that the
-        general path would not need.
-        """
-        steady = self._steady
-        if steady is None or len(frame) != HEARTBEAT_FRAME_SIZE:
-            return None
-        assert self._steady_holds(), "a public method did not refresh _steady"
-        head, seq, float_tag, sent_at = unpack_heartbeat(frame)
-        if float_tag != FLOAT64_TAG:
-            return None
-        r = self._record
-        if head == PONG_HEAD:
-            # The answer to our latest PING, echoing its time to the bit (the general path
-            # also takes older ones: any seq we sent, any time since the connection started).
-            if not seq or seq != self._ping_seq or sent_at != r[LAST_PING]:
-                return None
-            # tracker.evidence(now), for a fixed policy and no suspicion:
-            if now > r[LAST_EVIDENCE]:
-                r[LAST_EVIDENCE] = now
-            r[FIRST_PING] = NO_TIME
-            # rtt.add(), every other PONG: the sample waits in the record for the next one.
-            staged = r[RTT_STAGED]
-            if staged == NO_SAMPLE:
-                r[RTT_STAGED] = now - sent_at
-            else:
-                r[RTT_STAGED] = NO_SAMPLE
-                rtt = self._rtt
-                rtt.add(staged)
-                rtt.add(now - sent_at)
-            return b"", None
-        if head != PING_HEAD:
-            return None
-        gap, depth, interval, delay_span, timeout, suspect_after, cap, any_evidence, draw = steady
-        full_at = r[PINGS_FULL_AT]
-        full_at = (full_at if full_at > now else now) + gap  # _pings_full_after(now)
-        if full_at - now > depth:
-            return None  # the general path refuses it, with the close code
-        r[PINGS_FULL_AT] = full_at
-        r[PINGS_RECEIVED] += 1.0
-        # tracker.peer_pinged():
-        delay = r[PING_DELAY] = interval + delay_span * draw()
-        evidence = r[LAST_EVIDENCE]
-        sent = r[LAST_SENT]
-        if any_evidence and now > evidence and now > sent:
-            # tracker.evidence(now), tracker.sent(now), and tracker.deadline() for both
-            # clocks restarting now (our last PING went out no later than LAST_SENT):
-            r[LAST_EVIDENCE] = r[LAST_SENT] = now
-            r[FIRST_PING] = NO_TIME
-            return pack_heartbeat(PONG_HEAD, seq, FLOAT64_TAG, sent_at), now + (
-                delay if delay < cap else cap
-            )
-        # The same in general: tracker.evidence(now) if a PING is evidence, tracker.sent(now).
-        if any_evidence:
-            if now > evidence:
-                r[LAST_EVIDENCE] = evidence = now
-            r[FIRST_PING] = NO_TIME
-        if now > sent:
-            r[LAST_SENT] = sent = now
-        # tracker.deadline(), not suspected, no close under way:
-        quiet_since = evidence if evidence < sent else sent
-        last_ping = r[LAST_PING]
-        deadline = (last_ping if last_ping > quiet_since else quiet_since) + delay
-        dead_at = evidence + timeout
-        if dead_at < deadline:
-            deadline = dead_at
-        suspect_at = evidence + suspect_after
-        if suspect_at < deadline:
-            deadline = suspect_at
-        # The fixed layout's seq fits 32 bits, and so does the echo: pong_frame(seq, sent_at).
-        return pack_heartbeat(PONG_HEAD, seq, FLOAT64_TAG, sent_at), deadline
-
     def receive_eof(self, now: float) -> None:
         """The peer closed its sending side (FIN)."""
         if self._state is State.DEAD:
@@ -736,50 +610,6 @@ class Session(_SessionHeartbeatFields):
             reason = Reason.LOCAL_CLOSE
         self._die(reason, source, now, abort=True, error=error)
         self._refresh_steady()
-
-    def heartbeat_due(self, now: float) -> tuple[bytes, float] | None:
-        """Fast path for the timer an idle connection gets per interval: a PING is due.
-
-        When the session is in the plain steady state (ALIVE, nothing queued, not closing,
-        no suspicion due at ``now``), do what :meth:`handle_timer` would and return
-        ``(ping, deadline)``: the bytes to write at once (the PING, or ``b""`` when nothing
-        was due after all) and the new :meth:`next_deadline`. The driver then has no events
-        to dispatch. Otherwise return None having changed nothing: the driver calls
-        :meth:`handle_timer` as usual. Written flat, like :meth:`receive_heartbeat`.
-        """
-        steady = self._steady
-        if steady is None:
-            return None
-        assert self._steady_holds(), "a public method did not refresh _steady"
-        _, _, interval, delay_span, timeout, suspect_after, _, _, draw = steady
-        r = self._record
-        evidence = r[LAST_EVIDENCE]
-        suspect_at = evidence + suspect_after
-        if now + EPSILON >= suspect_at:
-            return None
-        # tracker.ping_if_due(now):
-        sent = r[LAST_SENT]
-        quiet_since = evidence if evidence < sent else sent
-        last_ping = r[LAST_PING]
-        if now + EPSILON < (last_ping if last_ping > quiet_since else quiet_since) + r[PING_DELAY]:
-            deadline = self.next_deadline()
-            assert deadline is not None
-            return b"", deadline  # a lazy fire: evidence moved the deadline since
-        if r[FIRST_PING] == NO_TIME:
-            r[FIRST_PING] = now
-        r[LAST_PING] = r[LAST_SENT] = now
-        delay = r[PING_DELAY] = interval + delay_span * draw()
-        seq = self._ping_seq = self._ping_seq + 1
-        # tracker.deadline(), just after a ping (so the next one is due at now + delay):
-        deadline = now + delay
-        dead_at = evidence + timeout
-        if dead_at < deadline:
-            deadline = dead_at
-        if suspect_at < deadline:
-            deadline = suspect_at
-        if seq > MAX_FIXED_SEQ:
-            return ping_frame(seq, now), deadline
-        return pack_heartbeat(PING_HEAD, seq, FLOAT64_TAG, now), deadline
 
     def handle_timer(self, now: float) -> None:
         """Act on whatever is due at ``now``: ping, suspect, convict, give up closing."""
@@ -839,7 +669,7 @@ class Session(_SessionHeartbeatFields):
     # ------------------------------------------------------------------ internals
 
     def _steady_holds(self) -> bool:
-        """Whether the heartbeat fast paths may run: see ``_SessionHeartbeatFields``."""
+        """Whether the heartbeat fast paths may run: see :mod:`pulsewire.core.heartbeat`."""
         return (
             self._constants is not None
             and self._state is _ALIVE
