@@ -138,11 +138,26 @@ read_steady(PyObject *tuple, Steady *s)
     return 0;
 }
 
+/* No later than the liveness deadlines: dead at evidence + timeout, suspect at evidence +
+ * suspect_after (the tracker's deadline() when not suspected and no close is under way). */
+static inline double
+liveness_bound(double deadline, double evidence, const Steady *s)
+{
+    double dead_at = evidence + s->timeout;
+    double suspect_at = evidence + s->suspect_after;
+    if (dead_at < deadline) {
+        deadline = dead_at;
+    }
+    return suspect_at < deadline ? suspect_at : deadline;
+}
+
 /* interval + delay_span * draw(): the next PING delay. */
 static int
 draw_delay(const Steady *s, double *delay)
 {
-    PyObject *drawn = PyObject_CallNoArgs(s->draw);
+    PyObject *draw = Py_NewRef(s->draw); /* the session's tuple may change while it runs */
+    PyObject *drawn = PyObject_CallNoArgs(draw);
+    Py_DECREF(draw);
     if (drawn == NULL) {
         return -1;
     }
@@ -172,6 +187,16 @@ get_record(Fields *self, Py_buffer *view)
         return -1;
     }
     return 0;
+}
+
+/* The steady constants and the record, for a PING either way; NULL with an error set. */
+static double *
+open_steady(Fields *self, PyObject *steady_tuple, Steady *s, Py_buffer *view)
+{
+    if (read_steady(steady_tuple, s) < 0 || get_record(self, view) < 0) {
+        return NULL;
+    }
+    return (double *)view->buf;
 }
 
 static int
@@ -233,20 +258,36 @@ reply_pair(PyObject *frame, double deadline)
 
 /* ------------------------------------------------------------ receive_heartbeat */
 
+/* Both fast paths start alike: check the call, read ``now`` (the last argument), and see
+ * whether the session is in the steady state. Returns the steady tuple (borrowed), or NULL:
+ * with an error set, or without one when the fast path is not taken. */
+static PyObject *
+begin(Fields *self, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t expected,
+      const char *usage, double *now)
+{
+    if (nargs != expected) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return NULL;
+    }
+    *now = PyFloat_AsDouble(args[nargs - 1]);
+    if (*now == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!configured || self->steady == NULL || self->steady == Py_None) {
+        return NULL;
+    }
+    return self->steady;
+}
+
+#define NOT_BEGUN (PyErr_Occurred() ? NULL : Py_NewRef(Py_None))
+
 static PyObject *
 receive_heartbeat(Fields *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "receive_heartbeat(frame, now)");
-        return NULL;
-    }
-    double now = PyFloat_AsDouble(args[1]);
-    if (now == -1.0 && PyErr_Occurred()) {
-        return NULL;
-    }
-    PyObject *steady_tuple = self->steady;
-    if (!configured || steady_tuple == NULL || steady_tuple == Py_None) {
-        NOT_TAKEN;
+    double now;
+    PyObject *steady_tuple = begin(self, args, nargs, 2, "receive_heartbeat(frame, now)", &now);
+    if (steady_tuple == NULL) {
+        return NOT_BEGUN;
     }
     unsigned char frame[32];
     Py_buffer in;
@@ -303,29 +344,21 @@ receive_heartbeat(Fields *self, PyObject *const *args, Py_ssize_t nargs)
         NOT_TAKEN;
     }
     Steady s;
-    if (read_steady(steady_tuple, &s) < 0) {
-        return NULL;
-    }
-    Py_INCREF(s.draw); /* the tuple could be replaced while draw() runs */
     Py_buffer view;
-    if (get_record(self, &view) < 0) {
-        Py_DECREF(s.draw);
+    double *r = open_steady(self, steady_tuple, &s, &view);
+    if (r == NULL) {
         return NULL;
     }
-    double *r = (double *)view.buf;
     double full_at = r[i_full_at];
     full_at = (full_at > now ? full_at : now) + s.gap;
     if (full_at - now > s.depth) {
         PyBuffer_Release(&view);
-        Py_DECREF(s.draw);
         NOT_TAKEN; /* the general path refuses it, with the close code */
     }
     r[i_full_at] = full_at;
     r[i_pings_received] += 1.0;
     double delay;
-    int failed = draw_delay(&s, &delay);
-    Py_DECREF(s.draw);
-    if (failed) {
+    if (draw_delay(&s, &delay) < 0) {
         PyBuffer_Release(&view);
         return NULL;
     }
@@ -351,14 +384,7 @@ receive_heartbeat(Fields *self, PyObject *const *args, Py_ssize_t nargs)
         double quiet_since = evidence < sent ? evidence : sent;
         double last_ping = r[i_ping];
         deadline = (last_ping > quiet_since ? last_ping : quiet_since) + delay;
-        double dead_at = evidence + s.timeout;
-        if (dead_at < deadline) {
-            deadline = dead_at;
-        }
-        double suspect_at = evidence + s.suspect_after;
-        if (suspect_at < deadline) {
-            deadline = suspect_at;
-        }
+        deadline = liveness_bound(deadline, evidence, &s);
     }
     PyBuffer_Release(&view);
     PyObject *pong = heartbeat_frame(pong_head, seq, frame + 13, 0.0);
@@ -392,27 +418,17 @@ lazy_fire(Fields *self)
 static PyObject *
 heartbeat_due(Fields *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 1) {
-        PyErr_SetString(PyExc_TypeError, "heartbeat_due(now)");
-        return NULL;
-    }
-    double now = PyFloat_AsDouble(args[0]);
-    if (now == -1.0 && PyErr_Occurred()) {
-        return NULL;
-    }
-    PyObject *steady_tuple = self->steady;
-    if (!configured || steady_tuple == NULL || steady_tuple == Py_None) {
-        NOT_TAKEN;
+    double now;
+    PyObject *steady_tuple = begin(self, args, nargs, 1, "heartbeat_due(now)", &now);
+    if (steady_tuple == NULL) {
+        return NOT_BEGUN;
     }
     Steady s;
-    if (read_steady(steady_tuple, &s) < 0) {
-        return NULL;
-    }
     Py_buffer view;
-    if (get_record(self, &view) < 0) {
+    double *r = open_steady(self, steady_tuple, &s, &view);
+    if (r == NULL) {
         return NULL;
     }
-    double *r = (double *)view.buf;
     double evidence = r[i_evidence];
     double suspect_at = evidence + s.suspect_after;
     if (now + epsilon >= suspect_at) {
@@ -436,11 +452,8 @@ heartbeat_due(Fields *self, PyObject *const *args, Py_ssize_t nargs)
         r[i_first_ping] = now;
     }
     r[i_ping] = r[i_sent] = now;
-    Py_INCREF(s.draw);
     double delay;
-    int failed = draw_delay(&s, &delay);
-    Py_DECREF(s.draw);
-    if (failed) {
+    if (draw_delay(&s, &delay) < 0) {
         PyBuffer_Release(&view);
         return NULL;
     }
@@ -448,13 +461,7 @@ heartbeat_due(Fields *self, PyObject *const *args, Py_ssize_t nargs)
     PyBuffer_Release(&view);
     self->ping_seq = seq;
     double deadline = now + delay;
-    double dead_at = evidence + s.timeout;
-    if (dead_at < deadline) {
-        deadline = dead_at;
-    }
-    if (suspect_at < deadline) {
-        deadline = suspect_at;
-    }
+    deadline = liveness_bound(deadline, evidence, &s);
     PyObject *ping = heartbeat_frame(ping_head, (uint32_t)seq, NULL, now);
     if (ping == NULL) {
         return NULL;

@@ -172,7 +172,12 @@ class Negotiated(msgspec.Struct, frozen=True):
 
 
 class Session(HeartbeatFields):
-    """One side of a pulsewire connection: bytes and ``now`` in; bytes, events, deadline out."""
+    """One side of a pulsewire connection: bytes and ``now`` in; bytes, events, deadline out.
+
+    ``receive_heartbeat`` and ``heartbeat_due``, the idle connection's fast paths that a
+    driver may try before ``receive_data`` and ``handle_timer``, come from the base class:
+    see :mod:`pulsewire.core.heartbeat`.
+    """
 
     # 10,000 idle connections each carry one of these: slots, and the heartbeat's own in
     # the base class (pulsewire.core.heartbeat).
