@@ -178,7 +178,8 @@ class PythonHeartbeatFields:
         """Fast path for the timer an idle connection gets per interval: a PING is due.
 
         When the session is in the plain steady state (ALIVE, nothing queued, not closing,
-        no suspicion due at ``now``), do what :meth:`handle_timer` would and return
+        no suspicion due at ``now``, the next PING's number within the fixed layout's 32
+        bits), do what :meth:`handle_timer` would and return
         ``(ping, deadline)``: the bytes to write at once (the PING, or ``b""`` when nothing
         was due after all) and the new :meth:`next_deadline`. The driver then has no events
         to dispatch. Otherwise return None having changed nothing: the driver calls
