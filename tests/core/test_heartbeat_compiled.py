@@ -8,22 +8,30 @@ record (to the bit), sequence number, RTT figures, deadline, state and counters.
 
 from __future__ import annotations
 
+import copy
+import gc
 import math
-import struct
+import weakref
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pulsewire.core import Evidence, Policy, Session
-from pulsewire.core.frames import FLOAT64_TAG, HEARTBEAT_FRAME_SIZE, PING_HEAD, PONG_HEAD
-from pulsewire.core.heartbeat import COMPILED
+from pulsewire.core.frames import (
+    FLOAT64_TAG,
+    HEARTBEAT_FRAME_SIZE,
+    PING_HEAD,
+    PONG_HEAD,
+    pack_heartbeat,
+    unpack_heartbeat,
+)
+from pulsewire.core.heartbeat import COMPILED, HEARTBEAT_FIELDS, HeartbeatFields
+from pulsewire.core.record import LAST_PING
 
 from .helpers import NOT_COMPILED, PythonSession, connected
 
 pytestmark = pytest.mark.skipif(not COMPILED, reason=NOT_COMPILED)
-
-_LAYOUT = struct.Struct("!QIBd")
 
 POLICIES = [
     Policy(),
@@ -58,17 +66,17 @@ inputs = st.one_of(
 def _frame(spec: tuple[object, ...], latest: tuple[int, float]) -> bytes:
     kind = spec[0]
     if kind == "pong-latest":
-        return _LAYOUT.pack(PONG_HEAD, latest[0] & 0xFFFFFFFF, FLOAT64_TAG, latest[1])
+        return pack_heartbeat(PONG_HEAD, latest[0] & 0xFFFFFFFF, FLOAT64_TAG, latest[1])
     if kind in ("ping", "pong"):
         head = PING_HEAD if kind == "ping" else PONG_HEAD
         seq, sent_at = spec[1], spec[2]
         assert isinstance(seq, int)
         assert isinstance(sent_at, float)
-        return _LAYOUT.pack(head, seq, FLOAT64_TAG, sent_at)
+        return pack_heartbeat(head, seq, FLOAT64_TAG, sent_at)
     if kind == "tag":
         tag = spec[1]
         assert isinstance(tag, int)
-        return _LAYOUT.pack(PING_HEAD, 1, tag, 0.0)
+        return pack_heartbeat(PING_HEAD, 1, tag, 0.0)
     data = spec[1]
     assert isinstance(data, bytes)
     return data
@@ -139,7 +147,7 @@ def test_compiled_and_python_fast_paths_leave_the_same_session(
         delta = step[1]
         assert isinstance(delta, float)
         now += delta
-        latest = (python._ping_seq, python._record[2])  # LAST_PING
+        latest = (python._ping_seq, python._record[LAST_PING])
         got_python = _apply(python, step, now, latest)
         got_compiled = _apply(compiled, step, now, latest)
         assert _same(got_python, got_compiled), (step, got_python, got_compiled)
@@ -155,14 +163,14 @@ def test_the_comparison_reaches_both_fast_paths() -> None:
     assert due is not None
     ping, _ = due
     assert len(ping) == HEARTBEAT_FRAME_SIZE
-    _, seq, _, sent_at = _LAYOUT.unpack(ping)
-    assert session.receive_heartbeat(_LAYOUT.pack(PONG_HEAD, seq, FLOAT64_TAG, sent_at), 1.1) == (
+    _, seq, _, sent_at = unpack_heartbeat(ping)
+    assert session.receive_heartbeat(pack_heartbeat(PONG_HEAD, seq, FLOAT64_TAG, sent_at), 1.1) == (
         b"",
         None,
     )
-    reply = session.receive_heartbeat(_LAYOUT.pack(PING_HEAD, 9, FLOAT64_TAG, 1.5), 1.6)
+    reply = session.receive_heartbeat(pack_heartbeat(PING_HEAD, 9, FLOAT64_TAG, 1.5), 1.6)
     assert reply is not None
-    assert reply[0] == _LAYOUT.pack(PONG_HEAD, 9, FLOAT64_TAG, 1.5)
+    assert reply[0] == pack_heartbeat(PONG_HEAD, 9, FLOAT64_TAG, 1.5)
 
 
 def test_a_sequence_beyond_the_fixed_layout_is_left_to_the_general_path() -> None:
@@ -178,9 +186,6 @@ def test_a_sequence_beyond_the_fixed_layout_is_left_to_the_general_path() -> Non
 
 def test_the_compiled_fields_are_collected_with_their_session() -> None:
     # The C type takes part in garbage collection: a cycle through its fields is freed.
-    import gc
-    import weakref
-
     session = connected(cls=Session)
 
     class Holder:
@@ -198,10 +203,6 @@ def test_the_compiled_fields_are_collected_with_their_session() -> None:
 def test_a_compiled_session_copies_like_a_python_one() -> None:
     # copy.deepcopy (the detection-quality model forks whole connections) must carry the
     # compiled fields over: the C type lists them in __slots__ as a Python class would.
-    import copy
-
-    from pulsewire.core.heartbeat import HEARTBEAT_FIELDS, HeartbeatFields
-
     assert HeartbeatFields.__slots__ == HEARTBEAT_FIELDS
     session = connected(cls=Session)
     session.data_to_send()

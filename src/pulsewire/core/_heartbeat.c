@@ -6,9 +6,10 @@
  * pulsewire/core/heartbeat.py, which stays the reference: the tests run both on the same
  * inputs and compare every result and every field they leave behind.
  *
- * Nothing here knows the wire format or the record's layout by heart: configure(), called
- * once by heartbeat.py at import, passes the constants in from the Python modules that own
- * them.
+ * The constants (the two heads, the float tag, the largest fixed seq, the record's indexes)
+ * are not written here: configure(), called once by heartbeat.py at import, passes them in
+ * from the Python modules that own them, and checks the one thing this file assumes, the
+ * fixed layout's shape (an 8-byte head, a 32-bit seq, the tag, a float64: 21 bytes).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -33,8 +34,8 @@ static PyObject *str_next_deadline;
 
 /* ------------------------------------------------------------ the object */
 
-/* The four fields an idle heartbeat touches, right after the object header (the Python
- * class HeartbeatFields in heartbeat.py explains why they are a base class of their own). */
+/* The four fields an idle heartbeat touches, right after the object header (heartbeat.py's
+ * module docstring explains why they are a base class of their own). */
 typedef struct {
     PyObject_HEAD
     long long ping_seq;  /* _ping_seq: also the count of PINGs sent */
@@ -215,10 +216,10 @@ add_rtt(Fields *self, double sample)
     return 0;
 }
 
-/* A heartbeat frame in the fixed layout: head, seq, the float tag, then sent_at as it came
- * (a PONG echoes the PING's eight bytes, so its time is equal to the bit). */
+/* A heartbeat frame in the fixed layout: head, seq, the float tag, then sent_at's eight
+ * big-endian bytes (a PONG copies the PING's, so the time it echoes is equal to the bit). */
 static PyObject *
-heartbeat_frame(uint64_t head, uint32_t seq, const unsigned char *sent_at_bytes, double sent_at)
+heartbeat_frame(uint64_t head, uint32_t seq, const unsigned char *sent_at)
 {
     PyObject *frame = PyBytes_FromStringAndSize(NULL, frame_size);
     if (frame == NULL) {
@@ -228,13 +229,7 @@ heartbeat_frame(uint64_t head, uint32_t seq, const unsigned char *sent_at_bytes,
     store_be64(p, head);
     store_be32(p + 8, seq);
     p[12] = (unsigned char)float_tag;
-    if (sent_at_bytes != NULL) {
-        memcpy(p + 13, sent_at_bytes, 8);
-    }
-    else if (PyFloat_Pack8(sent_at, (char *)(p + 13), 0) < 0) {
-        Py_DECREF(frame);
-        return NULL;
-    }
+    memcpy(p + 13, sent_at, 8);
     return frame;
 }
 
@@ -387,7 +382,7 @@ receive_heartbeat(Fields *self, PyObject *const *args, Py_ssize_t nargs)
         deadline = liveness_bound(deadline, evidence, &s);
     }
     PyBuffer_Release(&view);
-    PyObject *pong = heartbeat_frame(pong_head, seq, frame + 13, 0.0);
+    PyObject *pong = heartbeat_frame(pong_head, seq, frame + 13);
     if (pong == NULL) {
         return NULL;
     }
@@ -407,12 +402,13 @@ lazy_fire(Fields *self)
         Py_DECREF(deadline);
         NOT_TAKEN;
     }
-    PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
-    if (empty == NULL) {
-        Py_DECREF(deadline);
+    double when = PyFloat_AsDouble(deadline);
+    Py_DECREF(deadline);
+    if (when == -1.0 && PyErr_Occurred()) {
         return NULL;
     }
-    return Py_BuildValue("(NN)", empty, deadline);
+    PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
+    return empty == NULL ? NULL : reply_pair(empty, when);
 }
 
 static PyObject *
@@ -443,8 +439,7 @@ heartbeat_due(Fields *self, PyObject *const *args, Py_ssize_t nargs)
         return lazy_fire(self);
     }
     long long seq = self->ping_seq + 1;
-    if (seq > max_fixed_seq || seq < 1) {
-        /* The general encoding: the general path writes it (the Python one does it here). */
+    if (seq > max_fixed_seq) { /* the general encoding: handle_timer() writes it */
         PyBuffer_Release(&view);
         NOT_TAKEN;
     }
@@ -462,7 +457,11 @@ heartbeat_due(Fields *self, PyObject *const *args, Py_ssize_t nargs)
     self->ping_seq = seq;
     double deadline = now + delay;
     deadline = liveness_bound(deadline, evidence, &s);
-    PyObject *ping = heartbeat_frame(ping_head, (uint32_t)seq, NULL, now);
+    unsigned char sent_at[8];
+    if (PyFloat_Pack8(now, (char *)sent_at, 0) < 0) {
+        return NULL;
+    }
+    PyObject *ping = heartbeat_frame(ping_head, (uint32_t)seq, sent_at);
     if (ping == NULL) {
         return NULL;
     }
