@@ -439,9 +439,4 @@ def versions() -> dict[str, str]:
             found[name] = str(getattr(module, "__version__", "?"))
         except ImportError:
             found[name] = "not installed"
-    if found["pulsewire"] != "not installed":
-        from pulsewire.core.heartbeat import COMPILED
-
-        # Which heartbeat fast paths ran: the C extension or the Python reference.
-        found["pulsewire"] += " [compiled fast paths]" if COMPILED else " [Python fast paths]"
     return found

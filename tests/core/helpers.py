@@ -8,28 +8,10 @@ import pytest
 
 from pulsewire.core import Death, Limits, Policy, Session
 from pulsewire.core.codec import Frame
-from pulsewire.core.heartbeat import COMPILED, PythonHeartbeatFields
 from pulsewire.testing import Control, decode_control, opening_bytes, parse_frames
 
-
-class PythonSession(Session):
-    """A session on the reference fast paths, whichever implementation ``Session`` has."""
-
-    __slots__ = ()
-    receive_heartbeat = PythonHeartbeatFields.receive_heartbeat
-    heartbeat_due = PythonHeartbeatFields.heartbeat_due
-
-
-NOT_COMPILED = (
-    "the C extension pulsewire.core._heartbeat is not built or PULSEWIRE_NO_EXTENSIONS is set"
-)
-#: The session classes whose fast paths the tests compare: reference, then compiled.
-FAST_PATHS = [
-    pytest.param(PythonSession, id="python"),
-    pytest.param(
-        Session, id="compiled", marks=pytest.mark.skipif(not COMPILED, reason=NOT_COMPILED)
-    ),
-]
+#: The session classes whose fast paths the tests compare.
+FAST_PATHS = [pytest.param(Session, id="python")]
 
 
 def connected(

@@ -28,10 +28,9 @@ one of those conditions ends by refreshing it.
 
 from __future__ import annotations
 
-import os
 from array import array
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from pulsewire.core.estimators import RttEstimator
 from pulsewire.core.frames import (
@@ -55,7 +54,6 @@ from pulsewire.core.record import (
     PINGS_FULL_AT,
     PINGS_RECEIVED,
     RTT_STAGED,
-    SIZE,
 )
 
 __all__ = ["COMPILED", "HEARTBEAT_FIELDS", "HeartbeatFields", "PythonHeartbeatFields", "Steady"]
@@ -222,40 +220,6 @@ class PythonHeartbeatFields:
         return pack_heartbeat(PING_HEAD, seq, FLOAT64_TAG, now), deadline
 
 
-def _compiled() -> type[PythonHeartbeatFields] | None:
-    """The compiled twin, configured with this module's constants; None when unavailable."""
-    if os.environ.get("PULSEWIRE_NO_EXTENSIONS"):
-        return None
-    try:
-        from pulsewire.core import _heartbeat
-    except ImportError:  # not built (no compiler at install time): the reference serves
-        return None
-    _heartbeat.configure(
-        ping_head=PING_HEAD,
-        pong_head=PONG_HEAD,
-        float_tag=FLOAT64_TAG,
-        max_fixed_seq=MAX_FIXED_SEQ,
-        frame_size=HEARTBEAT_FRAME_SIZE,
-        epsilon=EPSILON,
-        no_time=NO_TIME,
-        no_sample=NO_SAMPLE,
-        last_evidence=LAST_EVIDENCE,
-        last_sent=LAST_SENT,
-        last_ping=LAST_PING,
-        ping_delay=PING_DELAY,
-        first_ping=FIRST_PING,
-        pings_full_at=PINGS_FULL_AT,
-        pings_received=PINGS_RECEIVED,
-        rtt_staged=RTT_STAGED,
-        record_size=SIZE,
-    )
-    # The same interface: the stub (_heartbeat.pyi) declares it, the tests prove it.
-    return _heartbeat.HeartbeatFields  # type: ignore[return-value]
-
-
-if TYPE_CHECKING:
-    HeartbeatFields = PythonHeartbeatFields
-else:
-    HeartbeatFields = _compiled() or PythonHeartbeatFields
-#: Whether :data:`HeartbeatFields` is the compiled implementation.
-COMPILED: Final = HeartbeatFields is not PythonHeartbeatFields
+HeartbeatFields = PythonHeartbeatFields
+#: Kept until the heartbeat path is folded into the session (no compiled twin any more).
+COMPILED: Final = False
