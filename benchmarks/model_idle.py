@@ -163,7 +163,7 @@ class Model:
     def _build_pulsewire(self, n: int) -> None:
         import structlog
 
-        from pulsewire import Limits, Policy
+        from pulsewire import Limits, Policy, SocketOptions
         from pulsewire.asyncio.connection import Connection
         from pulsewire.asyncio.protocol import PulsewireProtocol
         from pulsewire.asyncio.scheduler import DeadlineScheduler
@@ -173,20 +173,22 @@ class Model:
             logger_factory=structlog.ReturnLoggerFactory(),  # log events go nowhere
             cache_logger_on_first_use=True,
         )
-        # The sessions' shared jitter source, seeded so that counted runs repeat.
-        from pulsewire.core import session as session_module
-
-        session_module._SHARED_RNG.seed(1)
-        policy, limits = Policy(interval=1.0, timeout=3.0), Limits()
+        settings = {
+            "policy": Policy(interval=1.0, timeout=3.0),
+            "limits": Limits(),
+            "socket_options": SocketOptions(),
+            "name": "",
+        }
         client_scheduler = DeadlineScheduler(self.client_loop)  # type: ignore[arg-type]
         server_scheduler = DeadlineScheduler(self.server_loop)  # type: ignore[arg-type]
+        # The loops' jitter sources, seeded so that counted runs repeat.
+        client_scheduler.rng.seed(1)
+        server_scheduler.rng.seed(2)
+        self.connections: list[Connection] = []  # the protocols' owners live as long
         for _ in range(n):
-            client = PulsewireProtocol(
-                Connection(policy=policy, limits=limits), client_scheduler, initiator=True
-            )
-            server = PulsewireProtocol(
-                Connection(policy=policy, limits=limits), server_scheduler, initiator=False
-            )
+            client = PulsewireProtocol(client_scheduler, initiator=True, **settings)
+            server = PulsewireProtocol(server_scheduler, initiator=False, **settings)
+            self.connections += [Connection(client), Connection(server)]
             to_server, to_client = self._pair(client, server)
             client.connection_made(to_server)  # type: ignore[arg-type]
             server.connection_made(to_client)  # type: ignore[arg-type]

@@ -358,53 +358,28 @@ def _new_socket_congestion() -> str | None:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="TCP_CONGESTION is Linux-only")
-def test_kernel_says_what_pulsewire_does_about_the_congestion_control() -> None:
+def test_kernel_says_whether_linear_timeouts_work_under_this_hosts_congestion_control() -> None:
     before = _new_socket_congestion()
     data = json.loads(run_cli("kernel", "--json").stdout)
     linear = data["linear_timeouts"]
     assert data["host"]["congestion_control"] == before  # same namespace as this process
-    assert (linear["congestion_before"], linear["thin_stream_congestion"]) == (before, "reno")
-    assert linear["in_effect"] is True
-    applied = [o["option"] for o in linear["report"]["applied"]]
+    # The default socket options never switch congestion control.
+    assert (linear["congestion_before"], linear["congestion"]) == (before, None)
+    assert linear["congestion_after"] == before
+    assert "TCP_CONGESTION" not in [o["option"] for o in linear["report"]["applied"]]
     text = run_cli("kernel").stdout
     assert re.search(
         rf"tcp_congestion_control\s+{before}\s+congestion control of new sockets", text
     )
     if before == "bbr":
-        assert linear["congestion_after"] == "reno"
-        assert applied[-1] == "TCP_CONGESTION"
+        assert linear["in_effect"] is False
         assert "new sockets use bbr: Linux never counts such a stream as thin" in text
-        assert "pulsewire switches each of its sockets to reno (thin_stream_congestion)" in text
-        assert "a test socket here reads back reno" in text
+        assert 'SocketOptions(congestion="reno") switches its own sockets' in text
+        assert "in effect for pulsewire's sockets: no" in text
     else:
-        assert linear["congestion_after"] == before
-        assert "TCP_CONGESTION" not in applied
-        assert "pulsewire leaves the congestion control alone" in text
-    assert "in effect for Policy()'s sockets: yes" in text
-
-
-def test_kernel_text_when_the_switch_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    from pulsewire.cli.kernel import _print_linear_timeouts
-
-    reason = "the kernel refused 'reno' (Operation not permitted): ..."
-    _print_linear_timeouts(
-        {
-            "thin_stream_congestion": "reno",
-            "congestion_before": "bbr",
-            "congestion_after": "bbr",
-            "in_effect": False,
-            "report": {
-                "applied": [{"option": "TCP_THIN_LINEAR_TIMEOUTS"}],
-                "unsupported": [{"option": "TCP_CONGESTION", "reason": reason}],
-            },
-        }
-    )
-    out = capsys.readouterr().out.splitlines()
-    assert out[-3:] == [
-        "  pulsewire asks for reno (thin_stream_congestion), but",
-        f"  {reason}",
-        "  in effect for Policy()'s sockets: no",
-    ]
+        assert linear["in_effect"] is True
+        assert "a heartbeat counts as a thin stream, they apply" in text
+        assert "in effect for pulsewire's sockets: yes" in text
 
 
 # --------------------------------------------------------------------------------------

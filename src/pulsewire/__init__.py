@@ -25,6 +25,7 @@ from pulsewire.core import (
     Policy,
     Reason,
     SessionStats,
+    SocketOptions,
     Source,
     State,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "Reason",
     "Server",
     "SessionStats",
+    "SocketOptions",
     "Source",
     "State",
     "UsageError",

@@ -16,15 +16,17 @@ peer breaking the protocol, or the connection being gone::
 A peer's misbehaviour never escapes to the user as a ``ProtocolError``: the session closes
 the connection with the matching close code and reports ``Death(PROTOCOL_ERROR)``; the
 ``ProtocolError`` is kept on ``Death.error`` for diagnosis.
+
+This module sits below everything else in pulsewire and imports none of it at run time
+(the one name it mentions, ``Death``, is for type checkers only).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: the core imports this module, never the reverse
     from pulsewire.core.events import Death
-    from pulsewire.core.frames import CloseCode
     from pulsewire.core.states import Reason
 
 __all__ = [
@@ -52,19 +54,19 @@ class UsageError(PulsewireError, RuntimeError):
     """The local code used the API in a way it does not support."""
 
 
+#: The close code of a generic protocol violation (``CloseCode.PROTOCOL_ERROR``).
+PROTOCOL_ERROR_CODE: Final = 1002
+
+
 class ProtocolError(PulsewireError):
     """The peer sent bytes that break the wire protocol.
 
-    ``code`` is the close code the session sends to the peer before closing.
+    ``code`` is the close code (a ``CloseCode``) the session sends to the peer before closing.
     """
 
-    def __init__(self, message: str, code: CloseCode | None = None) -> None:
+    def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
-        if code is None:
-            from pulsewire.core.frames import CloseCode
-
-            code = CloseCode.PROTOCOL_ERROR
-        self.code: CloseCode = code
+        self.code: int = PROTOCOL_ERROR_CODE if code is None else code
 
 
 class ConnectError(PulsewireError):

@@ -31,7 +31,7 @@ RTO = WAN + 0.2  #: the kernel's RTO on that WAN: srtt + 200 ms
 
 
 def tracker(policy: Policy = ADAPTIVE) -> LivenessTracker:
-    return LivenessTracker(policy, 1.0, 0.0, random.Random(0))
+    return LivenessTracker(policy, now=0.0, interval=1.0, rng=random.Random(0))
 
 
 def answer_pings(tracker: LivenessTracker, delays: list[float]) -> float:
@@ -140,7 +140,7 @@ def test_a_dead_peer_is_convicted_at_the_adapted_timeout() -> None:
     last = answer_pings(live, [LAN] * 40)
     assert live.timeout == pytest.approx(1.0 + LAN + Z8 * 0.05)
     dead_at = last + live.timeout
-    assert live.deadline() <= dead_at
+    assert live.next_deadline() <= dead_at
     assert Decision.DEAD not in live.poll(dead_at - 0.01)
     assert Decision.DEAD in live.poll(dead_at)
 
@@ -153,7 +153,7 @@ def test_a_live_peer_answering_after_three_losses_is_not_convicted() -> None:
     answer_at = ping_at + WAN + 0.01 + 7 * RTO  # the PING was lost three times in a row
     now = last
     while now < answer_at:
-        now = min(live.deadline(), answer_at)
+        now = min(live.next_deadline(), answer_at)
         assert Decision.DEAD not in live.poll(now)
     live.evidence(answer_at)
     assert live.silence(answer_at) == 0.0

@@ -60,7 +60,7 @@ def test_wrong_version_fails_with_unsupported_version() -> None:
 def test_unknown_kind_is_a_protocol_error() -> None:
     with pytest.raises(ProtocolError, match="unknown frame kind 9") as info:
         FrameDecoder(1024).feed(PREAMBLE + bytes([9, 0, 0, 0, 0, 0]))
-    assert info.value.code is CloseCode.PROTOCOL_ERROR
+    assert info.value.code == CloseCode.PROTOCOL_ERROR
 
 
 def test_fin_flag_on_a_control_frame_is_rejected() -> None:

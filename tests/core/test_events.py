@@ -72,6 +72,6 @@ def test_closed_error_carries_the_death_and_its_reason() -> None:
 
 
 def test_protocol_error_defaults_to_the_protocol_error_code() -> None:
-    assert ProtocolError("bad").code is CloseCode.PROTOCOL_ERROR
+    assert ProtocolError("bad").code == CloseCode.PROTOCOL_ERROR
     error = HandshakeError("old", CloseCode.UNSUPPORTED_VERSION)
     assert error.code is CloseCode.UNSUPPORTED_VERSION

@@ -12,21 +12,17 @@ from pulsewire.testing import opening_bytes
 
 def test_default_policy_is_valid_with_documented_derived_values() -> None:
     policy = Policy()
-    # Chosen on real namespaces (docs/tuning.md): one ping exchange a second, dead after
-    # 3 s, with linear retransmission timeouts and TCP_USER_TIMEOUT = timeout.
+    # Chosen on real namespaces (docs/tuning.md): one ping exchange a second, dead after 3 s.
     assert (policy.interval, policy.timeout) == (1.0, 3.0)
-    assert policy.tcp_user_timeout
-    assert policy.tcp_thin_linear_timeouts
     assert policy.effective_suspect_after == 2.0  # halfway between 1 and 3
     assert policy.effective_close_timeout == policy.timeout
 
 
-@pytest.mark.parametrize("field", ["tcp_user_timeout", "tcp_thin_linear_timeouts"])
-def test_kernel_switches_must_be_booleans(field: str) -> None:
-    with pytest.raises(PolicyError, match=rf"^{field} must be True or False, got 1$"):
-        Policy(**{field: 1})
-    with pytest.raises(msgspec.ValidationError, match=rf"Expected `bool`.*\$\.{field}"):
-        msgspec.json.decode(f'{{"{field}": "yes"}}'.encode(), type=Policy)
+def test_unknown_fields_are_refused_when_loading() -> None:
+    with pytest.raises(msgspec.ValidationError, match="unknown field `intervall`"):
+        msgspec.json.decode(b'{"intervall": 5}', type=Policy)
+    with pytest.raises(msgspec.ValidationError, match="unknown field `window_size`"):
+        msgspec.json.decode(b'{"window_size": 5}', type=Limits)
 
 
 def test_explicit_suspect_after_and_close_timeout_are_used() -> None:
@@ -161,7 +157,6 @@ def test_for_detection_fits_more_pings_into_the_timeout_on_lossier_paths(
     policy = Policy.for_detection(3.0, loss=loss)
     assert policy.timeout == 3.0
     assert policy.interval == pytest.approx(3.0 / pings)
-    assert policy.tcp_user_timeout
 
 
 def test_for_detection_rejects_impossible_budgets() -> None:
@@ -174,180 +169,3 @@ def test_for_detection_rejects_impossible_budgets() -> None:
 def test_describe_states_the_detection_bound() -> None:
     assert "dead after 3 s of silence" in Policy().describe()
     assert "between 3 s and 10 s" in Policy.wan().describe()
-    assert "linear retransmission timeouts on" in Policy().describe()
-    assert "linear retransmission timeouts off" in Policy(tcp_thin_linear_timeouts=False).describe()
-
-
-def test_describe_says_what_happens_to_a_bbr_socket() -> None:
-    assert (
-        Policy()
-        .describe()
-        .endswith(
-            "linear retransmission timeouts on (Linux; a bbr socket is switched to reno so that "
-            "they apply)."
-        )
-    )
-    assert (
-        Policy(thin_stream_congestion="cubic")
-        .describe()
-        .endswith("a bbr socket is switched to cubic so that they apply).")
-    )
-    assert (
-        Policy(thin_stream_congestion=None)
-        .describe()
-        .endswith(
-            "linear retransmission timeouts on (Linux; inert on a bbr socket, whose congestion "
-            "control is kept)."
-        )
-    )
-    assert (
-        Policy(tcp_thin_linear_timeouts=False)
-        .describe()
-        .endswith("linear retransmission timeouts off.")
-    )
-
-
-def test_kernel_options_default_to_a_user_timeout_and_linear_timeouts() -> None:
-    from pulsewire.core.keepalive import KernelKeepalive
-
-    assert Policy(timeout=4.0).kernel_options() == KernelKeepalive(
-        user_timeout=4.0, linear_timeouts=True, thin_stream_congestion="reno"
-    )
-    assert Policy(tcp_user_timeout=False).kernel_options() == KernelKeepalive(
-        linear_timeouts=True, thin_stream_congestion="reno"
-    )
-    assert Policy(timeout=4.0, tcp_thin_linear_timeouts=False).kernel_options() == (
-        KernelKeepalive(user_timeout=4.0)
-    )
-    assert Policy(tcp_user_timeout=False, tcp_thin_linear_timeouts=False).kernel_options() is None
-
-
-def test_kernel_options_keep_an_explicit_user_timeout() -> None:
-    from pulsewire.core.keepalive import KernelKeepalive
-
-    explicit = KernelKeepalive(idle=1, interval=1, count=3, user_timeout=2.0)
-    policy = Policy(kernel=explicit, tcp_thin_linear_timeouts=False)
-    assert policy.kernel_options() == explicit
-    # The policy's linear timeouts are added to the kernel's request; the kernel's own
-    # linear_timeouts=True stays on whatever the policy says.
-    assert Policy(kernel=explicit).kernel_options() == msgspec.structs.replace(
-        explicit, linear_timeouts=True, thin_stream_congestion="reno"
-    )
-    own = KernelKeepalive(user_timeout=3.0, linear_timeouts=True, thin_stream_congestion="reno")
-    assert Policy(kernel=own, tcp_thin_linear_timeouts=False).kernel_options() == own
-
-
-@pytest.mark.parametrize(
-    ("probing", "timeout", "user_timeout"),
-    [
-        # Linux replaces TCP_KEEPCNT by TCP_USER_TIMEOUT: a user timeout shorter than
-        # idle + interval * count would drop after fewer probes than asked for.
-        ((1, 1, 3), 3.0, 4),
-        ((1, 1, 3), 4.0, 4.0),
-        ((1, 1, 3), 6.0, 6.0),  # longer than the probing: the policy's timeout stands
-        ((0.5, 0.25, 3), 2.0, 4),  # the whole seconds applied: 1 + 1 * 3
-        ((30, 10, 3), 5.0, 60),  # NAT-keeping probes
-    ],
-)
-def test_kernel_probing_raises_the_user_timeout_to_keep_its_probe_count(
-    probing: tuple[float, float, int], timeout: float, user_timeout: float
-) -> None:
-    from pulsewire.core.keepalive import KernelKeepalive
-
-    idle, interval, count = probing
-    kernel = KernelKeepalive(idle=idle, interval=interval, count=count)
-    policy = Policy(interval=min(1.0, timeout / 2), timeout=timeout, kernel=kernel)
-    options = policy.kernel_options()
-    assert options == KernelKeepalive(
-        idle=idle,
-        interval=interval,
-        count=count,
-        user_timeout=user_timeout,
-        linear_timeouts=True,
-        thin_stream_congestion="reno",
-    )
-    assert Policy(timeout=timeout, kernel=kernel, tcp_user_timeout=False).kernel_options() == (
-        KernelKeepalive(
-            idle=idle,
-            interval=interval,
-            count=count,
-            linear_timeouts=True,
-            thin_stream_congestion="reno",
-        )
-    )
-
-
-# ---------------------------------------------------------------- thin_stream_congestion
-
-
-def test_thin_stream_congestion_defaults_to_reno_in_every_preset() -> None:
-    presets = [
-        Policy(),
-        Policy.lan(),
-        Policy.wan(),
-        Policy.nat(),
-        Policy.mobile(),
-        Policy.for_detection(3.0),
-    ]
-    for policy in presets:
-        assert policy.thin_stream_congestion == "reno"
-        options = policy.kernel_options()
-        assert options is not None
-        assert (options.linear_timeouts, options.thin_stream_congestion) == (True, "reno")
-
-
-def test_thin_stream_congestion_none_leaves_congestion_control_alone() -> None:
-    from pulsewire.core.keepalive import KernelKeepalive
-
-    policy = Policy(thin_stream_congestion=None)
-    assert policy.kernel_options() == KernelKeepalive(user_timeout=3.0, linear_timeouts=True)
-    assert "thin_stream_congestion=None" in repr(policy)
-    assert msgspec.json.decode(msgspec.json.encode(policy), type=Policy) == policy
-
-
-def test_thin_stream_congestion_goes_only_with_linear_timeouts() -> None:
-    from pulsewire.core.keepalive import KernelKeepalive
-
-    off = Policy(tcp_thin_linear_timeouts=False, thin_stream_congestion="cubic")
-    assert off.kernel_options() == KernelKeepalive(user_timeout=3.0)
-    assert Policy(thin_stream_congestion="cubic").kernel_options() == KernelKeepalive(
-        user_timeout=3.0, linear_timeouts=True, thin_stream_congestion="cubic"
-    )
-
-
-def test_thin_stream_congestion_joins_the_kernels_linear_timeouts_unless_it_names_its_own() -> None:
-    from pulsewire.core.keepalive import KernelKeepalive
-
-    kernel = KernelKeepalive(user_timeout=5.0, linear_timeouts=True)
-    # The kernel asks for linear timeouts: the policy's congestion control goes with them.
-    options = Policy(kernel=kernel, tcp_thin_linear_timeouts=False).kernel_options()
-    assert options is not None
-    assert options.thin_stream_congestion == "reno"
-    # The kernel's own choice wins.
-    own = msgspec.structs.replace(kernel, thin_stream_congestion="cubic")
-    assert Policy(kernel=own).kernel_options() == own
-    # The policy's None is carried as None.
-    assert Policy(kernel=kernel, thin_stream_congestion=None).kernel_options() == kernel
-
-
-@pytest.mark.parametrize(
-    ("value", "message"),
-    [
-        ("", r"thin_stream_congestion must be a congestion control name \(1 to 15 printable"),
-        ("a" * 16, r"thin_stream_congestion must be a congestion control name"),
-        ("cubic ", r"thin_stream_congestion must be a congestion control name"),
-        ("réno", r"thin_stream_congestion must be a congestion control name"),
-        (3, r"thin_stream_congestion must be a congestion control name .* got 3$"),
-        ("bbr", r"thin_stream_congestion 'bbr' never lets a stream count as thin"),
-    ],
-)
-def test_thin_stream_congestion_is_validated(value: object, message: str) -> None:
-    with pytest.raises(PolicyError, match=message):
-        Policy(thin_stream_congestion=value)  # type: ignore[arg-type]
-    with pytest.raises(PolicyError, match=message):  # whether or not linear timeouts are on
-        Policy(tcp_thin_linear_timeouts=False, thin_stream_congestion=value)  # type: ignore[arg-type]
-
-
-def test_thin_stream_congestion_is_validated_when_decoding() -> None:
-    with pytest.raises(msgspec.ValidationError, match="never lets a stream count as thin"):
-        msgspec.json.decode(b'{"thin_stream_congestion": "bbr"}', type=Policy)

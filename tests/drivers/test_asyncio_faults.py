@@ -151,10 +151,13 @@ async def test_peer_that_stops_reading_dies_of_timeout_and_unblocks_send(spawn_p
     # Without TCP_USER_TIMEOUT (on by default, = timeout): the reader's kernel would also
     # give up on its zero window ~0.3 s after our heartbeat does, and would convict the peer
     # (TIMEOUT, KERNEL) even if the heartbeat were broken. This test is about the heartbeat.
-    policy = Policy(interval=0.2, timeout=1.0, tcp_user_timeout=False)
+    policy = Policy(interval=0.2, timeout=1.0)
+    no_user_timeout = pulsewire.SocketOptions(user_timeout=False)
     limits = Limits(max_message_size=64 * 1024 * 1024)
     payload = bytes(50 * 1024 * 1024)
-    async with await pulsewire.serve(accepting, policy=policy, limits=limits) as listener:
+    async with await pulsewire.serve(
+        accepting, policy=policy, limits=limits, socket_options=no_user_timeout
+    ) as listener:
         await spawn_peer(
             "silent-reader",
             "--port", str(listener.port),

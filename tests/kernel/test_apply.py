@@ -18,7 +18,7 @@ import msgspec
 import pytest
 import structlog
 
-from pulsewire import Policy
+from pulsewire import SocketOptions
 from pulsewire.errors import PolicyError, UsageError
 from pulsewire.kernel import (
     EVENT_OPTION_UNSUPPORTED,
@@ -1182,11 +1182,11 @@ def congestion_of(sock: socket.socket) -> str:
 
 
 @on_linux
-def test_linux_the_default_policy_switches_a_bbr_socket_to_reno(
+def test_linux_a_congestion_switch_moves_a_bbr_socket_to_reno(
     bbr_pair: tuple[socket.socket, socket.socket],
 ) -> None:
     client, server = bbr_pair
-    options = Policy().kernel_options()
+    options = SocketOptions(congestion="reno").resolve(3.0)
     assert options is not None
     with structlog.testing.capture_logs() as logs:
         report = apply_keepalive(client, options)
@@ -1208,11 +1208,11 @@ def test_linux_the_default_policy_switches_a_bbr_socket_to_reno(
 
 
 @on_linux
-def test_linux_thin_stream_congestion_none_keeps_bbr(
+def test_linux_the_default_socket_options_keep_bbr(
     bbr_pair: tuple[socket.socket, socket.socket],
 ) -> None:
     client, _ = bbr_pair
-    options = Policy(thin_stream_congestion=None).kernel_options()
+    options = SocketOptions().resolve(3.0)
     assert options is not None
     report = apply_keepalive(client, options)
     assert congestion_of(client) == "bbr"
@@ -1227,7 +1227,7 @@ def test_linux_a_socket_that_is_not_bbr_is_left_alone(
 ) -> None:
     client, _ = tcp_pair
     client.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"reno")  # always allowed
-    options = Policy(thin_stream_congestion="cubic").kernel_options()
+    options = SocketOptions(congestion="cubic").resolve(3.0)
     assert options is not None
     report = apply_keepalive(client, options)
     assert congestion_of(client) == "reno"

@@ -21,7 +21,9 @@ from pulsewire.asyncio.scheduler import scheduler_for
 from pulsewire.core.backoff import Backoff
 from pulsewire.core.events import Death, Source
 from pulsewire.core.frames import CloseCode
+from pulsewire.core.keepalive import SocketOptions
 from pulsewire.core.policy import Limits, Policy
+from pulsewire.core.states import State
 from pulsewire.errors import ConnectError, ConnectionClosedError, HandshakeError, UsageError
 
 __all__ = ["Client", "ClientStats", "connect"]
@@ -41,11 +43,14 @@ async def connect(
     *,
     policy: Policy | None = None,
     limits: Limits | None = None,
+    socket_options: SocketOptions | None = None,
     ssl: _ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     name: str = "",
 ) -> Connection:
     """Open a TCP connection, run the handshake, and return the live ``Connection``.
+
+    ``socket_options`` are set on the socket (default :class:`~pulsewire.SocketOptions`).
 
     The whole of it (TCP connect, TLS, handshake) is bounded by ``policy.handshake_timeout``.
     Raises :class:`~pulsewire.HandshakeError` when the peer is not a compatible pulsewire
@@ -54,19 +59,22 @@ async def connect(
     policy = policy if policy is not None else Policy()
     limits = limits if limits is not None else Limits()
     loop = asyncio.get_running_loop()
-    scheduler = scheduler_for(loop)
-    connection = Connection(policy=policy, limits=limits, name=name)
+    protocol = PulsewireProtocol(
+        scheduler_for(loop),
+        policy=policy,
+        limits=limits,
+        socket_options=socket_options if socket_options is not None else SocketOptions(),
+        name=name,
+        initiator=True,
+    )
+    connection = Connection(protocol)
     where = f"{host}:{port}"
     try:
         async with asyncio.timeout(policy.handshake_timeout):
             await loop.create_connection(
-                lambda: PulsewireProtocol(connection, scheduler, initiator=True),
-                host,
-                port,
-                ssl=ssl,
-                server_hostname=server_hostname,
+                lambda: protocol, host, port, ssl=ssl, server_hostname=server_hostname
             )
-            await connection._wait_ready()
+            await connection.wait_state(State.ALIVE, State.SUSPECT, State.CLOSING)
     except TimeoutError:
         connection.abort()
         raise ConnectError(
@@ -127,6 +135,7 @@ class Client:
         *,
         policy: Policy | None = None,
         limits: Limits | None = None,
+        socket_options: SocketOptions | None = None,
         ssl: _ssl.SSLContext | None = None,
         name: str = "",
         backoff: Backoff | None = None,
@@ -136,6 +145,7 @@ class Client:
         self.port = port
         self.policy = policy if policy is not None else Policy()
         self.limits = limits if limits is not None else Limits()
+        self.socket_options = socket_options
         self.ssl = ssl
         self.name = name
         self.backoff = backoff if backoff is not None else Backoff()
@@ -228,6 +238,7 @@ class Client:
                     self.port,
                     policy=self.policy,
                     limits=self.limits,
+                    socket_options=self.socket_options,
                     ssl=self.ssl,
                     name=self.name,
                 )

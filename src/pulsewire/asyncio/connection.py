@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, final
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, final
 
 import structlog
 
 from pulsewire import logevents
-from pulsewire.core.events import Death, HandshakeCompleted, Source
+from pulsewire.asyncio.protocol import PulsewireProtocol
+from pulsewire.core.events import (
+    Death,
+    Died,
+    Event,
+    HandshakeCompleted,
+    MessageReceived,
+    Recovered,
+    Suspected,
+)
 from pulsewire.core.frames import CloseCode
 from pulsewire.core.policy import Limits, Policy
 from pulsewire.core.session import Negotiated, Session
@@ -22,13 +31,9 @@ from pulsewire.errors import (
     PeerDeadError,
     UsageError,
 )
+from pulsewire.kernel import KeepaliveReport
 
-if TYPE_CHECKING:
-    from pulsewire.asyncio.protocol import PulsewireProtocol
-    from pulsewire.asyncio.server import Server
-    from pulsewire.kernel import KeepaliveReport
-
-__all__ = ["SEND_BUFFER_LIMIT", "Connection"]
+__all__ = ["SEND_BUFFER_LIMIT", "Connection", "ConnectionObserver"]
 
 _log = structlog.get_logger("pulsewire")
 
@@ -38,11 +43,29 @@ SEND_BUFFER_LIMIT = 1024 * 1024
 _QUIET_REASONS = (Reason.LOCAL_CLOSE, Reason.EOF)
 
 
-def _format_address(address: Any) -> str:
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = address[0]
-        return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
-    return str(address) if address else "?"
+class ConnectionObserver(Protocol):
+    """Who else hears of a connection's life: the listener that accepted it.
+
+    Every call comes from the event loop, in the order of the connection's events.
+    """
+
+    #: True: messages go to :meth:`message_received`, and ``recv()`` is not for this
+    #: connection's user.
+    takes_messages: bool
+
+    def connection_ready(self, connection: Connection) -> None: ...
+
+    def message_received(
+        self, connection: Connection, message: bytes, consumed: Callable[[int], None]
+    ) -> None:
+        """Call ``consumed(len(message))`` once the message is handled: it frees the
+        peer's flow-control credit."""
+
+    def connection_suspected(self, connection: Connection) -> None: ...
+
+    def connection_recovered(self, connection: Connection) -> None: ...
+
+    def connection_dead(self, connection: Connection, death: Death) -> None: ...
 
 
 @final
@@ -58,61 +81,32 @@ class Connection:
     Iteration ends quietly after an orderly close (either side's ``close()``); any other
     death is raised from the loop, so a peer that vanished is never mistaken for one that
     said goodbye. Messages received before the death are still delivered first.
+
+    Connections are made by :func:`~pulsewire.connect` and :func:`~pulsewire.serve`.
     """
 
     __slots__ = (
         "_dead_waiter",
         "_drain_waiters",
-        "_hook_queue",
-        "_hook_task",
-        "_hooks",
-        "_hooks_running",
         "_inbound",
-        "_on_dead_callback",
-        "_on_ready_callback",
+        "_observer",
         "_protocol",
-        "_ready",
         "_recv_waiter",
         "_state_waiters",
-        "_transport",
-        "kernel_report",
-        "limits",
-        "name",
-        "peer_address",
-        "policy",
     )
 
     def __init__(
-        self,
-        *,
-        policy: Policy,
-        limits: Limits,
-        name: str = "",
-        hooks: Server | None = None,
-        on_ready: Callable[[Connection], None] | None = None,
-        on_dead: Callable[[Connection, Death], None] | None = None,
+        self, protocol: PulsewireProtocol, *, observer: ConnectionObserver | None = None
     ) -> None:
-        self.policy = policy
-        self.limits = limits
-        self.name = name
-        self.peer_address = "?"
-        #: What the kernel applied of ``policy.kernel_options()`` (None: nothing asked, or
-        #: not a TCP socket).
-        self.kernel_report: KeepaliveReport | None = None
-        self._hooks = hooks
-        self._on_ready_callback = on_ready
-        self._on_dead_callback = on_dead
-        self._protocol: PulsewireProtocol | None = None
-        self._transport: asyncio.Transport | None = None
+        self._protocol = protocol
+        protocol.on_events = self._on_events
+        protocol.on_send_progress = self._send_progressed
+        self._observer = observer
         self._inbound: deque[bytes] | None = None  # created by the first message
         self._recv_waiter: asyncio.Future[None] | None = None
         self._state_waiters: list[asyncio.Future[None]] | None = None
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._dead_waiter: asyncio.Future[Death] | None = None
-        self._ready: asyncio.Future[None] | None = None
-        self._hook_queue: deque[Callable[[], Awaitable[None]]] | None = None
-        self._hooks_running = False
-        self._hook_task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.peer_address} {self.state.value}>"
@@ -120,25 +114,39 @@ class Connection:
     # ------------------------------------------------------------------ queries
 
     @property
-    def _session(self) -> Session:
-        protocol = self._protocol
-        if protocol is None or protocol.session is None:
-            raise UsageError("the connection is not established yet")
-        return protocol.session
+    def policy(self) -> Policy:
+        return self._protocol.policy
+
+    @property
+    def limits(self) -> Limits:
+        return self._protocol.limits
+
+    @property
+    def name(self) -> str:
+        """This side's name, sent to the peer in HELLO."""
+        return self._protocol.name
+
+    @property
+    def peer_address(self) -> str:
+        """The peer's address as ``host:port`` (``?`` before the transport connects)."""
+        return self._protocol.peer_address
+
+    @property
+    def kernel_report(self) -> KeepaliveReport | None:
+        """What the kernel applied of the socket options (None: nothing asked, or not TCP)."""
+        return self._protocol.kernel_report
 
     @property
     def state(self) -> State:
         """HANDSHAKE, ALIVE, SUSPECT, CLOSING or DEAD."""
-        protocol = self._protocol
-        if protocol is None or protocol.session is None:
-            return State.HANDSHAKE
-        return protocol.session.state
+        session = self._protocol.session
+        return State.HANDSHAKE if session is None else session.state
 
     @property
     def death(self) -> Death | None:
         """Why the connection died, once it has."""
-        protocol = self._protocol
-        return None if protocol is None or protocol.session is None else protocol.session.death
+        session = self._protocol.session
+        return None if session is None else session.death
 
     @property
     def rtt(self) -> float | None:
@@ -157,13 +165,19 @@ class Connection:
 
     def stats(self) -> SessionStats:
         """A frozen snapshot of this connection's counters and RTT figures."""
-        session = self._session  # raises UsageError before the connection is established
-        assert self._protocol is not None
-        return session.stats(self._protocol.scheduler.time())
+        return self._session.stats(self._protocol.time())
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """Transport information (``"socket"``, ``"peername"``, ``"sslcontext"``, ...)."""
-        return default if self._transport is None else self._transport.get_extra_info(name, default)
+        transport = self._protocol.transport
+        return default if transport is None else transport.get_extra_info(name, default)
+
+    @property
+    def _session(self) -> Session:
+        session = self._protocol.session
+        if session is None:
+            raise UsageError("the connection is not established yet")
+        return session
 
     # ------------------------------------------------------------------ messages
 
@@ -175,16 +189,11 @@ class Connection:
         """
         if isinstance(message, str):
             raise TypeError("send() takes bytes; encode text first")
-        protocol = self._protocol
-        session = self._session if protocol is None else protocol.session
-        if session is None:
-            session = self._session  # raises: not established yet
+        session = self._session
         session.send_message(message)
-        assert protocol is not None
         # Written on the next turn of the loop, together with whatever else is sent in this
         # one: a task sending many small messages makes few large writes.
-        if not protocol._flush_scheduled:
-            protocol.flush_soon()
+        self._protocol.flush_soon()
         while session.pending_send_bytes > SEND_BUFFER_LIMIT:
             if self._drain_waiters is None:
                 self._drain_waiters = []
@@ -199,7 +208,7 @@ class Connection:
             if self._inbound:
                 return self._take()
             self._raise_if_dead()
-            if self._hooks is not None and self._hooks._takes_messages:
+            if self._observer is not None and self._observer.takes_messages:
                 raise UsageError("this server's messages go to on_message(), not recv()")
             if self._recv_waiter is not None:
                 raise UsageError("recv() is already being awaited by another task")
@@ -232,8 +241,7 @@ class Connection:
             _log.info(
                 logevents.CONNECTION_CLOSE, peer=self.peer_address, code=int(code), why=reason
             )
-            assert self._protocol is not None
-            session.close(self._protocol.scheduler.time(), code, reason)
+            session.close(self._protocol.time(), code, reason)
             self._protocol.after_input()
         return await self.wait_dead()
 
@@ -256,12 +264,6 @@ class Connection:
             self._state_waiters.append(waiter)
             await waiter
 
-    def _state_changed(self) -> None:
-        waiters, self._state_waiters = self._state_waiters, None
-        for waiter in waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
-
     async def wait_dead(self) -> Death:
         """Wait until the connection is dead and return why."""
         death = self.death
@@ -277,51 +279,79 @@ class Connection:
         Messages already accepted by ``send()`` are handed to the kernel first, best effort
         (what the transport cannot take at once is dropped): abort does not wait on the peer.
         """
-        protocol = self._protocol
-        if protocol is not None and protocol.session is not None:
-            protocol.flush()
-            # The verdict is ours: record it before the transport reports a bare EOF, which
-            # would be mistaken for the peer closing (Death(EOF, KERNEL)).
-            protocol.session.connection_lost(
-                Reason.LOCAL_CLOSE, protocol.scheduler.time(), source=Source.LOCAL
-            )
-            protocol.after_input()  # dispatches the death, which aborts the transport
-        if self._transport is not None:
-            self._transport.abort()
+        self._protocol.abort()
 
     # ------------------------------------------------------------------ internals
 
     def _take(self) -> bytes:
         assert self._inbound is not None
         data = self._inbound.popleft()
-        protocol = self._protocol
-        if protocol is not None and protocol.session is not None:
-            protocol.session.message_consumed(len(data))
-            if protocol.session.has_output:
-                protocol.flush_soon()
+        self._consumed(len(data))
         return data
+
+    def _consumed(self, size: int) -> None:
+        """The application is done with a received message: the peer may send more."""
+        session = self._protocol.session
+        if session is not None:
+            session.message_consumed(size)
+            self._protocol.flush_soon()
 
     def _raise_if_dead(self) -> None:
         death = self.death
         if death is not None:
             raise (LocalClosedError if death.reason is Reason.LOCAL_CLOSE else PeerDeadError)(death)
 
-    async def _wait_ready(self) -> None:
-        """Wait for the handshake; raise with the death if it never completes."""
-        if self.state is State.HANDSHAKE or self._protocol is None:
-            if self._ready is None:
-                self._ready = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self._ready)
-        self._raise_if_dead()
+    def _wake(self, future: asyncio.Future[None] | None) -> None:
+        if future is not None and not future.done():
+            future.set_result(None)
 
-    # Called by the protocol ------------------------------------------------------
+    def _state_changed(self) -> None:
+        waiters, self._state_waiters = self._state_waiters, None
+        for waiter in waiters or ():
+            self._wake(waiter)
 
-    def _attach(self, protocol: PulsewireProtocol, transport: asyncio.Transport) -> None:
-        self._protocol = protocol
-        self._transport = transport
-        self.peer_address = _format_address(transport.get_extra_info("peername"))
+    # Called by the protocol ------------------------------------------------------------
 
-    def _on_handshake(self, event: HandshakeCompleted) -> None:
+    def _on_events(self, events: Sequence[Event]) -> None:
+        for event in events:
+            if isinstance(event, MessageReceived):
+                self._message(event.data)
+            elif isinstance(event, HandshakeCompleted):
+                self._handshake(event)
+            elif isinstance(event, Suspected):
+                self._suspected(event)
+            elif isinstance(event, Recovered):
+                self._recovered(event)
+            elif isinstance(event, Died):
+                self._died(event.death)
+
+    def _send_progressed(self) -> None:
+        """Release ``send()`` callers once the queue is short enough (or the end came)."""
+        waiters = self._drain_waiters
+        if not waiters:
+            return
+        session = self._protocol.session
+        if (
+            session is None
+            or session.death is not None
+            or (session.pending_send_bytes <= SEND_BUFFER_LIMIT)
+        ):
+            self._drain_waiters = None
+            for waiter in waiters:
+                self._wake(waiter)
+
+    def _message(self, data: bytes) -> None:
+        observer = self._observer
+        if observer is not None and observer.takes_messages:
+            observer.message_received(self, data, self._consumed)
+            return
+        inbound = self._inbound
+        if inbound is None:
+            inbound = self._inbound = deque()
+        inbound.append(data)
+        self._wake(self._recv_waiter)
+
+    def _handshake(self, event: HandshakeCompleted) -> None:
         _log.info(
             logevents.PEER_CONNECTED,
             peer=self.peer_address,
@@ -329,53 +359,28 @@ class Connection:
             ping_interval=event.ping_interval,
             peer_ping_interval=event.peer_ping_interval,
         )
-        if self._ready is not None and not self._ready.done():
-            self._ready.set_result(None)
         self._state_changed()
-        if self._on_ready_callback is not None:
-            self._on_ready_callback(self)
-        if self._hooks is not None:
-            self._run_hook("on_connect", self)
+        if self._observer is not None:
+            self._observer.connection_ready(self)
 
-    def _on_message(self, data: bytes) -> None:
-        hooks = self._hooks
-        if hooks is not None and hooks._takes_messages:
-            self._queue_call(self._message_hook, data)
-            return
-        inbound = self._inbound
-        if inbound is None:
-            inbound = self._inbound = deque()
-        inbound.append(data)
-        waiter = self._recv_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def _message_hook(self, data: bytes) -> None:
-        assert self._hooks is not None
-        try:
-            await self._hooks.on_message(self, data)
-        finally:
-            protocol = self._protocol
-            if protocol is not None and protocol.session is not None:
-                protocol.session.message_consumed(len(data))
-                if protocol.session.has_output:
-                    protocol.flush_soon()
-
-    def _on_suspect(self, silence: float, cause: str) -> None:
+    def _suspected(self, event: Suspected) -> None:
         _log.warning(
-            logevents.PEER_SUSPECT, peer=self.peer_address, silence=round(silence, 4), cause=cause
+            logevents.PEER_SUSPECT,
+            peer=self.peer_address,
+            silence=round(event.silence, 4),
+            cause=event.cause.value,
         )
         self._state_changed()
-        if self._hooks is not None:
-            self._run_hook("on_suspect", self)
+        if self._observer is not None:
+            self._observer.connection_suspected(self)
 
-    def _on_recover(self, silence: float) -> None:
-        _log.info(logevents.PEER_RECOVERED, peer=self.peer_address, silence=round(silence, 4))
+    def _recovered(self, event: Recovered) -> None:
+        _log.info(logevents.PEER_RECOVERED, peer=self.peer_address, silence=round(event.silence, 4))
         self._state_changed()
-        if self._hooks is not None:
-            self._run_hook("on_recover", self)
+        if self._observer is not None:
+            self._observer.connection_recovered(self)
 
-    def _on_dead(self, death: Death) -> None:
+    def _died(self, death: Death) -> None:
         log = _log.info if death.reason in _QUIET_REASONS else _log.warning
         log(
             logevents.PEER_DEAD,
@@ -388,75 +393,12 @@ class Connection:
             error=None if death.error is None else str(death.error),
         )
         self._wake_all(death)
-        if self._on_dead_callback is not None:
-            self._on_dead_callback(self, death)
-        if self._hooks is not None and self._session.negotiated is not None:
-            # Only connections that reached on_connect get on_dead: hooks come in pairs.
-            self._run_hook("on_dead", self, death)
-
-    def _transport_lost(self) -> None:
-        death = self.death
-        if death is not None:
-            self._wake_all(death)
+        if self._observer is not None:
+            self._observer.connection_dead(self, death)
 
     def _wake_all(self, death: Death) -> None:
-        for future in (self._recv_waiter, self._ready):
-            if future is not None and not future.done():
-                future.set_result(None)
-        self._send_progress(force=True)
+        self._wake(self._recv_waiter)
+        self._send_progressed()
         self._state_changed()
         if self._dead_waiter is not None and not self._dead_waiter.done():
             self._dead_waiter.set_result(death)
-
-    def _send_progress(self, force: bool = False) -> None:
-        """Release ``send()`` callers once the queue is short enough (or the end came)."""
-        waiters = self._drain_waiters
-        if not waiters:
-            return
-        protocol = self._protocol
-        session = None if protocol is None else protocol.session
-        if force or session is None or session.pending_send_bytes <= SEND_BUFFER_LIMIT:
-            self._drain_waiters = None
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-
-    def _run_hook(self, name: str, *args: Any) -> None:
-        """Run the server's hook ``name``, unless the server left it empty."""
-        hooks = self._hooks
-        if hooks is not None and name in hooks._overridden:
-            self._queue_call(getattr(hooks, name), *args)
-
-    def _queue_call(self, hook: Callable[..., Awaitable[None]], *args: Any) -> None:
-        """Hooks of one connection run one at a time, in the order of their events."""
-        if self._hook_queue is None:
-            self._hook_queue = deque()
-        self._hook_queue.append(lambda: hook(*args))
-        if not self._hooks_running:
-            self._hooks_running = True
-            # Keep a reference: the loop holds tasks only weakly.
-            self._hook_task = asyncio.get_running_loop().create_task(self._drain_hooks())
-
-    async def _drain_hooks(self) -> None:
-        queue = self._hook_queue
-        assert queue is not None
-        try:
-            while queue:
-                call = queue.popleft()
-                try:
-                    await call()
-                except ConnectionClosedError:
-                    pass  # the death is reported through on_dead and the log already
-                except Exception:
-                    _log.exception(logevents.HANDLER_ERROR, peer=self.peer_address)
-                    if self.death is None:
-                        self._start_close(CloseCode.INTERNAL_ERROR, "handler error")
-        finally:
-            self._hooks_running = False
-            self._hook_task = None
-
-    def _start_close(self, code: int, reason: str) -> None:
-        protocol = self._protocol
-        if protocol is not None and protocol.session is not None:
-            protocol.session.close(protocol.scheduler.time(), code, reason)
-            protocol.after_input()

@@ -1,9 +1,9 @@
 """The asyncio protocol: moves bytes between a transport and a sans-I/O ``Session``.
 
-It follows the session's driver contract (see :mod:`pulsewire.core.session`): after every
-input it writes what the session has to send, hands the events to the ``Connection`` and
-registers the session's deadline with the loop-wide scheduler. It holds no timer and no
-task of its own.
+It follows the session's driver contract (:mod:`pulsewire.core.session`) and nothing else:
+after every input it writes what the session has to send, hands the events to
+``on_events`` (set by the ``Connection`` that owns it) and registers the session's next
+deadline with the loop-wide scheduler. It holds no timer and no task of its own.
 
 Writing: control frames are written at once; DATA only while the transport is not paused
 and at most ``WRITE_BUDGET`` bytes per turn of the loop, so a 50 MB message is cut into
@@ -16,32 +16,22 @@ import asyncio
 import errno
 import socket
 import weakref
-from typing import TYPE_CHECKING, cast
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import structlog
 
 from pulsewire import logevents
 from pulsewire.asyncio.scheduler import DeadlineScheduler, Tick
-from pulsewire.core.events import (
-    Died,
-    Event,
-    HandshakeCompleted,
-    MessageReceived,
-    Recovered,
-    Source,
-    Suspected,
-)
-from pulsewire.core.frames import HEARTBEAT_FRAME_SIZE
-from pulsewire.core.liveness import EPSILON
+from pulsewire.core.events import Died, Event, Source
+from pulsewire.core.keepalive import SocketOptions
+from pulsewire.core.policy import Limits, Policy
 from pulsewire.core.session import Session
 from pulsewire.core.states import Reason
 from pulsewire.errors import PolicyError
-from pulsewire.kernel import apply_keepalive
+from pulsewire.kernel import KeepaliveReport, apply_keepalive
 
-if TYPE_CHECKING:
-    from pulsewire.asyncio.connection import Connection
-
-__all__ = ["WRITE_BUDGET", "PulsewireProtocol", "reason_for_error"]
+__all__ = ["WRITE_BUDGET", "PulsewireProtocol", "format_address", "reason_for_error"]
 
 _log = structlog.get_logger("pulsewire")
 
@@ -68,121 +58,112 @@ def reason_for_error(error: BaseException | None) -> tuple[Reason, Source]:
     return Reason.RESET, Source.KERNEL
 
 
-class _SharedReadBuffer:
-    """One read buffer per scheduler: asyncio calls get_buffer and buffer_updated back to back."""
-
-    __slots__ = ("buffer", "heartbeat", "view")
-
-    def __init__(self) -> None:
-        self.buffer = bytearray(READ_BUFFER_SIZE)
-        self.view = memoryview(self.buffer)
-        #: The first HEARTBEAT_FRAME_SIZE bytes: a heartbeat read is parsed without a slice.
-        self.heartbeat = self.view[:HEARTBEAT_FRAME_SIZE]
+def format_address(address: Any) -> str:
+    """``host:port`` (``[host]:port`` for IPv6), a Unix path, or ``?``."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = address[0]
+        return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
+    return str(address) if address else "?"
 
 
-_read_buffers: weakref.WeakKeyDictionary[DeadlineScheduler, _SharedReadBuffer] = (
+_read_buffers: weakref.WeakKeyDictionary[DeadlineScheduler, memoryview] = (
     weakref.WeakKeyDictionary()
 )
 
 
-class _ProtocolHeartbeatFields:
-    """The fields of a :class:`PulsewireProtocol` that an idle heartbeat touches.
-
-    In a base class so that they lie right after the object header, in one cache line
-    when the object starts on one (CPython sorts a class's own slots by name: see
-    ``pulsewire.core.session._SessionHeartbeatFields``).
-    """
-
-    __slots__ = ("_read", "scheduled_in", "scheduler", "session", "transport")
+def _shared_read_buffer(scheduler: DeadlineScheduler) -> memoryview:
+    """One read buffer per loop: asyncio calls get_buffer and buffer_updated back to back,
+    and the session copies what it keeps, so idle connections hold no buffer of their own."""
+    view = _read_buffers.get(scheduler)
+    if view is None:
+        view = _read_buffers[scheduler] = memoryview(bytearray(READ_BUFFER_SIZE))
+    return view
 
 
-class PulsewireProtocol(_ProtocolHeartbeatFields, asyncio.BufferedProtocol):
-    """Transport callbacks for one connection; the user-facing side is ``Connection``."""
-
-    __slots__ = ("_flush_scheduled", "_initiator", "_writing_paused", "connection")
+class PulsewireProtocol(asyncio.BufferedProtocol):
+    """Transport callbacks for one connection; the user-facing side is a ``Connection``."""
 
     def __init__(
-        self, connection: Connection, scheduler: DeadlineScheduler, *, initiator: bool
+        self,
+        scheduler: DeadlineScheduler,
+        *,
+        policy: Policy,
+        limits: Limits,
+        socket_options: SocketOptions,
+        name: str,
+        initiator: bool,
     ) -> None:
-        self.connection = connection
-        self._initiator = initiator
         self.scheduler = scheduler
+        self.policy = policy
+        self.limits = limits
+        self.socket_options = socket_options
+        self.name = name
+        self.initiator = initiator
+        #: Told of the session's events, after the protocol acted on a death.
+        self.on_events: Callable[[Sequence[Event]], None] | None = None
+        #: Told when DATA queued by ``send()`` went to the transport.
+        self.on_send_progress: Callable[[], None] | None = None
         self.session: Session | None = None
         self.transport: asyncio.Transport | None = None
         self.scheduled_in: Tick | None = None
+        self.peer_address = "?"
+        #: What the kernel applied of the socket options (None: nothing asked, or not TCP).
+        self.kernel_report: KeepaliveReport | None = None
+        self._read_buffer = _shared_read_buffer(scheduler)
         self._writing_paused = False
         self._flush_scheduled = False
-        shared = _read_buffers.get(scheduler)
-        if shared is None:
-            shared = _read_buffers[scheduler] = _SharedReadBuffer()
-        self._read = shared
+
+    def time(self) -> float:
+        """The clock sessions run on (the scheduler's stall-compensated clock)."""
+        return self.scheduler.time()
 
     # ------------------------------------------------------------ transport callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement the interface without subclassing asyncio.Transport.
-        transport = cast(asyncio.Transport, transport)
-        self.transport = transport
-        connection = self.connection
+        self.transport = transport = cast(asyncio.Transport, transport)
+        self.peer_address = format_address(transport.get_extra_info("peername"))
         self.session = Session(
-            connection.policy,
-            connection.limits,
-            now=self.scheduler.time(),
-            name=connection.name,
-            initiator=self._initiator,
+            self.policy,
+            self.limits,
+            now=self.time(),
+            name=self.name,
+            rng=self.scheduler.rng,
+            initiator=self.initiator,
         )
-        connection._attach(self, transport)
-        if not self._apply_kernel_options(transport):
-            return
+        self._apply_socket_options(transport)
         self.after_input()
 
-    def _apply_kernel_options(self, transport: asyncio.Transport) -> bool:
-        """Set the policy's kernel options on a TCP socket; False if that failed (strict)."""
-        options = self.connection.policy.kernel_options()
+    def _apply_socket_options(self, transport: asyncio.Transport) -> None:
+        """Set the socket options on a TCP socket; a strict failure kills the connection."""
         sock = transport.get_extra_info("socket")
-        if options is None or sock is None or sock.type != socket.SOCK_STREAM:
-            return True
-        if sock.family not in (socket.AF_INET, socket.AF_INET6):
-            return True  # Unix sockets have no keepalive or user timeout
+        if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return  # Unix sockets and pipes have no keepalive or user timeout
+        request = self.socket_options.resolve(self.policy.timeout)
+        if request is None or sock.type != socket.SOCK_STREAM:
+            return
         try:
-            self.connection.kernel_report = apply_keepalive(sock, options)
+            self.kernel_report = apply_keepalive(sock, request)
         except PolicyError as error:  # strict options the platform lacks
             _log.error(logevents.KERNEL_OPTION_UNSUPPORTED, error=str(error), strict=True)
             assert self.session is not None
             self.session.connection_lost(
-                Reason.PROTOCOL_ERROR, self.scheduler.time(), source=Source.LOCAL, error=error
+                Reason.PROTOCOL_ERROR, self.time(), source=Source.LOCAL, error=error
             )
-            self.after_input()
-            return False
-        return True
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._read.view
+        return self._read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
         session = self.session
         assert session is not None
-        scheduler = self.scheduler
-        now = scheduler.clock()  # scheduler.time(), inlined: this runs on every read
-        now = scheduler.time() if now > scheduler.stall_from else now - scheduler.stalled
-        if nbytes == HEARTBEAT_FRAME_SIZE:
-            # An idle connection's one read per interval: answered without the general path.
-            # (The session is ALIVE there, so the transport is open: we close it only after
-            # the session died.)
-            handled = session.receive_heartbeat(self._read.heartbeat, now)
-            if handled is not None:
-                reply, deadline = handled
-                if reply:
-                    self.transport.write(reply)  # type: ignore[union-attr]
-                if deadline is not None:
-                    scheduler.reschedule(self, deadline)
-                return
-        session.receive_data(self._read.view[:nbytes], now)
+        now = self.scheduler.time()
+        session.receive_data(self._read_buffer[:nbytes], now)
         self.after_input(now)
 
     def eof_received(self) -> bool:
         assert self.session is not None
-        self.session.receive_eof(self.scheduler.time())
+        self.session.receive_eof(self.time())
         self.after_input()
         return True  # we close the transport ourselves once the session has died
 
@@ -190,10 +171,9 @@ class PulsewireProtocol(_ProtocolHeartbeatFields, asyncio.BufferedProtocol):
         session = self.session
         if session is not None and session.death is None:
             reason, source = reason_for_error(exc)
-            session.connection_lost(reason, self.scheduler.time(), source=source, error=exc)
+            session.connection_lost(reason, self.time(), source=source, error=exc)
             self.after_input()
         self.scheduler.cancel(self)
-        self.connection._transport_lost()
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -204,36 +184,24 @@ class PulsewireProtocol(_ProtocolHeartbeatFields, asyncio.BufferedProtocol):
 
     # ------------------------------------------------------------ driver duties
 
-    def on_deadline(self, now: float) -> float | None:
+    def on_deadline(self, now: float) -> None:
         session = self.session
         assert session is not None
-        due = session.heartbeat_due(now)
-        if due is not None:  # the steady state: a PING due, or nothing (see buffer_updated)
-            ping, next_at = due
-            if ping:
-                self.transport.write(ping)  # type: ignore[union-attr]
-            return next_at  # the scheduler registers it
-        deadline = session.next_deadline()
-        if deadline is not None and deadline > now + EPSILON:
-            # Evidence moved the deadline since it was registered (lazy rescheduling):
-            # nothing is due, so skip straight to registering the new deadline.
-            return deadline
         session.handle_timer(now)
         self.after_input(now)
-        return None
 
     def after_input(self, now: float | None = None) -> None:
-        """The driver's duty after every input: write, dispatch events, re-arm.
-
-        Each step is skipped when it has nothing to do: most timer fires are lazy
-        rescheduling no-ops, and at 10,000 connections they must cost next to nothing.
-        """
+        """The driver's duty after every input: write, dispatch events, re-arm."""
         session = self.session
         assert session is not None
-        if session.has_output or session.pending_send_bytes:
-            self.flush(now)
-        if session.has_events:
-            self._dispatch(session.events_received())
+        self.flush(now)
+        events = session.events_received()
+        if events:
+            for event in events:
+                if isinstance(event, Died):
+                    self._close_transport(event.abort)
+            if self.on_events is not None:
+                self.on_events(events)
         self.scheduler.schedule(self, session.next_deadline())
 
     def flush(self, now: float | None = None) -> None:
@@ -242,14 +210,16 @@ class PulsewireProtocol(_ProtocolHeartbeatFields, asyncio.BufferedProtocol):
         transport = self.transport
         if session is None or transport is None or transport.is_closing():
             return
+        pending = session.pending_send_bytes
         budget = 0 if self._writing_paused else WRITE_BUDGET
-        data = session.data_to_send(budget, self.scheduler.time() if now is None else now)
+        data = session.data_to_send(budget, self.time() if now is None else now)
         if data:
             transport.write(data)
-        if session.pending_send_bytes and not self._writing_paused:
-            self.flush_soon()  # more DATA is waiting: continue after the loop's next reads
-        if self.connection._drain_waiters:
-            self.connection._send_progress()
+        if pending:
+            if session.pending_send_bytes and not self._writing_paused:
+                self.flush_soon()  # more DATA is waiting: continue after the loop's next reads
+            if session.pending_send_bytes < pending and self.on_send_progress is not None:
+                self.on_send_progress()
 
     def flush_soon(self) -> None:
         """Flush on the next turn of the loop: sends made in one turn share one write."""
@@ -261,20 +231,20 @@ class PulsewireProtocol(_ProtocolHeartbeatFields, asyncio.BufferedProtocol):
         self._flush_scheduled = False
         self.flush()
 
-    def _dispatch(self, events: list[Event]) -> None:
-        connection = self.connection
-        for event in events:
-            if isinstance(event, MessageReceived):
-                connection._on_message(event.data)
-            elif isinstance(event, HandshakeCompleted):
-                connection._on_handshake(event)
-            elif isinstance(event, Suspected):
-                connection._on_suspect(event.silence, event.cause.value)
-            elif isinstance(event, Recovered):
-                connection._on_recover(event.silence)
-            elif isinstance(event, Died):
-                self._close_transport(event.abort)
-                connection._on_dead(event.death)
+    def abort(self) -> None:
+        """Drop the connection now, as this side's own decision (no CLOSE frame).
+
+        What ``send()`` accepted is handed to the transport first, best effort.
+        """
+        session = self.session
+        if session is not None:
+            self.flush()
+            # The verdict is ours: record it before the transport reports a bare EOF, which
+            # would be mistaken for the peer closing (Death(EOF, KERNEL)).
+            session.connection_lost(Reason.LOCAL_CLOSE, self.time(), source=Source.LOCAL)
+            self.after_input()  # dispatches the death, which aborts the transport
+        if self.transport is not None:
+            self.transport.abort()
 
     def _close_transport(self, abort: bool) -> None:
         transport = self.transport

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl as _ssl
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, ClassVar, final
@@ -18,6 +18,7 @@ from pulsewire.asyncio.protocol import PulsewireProtocol
 from pulsewire.asyncio.scheduler import scheduler_for
 from pulsewire.core.events import Death
 from pulsewire.core.frames import CloseCode
+from pulsewire.core.keepalive import SocketOptions
 from pulsewire.core.policy import Limits, Policy
 from pulsewire.errors import ConnectionClosedError
 
@@ -42,13 +43,11 @@ class Server:
     so ``on_connect`` may also run a receive loop of its own.
     """
 
-    _takes_messages: ClassVar[bool] = False
     #: The hooks this class overrides: the others are not even scheduled.
     _overridden: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._takes_messages = cls.on_message is not Server.on_message
         cls._overridden = frozenset(
             name for name in _HOOKS if getattr(cls, name) is not getattr(Server, name)
         )
@@ -82,7 +81,10 @@ class Listener:
     """A listening pulsewire server, as returned by :func:`serve`.
 
     Use it as an async context manager, or call :meth:`close`. ``port`` is the bound port
-    (useful with ``port=0``).
+    (useful with ``port=0``). It is the observer of every connection it accepts: it runs
+    the handler, or the server's hooks, one at a time per connection in the order of that
+    connection's events, in a task that exists only while there is work (an idle
+    connection costs no task).
     """
 
     def __init__(
@@ -91,16 +93,23 @@ class Listener:
         *,
         policy: Policy,
         limits: Limits,
+        socket_options: SocketOptions,
         name: str,
     ) -> None:
         self.policy = policy
         self.limits = limits
+        self.socket_options = socket_options
         self.name = name
         self._hooks = handler if isinstance(handler, Server) else None
         self._handler = None if isinstance(handler, Server) else handler
+        overridden = frozenset() if self._hooks is None else self._hooks._overridden
+        self._overridden: frozenset[str] = overridden
+        #: Messages go to the server's ``on_message``, not to ``recv()``.
+        self.takes_messages = "on_message" in overridden
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
         self._handler_tasks: set[asyncio.Task[None]] = set()
+        self._hook_queues: dict[Connection, deque[Callable[[], Awaitable[None]]]] = {}
         self._accepted = 0
         self._deaths: Counter[str] = Counter()
 
@@ -134,11 +143,7 @@ class Listener:
         """Stop accepting, close every connection in order (bounded), and wait."""
         if self._server is not None:
             self._server.close()
-        closing = [
-            connection.close(code, reason)
-            for connection in self._connections
-            if connection._protocol is not None
-        ]
+        closing = [connection.close(code, reason) for connection in self._connections]
         if closing:
             await asyncio.gather(*closing, return_exceptions=True)
         for connection in list(self._connections):
@@ -160,46 +165,66 @@ class Listener:
     ) -> None:
         await self.close()
 
+    # ------------------------------------------------------------------ ConnectionObserver
+
+    def connection_ready(self, connection: Connection) -> None:
+        if self._handler is not None:
+            task = asyncio.get_running_loop().create_task(self._run_handler(connection))
+            self._handler_tasks.add(task)
+            task.add_done_callback(self._handler_tasks.discard)
+        self._run_hook(connection, "on_connect", connection)
+
+    def message_received(
+        self, connection: Connection, message: bytes, consumed: Callable[[int], None]
+    ) -> None:
+        assert self._hooks is not None
+
+        async def deliver() -> None:
+            assert self._hooks is not None
+            try:
+                await self._hooks.on_message(connection, message)
+            finally:
+                consumed(len(message))
+
+        self._queue(connection, deliver)
+
+    def connection_suspected(self, connection: Connection) -> None:
+        self._run_hook(connection, "on_suspect", connection)
+
+    def connection_recovered(self, connection: Connection) -> None:
+        self._run_hook(connection, "on_recover", connection)
+
+    def connection_dead(self, connection: Connection, death: Death) -> None:
+        self._connections.discard(connection)
+        self._deaths[death.reason.value] += 1
+        if connection.negotiated is not None:
+            # Only connections that reached on_connect get on_dead: hooks come in pairs.
+            self._run_hook(connection, "on_dead", connection, death)
+
     # ------------------------------------------------------------------ internals
 
     async def _start(
         self, host: str | None, port: int, ssl: _ssl.SSLContext | None, backlog: int
     ) -> None:
         loop = asyncio.get_running_loop()
-        scheduler = scheduler_for(loop)
         self._server = await loop.create_server(
-            lambda: PulsewireProtocol(self._new_connection(), scheduler, initiator=False),
-            host,
-            port,
-            ssl=ssl,
-            backlog=backlog,
+            self._new_protocol, host, port, ssl=ssl, backlog=backlog
         )
         addresses = [sock.getsockname() for sock in self._server.sockets]
         _log.info(logevents.SERVER_LISTENING, name=self.name, addresses=addresses)
 
-    def _new_connection(self) -> Connection:
-        connection = Connection(
+    def _new_protocol(self) -> PulsewireProtocol:
+        protocol = PulsewireProtocol(
+            scheduler_for(asyncio.get_running_loop()),
             policy=self.policy,
             limits=self.limits,
+            socket_options=self.socket_options,
             name=self.name,
-            hooks=self._hooks,
-            on_ready=self._connection_ready,
-            on_dead=self._connection_dead,
+            initiator=False,
         )
+        self._connections.add(Connection(protocol, observer=self))
         self._accepted += 1
-        self._connections.add(connection)
-        return connection
-
-    def _connection_ready(self, connection: Connection) -> None:
-        if self._handler is None:
-            return
-        task = asyncio.get_running_loop().create_task(self._run_handler(connection))
-        self._handler_tasks.add(task)
-        task.add_done_callback(self._handler_tasks.discard)
-
-    def _connection_dead(self, connection: Connection, death: Death) -> None:
-        self._connections.discard(connection)
-        self._deaths[death.reason.value] += 1
+        return protocol
 
     async def _run_handler(self, connection: Connection) -> None:
         assert self._handler is not None
@@ -215,6 +240,40 @@ class Listener:
             # The handler is done with the connection: close it in order.
             await connection.close(code, reason)
 
+    def _run_hook(self, connection: Connection, name: str, *args: Any) -> None:
+        """Run the server's hook ``name``, unless the server left it empty."""
+        if name in self._overridden:
+            hook = getattr(self._hooks, name)
+            self._queue(connection, lambda: hook(*args))
+
+    def _queue(self, connection: Connection, call: Callable[[], Awaitable[None]]) -> None:
+        """Hooks of one connection run one at a time, in the order of their events."""
+        queue = self._hook_queues.get(connection)
+        if queue is not None:
+            queue.append(call)
+            return
+        self._hook_queues[connection] = deque([call])
+        task = asyncio.get_running_loop().create_task(self._drain_hooks(connection))
+        # Keep a reference: the loop holds tasks only weakly.
+        self._handler_tasks.add(task)
+        task.add_done_callback(self._handler_tasks.discard)
+
+    async def _drain_hooks(self, connection: Connection) -> None:
+        queue = self._hook_queues[connection]
+        try:
+            while queue:
+                call = queue.popleft()
+                try:
+                    await call()
+                except ConnectionClosedError:
+                    pass  # the death is reported through on_dead and the log already
+                except Exception:
+                    _log.exception(logevents.HANDLER_ERROR, peer=connection.peer_address)
+                    if connection.death is None:
+                        await connection.close(CloseCode.INTERNAL_ERROR, "handler error")
+        finally:
+            del self._hook_queues[connection]
+
 
 async def serve(
     handler: Server | Handler,
@@ -223,6 +282,7 @@ async def serve(
     *,
     policy: Policy | None = None,
     limits: Limits | None = None,
+    socket_options: SocketOptions | None = None,
     ssl: _ssl.SSLContext | None = None,
     name: str = "",
     backlog: int = 1024,
@@ -231,12 +291,14 @@ async def serve(
 
     ``handler`` is either a :class:`Server` instance (hooks) or an ``async def
     handler(connection)`` function, run once per connection after the handshake; the
-    connection is closed in order when it returns.
+    connection is closed in order when it returns. ``socket_options`` are set on every
+    accepted TCP socket (default :class:`~pulsewire.SocketOptions`).
     """
     listener = Listener(
         handler,
         policy=policy if policy is not None else Policy(),
         limits=limits if limits is not None else Limits(),
+        socket_options=socket_options if socket_options is not None else SocketOptions(),
         name=name,
     )
     await listener._start(host, port, ssl, backlog)

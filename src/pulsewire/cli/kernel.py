@@ -19,6 +19,7 @@ from pulsewire.cli.options import (
     positive_float,
 )
 from pulsewire.cli.peer import TIGHTEST_KEEPALIVE
+from pulsewire.core.keepalive import SocketOptions
 from pulsewire.core.policy import Policy
 from pulsewire.errors import PulsewireError
 from pulsewire.kernel import (
@@ -51,7 +52,7 @@ exit codes: 0 success (settings this host does not have are shown as unknown);
 
 --json prints the same as one JSON object: "host" (the sysctls as read), "kernel" (worst
 cases in seconds, null when unknown or never), "tightest_keepalive" (what the kernel
-applied of 1 s / 1 s / 1 probe), "linear_timeouts" (Policy()'s kernel options applied to a
+applied of 1 s / 1 s / 1 probe), "linear_timeouts" (the default SocketOptions applied to a
 throwaway socket: the congestion control before and after, and the report) and
 "pulsewire" (one entry per policy).
 """
@@ -99,14 +100,14 @@ def _tightest_keepalive() -> KeepaliveReport | None:
 
 
 def _linear_timeouts() -> dict[str, Any] | None:
-    """Apply ``Policy()``'s kernel options to a throwaway TCP socket: what happens here?
+    """Apply the default socket options to a throwaway TCP socket: what happens here?
 
     The congestion control is read before and after, so that the output says whether the
-    linear timeouts can work, and whether ``thin_stream_congestion`` had to switch it.
+    linear timeouts can work under it.
     """
-    policy = Policy()
-    options = policy.kernel_options()
-    assert options is not None  # Policy() asks for a user timeout and linear timeouts
+    defaults = SocketOptions()
+    options = defaults.resolve(Policy().timeout)
+    assert options is not None  # the defaults ask for a user timeout and linear timeouts
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             before = read_congestion(sock, socket)
@@ -116,7 +117,7 @@ def _linear_timeouts() -> dict[str, Any] | None:
         return None
     linear = any(o.option == "TCP_THIN_LINEAR_TIMEOUTS" for o in applied.applied)
     return {
-        "thin_stream_congestion": policy.thin_stream_congestion,
+        "congestion": defaults.congestion,
         "congestion_before": before,
         "congestion_after": after,
         "in_effect": linear and after is not None and after not in NEVER_THIN_CONGESTION,
@@ -233,7 +234,7 @@ def _print_text(facts: HostTcpFacts, data: dict[str, Any]) -> None:
 
 
 def _print_linear_timeouts(linear: dict[str, Any] | None) -> None:
-    print("Linear retransmission timeouts (TCP_THIN_LINEAR_TIMEOUTS, on in Policy()):")
+    print("Linear retransmission timeouts (TCP_THIN_LINEAR_TIMEOUTS, on by default):")
     if linear is None:
         print("  unknown: a TCP socket could not be opened here")
         return
@@ -242,23 +243,16 @@ def _print_linear_timeouts(linear: dict[str, Any] | None) -> None:
     if "TCP_THIN_LINEAR_TIMEOUTS" in missing:
         print(f"  not available: {missing['TCP_THIN_LINEAR_TIMEOUTS']}")
         return
-    before, after = linear["congestion_before"], linear["congestion_after"]
-    wanted = linear["thin_stream_congestion"]
+    before = linear["congestion_before"]
     if before is None:
         print("  the congestion control of a new socket cannot be read here")
     elif before not in NEVER_THIN_CONGESTION:
         print(f"  new sockets use {before}: a heartbeat counts as a thin stream, they apply")
-        print("  pulsewire leaves the congestion control alone")
     else:
-        print(f"  new sockets use {before}: Linux never counts such a stream as thin, so alone")
-        print("  they would do nothing")
-        if "TCP_CONGESTION" in missing:
-            print(f"  pulsewire asks for {wanted} (thin_stream_congestion), but")
-            print(f"  {missing['TCP_CONGESTION']}")
-        else:
-            print(f"  pulsewire switches each of its sockets to {wanted} (thin_stream_congestion)")
-            print(f"  so that they apply; a test socket here reads back {after}")
-    print(f"  in effect for Policy()'s sockets: {'yes' if linear['in_effect'] else 'no'}")
+        print(f"  new sockets use {before}: Linux never counts such a stream as thin, so they")
+        print("  do nothing; pulsewire leaves congestion control alone unless asked:")
+        print('  SocketOptions(congestion="reno") switches its own sockets so that they apply')
+    print(f"  in effect for pulsewire's sockets: {'yes' if linear['in_effect'] else 'no'}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,7 +17,8 @@ from pulsewire.core.events import (
     Suspected,
 )
 from pulsewire.core.frames import CloseCode
-from pulsewire.core.keepalive import KernelKeepalive
+from pulsewire.core.keepalive import KernelKeepalive, SocketOptions
+from pulsewire.core.liveness import Decision, LivenessTracker
 from pulsewire.core.policy import Adaptive, Evidence, Limits, Policy
 from pulsewire.core.session import Negotiated, Session
 from pulsewire.core.states import Reason, State
@@ -28,12 +29,14 @@ __all__ = [
     "Backoff",
     "CloseCode",
     "Death",
+    "Decision",
     "Died",
     "Event",
     "Evidence",
     "HandshakeCompleted",
     "KernelKeepalive",
     "Limits",
+    "LivenessTracker",
     "MessageReceived",
     "Negotiated",
     "Policy",
@@ -41,6 +44,7 @@ __all__ = [
     "Recovered",
     "Session",
     "SessionStats",
+    "SocketOptions",
     "Source",
     "State",
     "Suspected",

@@ -27,6 +27,7 @@ from pulsewire.core.frames import (
     VERSION,
     CloseCode,
     FrameKind,
+    parse_heartbeat,
 )
 from pulsewire.errors import HandshakeError, ProtocolError
 
@@ -91,6 +92,17 @@ class FrameDecoder:
     def buffered(self) -> int:
         """Bytes received but not yet returned as frames (a frame in progress)."""
         return len(self._buffer)
+
+    def whole_heartbeat(
+        self, data: bytes | bytearray | memoryview
+    ) -> tuple[FrameKind, int, float] | None:
+        """``(kind, seq, sent_at)`` when ``data`` is exactly one PING or PONG frame in the
+        fixed layout and nothing is pending: the one read an idle connection gets per
+        interval, parsed in one step. None for anything else, which :meth:`feed` takes.
+        """
+        if not self.at_frame_boundary or self._error is not None:
+            return None
+        return parse_heartbeat(data)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         """Return every frame completed by ``data``; raise :class:`ProtocolError` on garbage.

@@ -17,99 +17,45 @@ class RttEstimator:
     """Smoothed RTT and variance as in RFC 6298, plus last, min, max and recent percentiles.
 
     ``srtt`` follows the RFC's alpha = 1/8 and ``rttvar`` its beta = 1/4; the first sample sets
-    ``srtt = r`` and ``rttvar = r / 2``. The last ``RECENT`` samples are kept for percentiles.
-
-    A sample only goes into a ring (an ``array('d')``, stored in place): the figures take
-    in the ring's new samples, in order and with the same arithmetic, when one is read or
-    the ring is about to overwrite them. :meth:`add` runs for every PONG on every idle
-    connection; at 10,000 connections, updating six figures there (six float objects to
-    replace, each a cache miss) cost more than the rest of the PONG's handling.
+    ``srtt = r`` and ``rttvar = r / 2``. The last ``RECENT`` samples are kept, in a ring of
+    doubles stored in place, for percentiles.
     """
 
-    __slots__ = ("_count", "_maximum", "_minimum", "_pending", "_ring", "_rttvar", "_slot", "_srtt")
+    __slots__ = ("_ring", "count", "maximum", "minimum", "rttvar", "srtt")
 
     ALPHA = 1 / 8
     BETA = 1 / 4
-    RECENT = 64  #: a power of two
+    RECENT = 64
 
     def __init__(self) -> None:
         self._ring = array("d", bytes(8 * self.RECENT))
-        self._slot = 0  # where the next sample goes: count % RECENT, as a small int object
-        self._pending = 0  # samples in the ring not yet taken into the figures
-        self._count = 0  # samples taken into the figures
-        self._srtt: float | None = None
-        self._rttvar: float | None = None
-        self._minimum = math.inf
-        self._maximum = 0.0
+        self.count = 0  #: samples so far
+        self.srtt: float | None = None
+        self.rttvar: float | None = None
+        self.minimum = math.inf  #: the smallest sample (``inf`` before the first)
+        self.maximum = 0.0  #: the largest sample (0.0 before the first)
 
     def add(self, rtt: float) -> None:
-        slot = self._slot
-        self._ring[slot] = rtt
-        self._slot = (slot + 1) & _RING_MASK
-        pending = self._pending = self._pending + 1
-        if pending == _RECENT:
-            self._take_pending()
-
-    def _take_pending(self) -> None:
-        """Fold the ring's new samples into the figures, oldest first (as add() would have)."""
-        pending = self._pending
-        if not pending:
-            return
-        ring = self._ring
-        start = self._slot - pending
-        srtt, rttvar = self._srtt, self._rttvar
-        lowest, highest = self._minimum, self._maximum
-        for index in range(start, start + pending):
-            rtt = ring[index & _RING_MASK]
-            if rtt < lowest:
-                lowest = rtt
-            if rtt > highest:
-                highest = rtt
-            if srtt is None or rttvar is None:
-                srtt, rttvar = rtt, rtt / 2
-            else:
-                rttvar = _KEEP_VARIANCE * rttvar + _BETA * abs(srtt - rtt)
-                srtt = _KEEP_SRTT * srtt + _ALPHA * rtt
-        self._srtt, self._rttvar = srtt, rttvar
-        self._minimum, self._maximum = lowest, highest
-        self._count += pending
-        self._pending = 0
-
-    # Queries: folding pending samples changes no figure a caller can observe.
-
-    @property
-    def count(self) -> int:
-        return self._count + self._pending
+        self._ring[self.count % self.RECENT] = rtt
+        self.count += 1
+        if rtt < self.minimum:
+            self.minimum = rtt
+        if rtt > self.maximum:
+            self.maximum = rtt
+        srtt, rttvar = self.srtt, self.rttvar
+        if srtt is None or rttvar is None:
+            self.srtt, self.rttvar = rtt, rtt / 2
+        else:
+            self.rttvar = (1 - self.BETA) * rttvar + self.BETA * abs(srtt - rtt)
+            self.srtt = (1 - self.ALPHA) * srtt + self.ALPHA * rtt
 
     @property
     def last(self) -> float | None:
-        return self._ring[(self._slot - 1) & _RING_MASK] if self.count else None
-
-    @property
-    def minimum(self) -> float:
-        """The smallest sample (``inf`` before the first)."""
-        self._take_pending()
-        return self._minimum
-
-    @property
-    def maximum(self) -> float:
-        """The largest sample (0.0 before the first)."""
-        self._take_pending()
-        return self._maximum
-
-    @property
-    def srtt(self) -> float | None:
-        self._take_pending()
-        return self._srtt
-
-    @property
-    def rttvar(self) -> float | None:
-        self._take_pending()
-        return self._rttvar
+        return self._ring[(self.count - 1) % self.RECENT] if self.count else None
 
     def recent(self) -> list[float]:
         """The last ``RECENT`` samples (fewer before that many), in no particular order."""
-        return self._ring[: min(self.count, _RECENT)].tolist()
+        return self._ring[: min(self.count, self.RECENT)].tolist()
 
     def percentile(self, fraction: float) -> float | None:
         """The ``fraction`` quantile (0..1) of the recent samples, nearest-rank; None if empty."""
@@ -118,12 +64,6 @@ class RttEstimator:
             return None
         rank = min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))
         return ordered[rank]
-
-
-_RECENT = RttEstimator.RECENT
-_RING_MASK = _RECENT - 1
-_ALPHA, _BETA = RttEstimator.ALPHA, RttEstimator.BETA
-_KEEP_SRTT, _KEEP_VARIANCE = 1 - _ALPHA, 1 - _BETA
 
 
 def phi_to_z(phi: float) -> float:

@@ -10,8 +10,8 @@ The first frame each side sends is HELLO. Control payloads (HELLO, PING, PONG, C
 CREDIT) are msgpack arrays produced by msgspec ``Struct``s with ``array_like=True``; the
 protocol evolves by appending fields with defaults, which older decoders ignore, and
 trailing fields at their default may be left out. PING and PONG are written with one fixed
-layout (see :func:`encode_ping_into`) that both sides can parse without a msgpack decoder;
-any other valid msgpack encoding of them is accepted too. DATA
+layout (see :func:`ping_frame`) that both sides can parse without a msgpack decoder; any
+other valid msgpack encoding of them is accepted too. DATA
 payloads are opaque bytes; a message larger than one frame is split into chunks, the last
 of which carries ``FLAG_FIN``.
 """
@@ -26,7 +26,6 @@ import msgspec
 
 __all__ = [
     "FLAG_FIN",
-    "FLOAT64_TAG",
     "HEADER",
     "HEADER_SIZE",
     "HEARTBEAT_FRAME_SIZE",
@@ -34,8 +33,6 @@ __all__ = [
     "MAX_CONTROL_PAYLOAD",
     "MAX_FIXED_SEQ",
     "MESSAGE_OVERHEAD",
-    "PING_HEAD",
-    "PONG_HEAD",
     "PREAMBLE",
     "PREAMBLE_SIZE",
     "VERSION",
@@ -46,15 +43,13 @@ __all__ = [
     "Hello",
     "Ping",
     "Pong",
+    "decode_heartbeat",
     "encode_control",
     "encode_control_into",
-    "encode_pong_into",
     "frame_header",
-    "pack_heartbeat",
     "parse_heartbeat",
     "ping_frame",
     "pong_frame",
-    "unpack_heartbeat",
 ]
 
 MAGIC: Final = b"PWIR"
@@ -171,71 +166,66 @@ def encode_control_into(out: bytearray, kind: FrameKind, payload: msgspec.Struct
     _pack_header_into(out, start, kind, 0, len(out) - start - HEADER_SIZE)
 
 
-# PING and PONG in one fixed 21-byte layout: header, then the msgpack array
-# [seq as uint32, sent_at as float64]. Valid msgpack (a decoder accepts a wider-than-needed
-# integer), so any msgpack decoder reads it; this module writes and parses it with one
-# struct call, because a heartbeat is the one frame an idle connection exchanges.
-# The struct reads the first 8 bytes (kind, flags, length, and the msgpack tags of the
-# array and of the sequence number) as one integer, the *head*: a heartbeat's is one of
-# two constants, so checking the layout is one comparison.
+# PING and PONG in one fixed layout: header, then the msgpack array [seq as uint32, sent_at
+# as float64] (a decoder accepts a wider-than-needed integer, so this is valid msgpack that
+# any decoder reads). A heartbeat is the one frame an idle connection exchanges: writing and
+# parsing it takes one struct call instead of a msgpack round trip.
 _FIXARRAY_2, _UINT32 = 0x92, 0xCE
-#: The msgpack tag before ``sent_at``.
-FLOAT64_TAG: Final = 0xCB
+_FLOAT64 = 0xCB
 #: The largest sequence number the fixed layout holds.
 MAX_FIXED_SEQ: Final = 2**32 - 1
-_HEARTBEAT = struct.Struct("!QIBd")
+_HEARTBEAT_PAYLOAD = struct.Struct("!BBIBd")
+_HEARTBEAT_FRAME = struct.Struct("!" + HEADER.format[1:] + _HEARTBEAT_PAYLOAD.format[1:])
 #: Size of a PING or PONG frame written in the fixed layout.
-HEARTBEAT_FRAME_SIZE: Final = _HEARTBEAT.size
-_HEARTBEAT_PAYLOAD = HEARTBEAT_FRAME_SIZE - HEADER_SIZE
-_PING_KIND, _PONG_KIND = int(FrameKind.PING), int(FrameKind.PONG)
+HEARTBEAT_FRAME_SIZE: Final = _HEARTBEAT_FRAME.size
 
 
-def _head(kind: int) -> int:
-    return int.from_bytes(HEADER.pack(kind, 0, _HEARTBEAT_PAYLOAD) + bytes((_FIXARRAY_2, _UINT32)))
-
-
-#: ``head`` of a PING and of a PONG in the fixed layout.
-PING_HEAD: Final = _head(_PING_KIND)
-PONG_HEAD: Final = _head(_PONG_KIND)
-#: ``unpack_heartbeat(frame) -> (head, seq, float_tag, sent_at)``: the fast paths' parse.
-unpack_heartbeat = _HEARTBEAT.unpack_from
-#: ``pack_heartbeat(PING_HEAD or PONG_HEAD, seq, FLOAT64_TAG, sent_at)`` for a seq that fits
-#: 32 bits (:func:`ping_frame` and :func:`pong_frame` check it): the fast paths' write.
-pack_heartbeat = _HEARTBEAT.pack
+def _fixed_heartbeat(kind: FrameKind, seq: int, sent_at: float) -> bytes:
+    length = _HEARTBEAT_PAYLOAD.size
+    return _HEARTBEAT_FRAME.pack(kind, 0, length, _FIXARRAY_2, _UINT32, seq, _FLOAT64, sent_at)
 
 
 def ping_frame(seq: int, sent_at: float) -> bytes:
-    """A whole PING frame."""
+    """A whole PING frame (the fixed layout when ``seq`` fits it)."""
     if seq > MAX_FIXED_SEQ:
         return encode_control(FrameKind.PING, Ping(seq, sent_at))
-    return pack_heartbeat(PING_HEAD, seq, FLOAT64_TAG, sent_at)
+    return _fixed_heartbeat(FrameKind.PING, seq, sent_at)
 
 
-def encode_pong_into(out: bytearray, seq: int, sent_at: float, stuck_for: float) -> None:
-    """Append a PONG frame to ``out`` (``stuck_for`` at its default 0.0 is left out)."""
-    if stuck_for:
-        encode_control_into(out, FrameKind.PONG, Pong(seq, sent_at, stuck_for))
-        return
-    out += pong_frame(seq, sent_at)
+def pong_frame(seq: int, sent_at: float, stuck_for: float = 0.0) -> bytes:
+    """A whole PONG frame (``stuck_for`` at its default 0.0 is left out)."""
+    if stuck_for or seq > MAX_FIXED_SEQ:
+        return encode_control(FrameKind.PONG, Pong(seq, sent_at, stuck_for))
+    return _fixed_heartbeat(FrameKind.PONG, seq, sent_at)
 
 
-def pong_frame(seq: int, sent_at: float) -> bytes:
-    """A whole PONG frame with ``stuck_for`` at its default."""
-    if seq > MAX_FIXED_SEQ:
-        return encode_control(FrameKind.PONG, Pong(seq, sent_at))
-    return pack_heartbeat(PONG_HEAD, seq, FLOAT64_TAG, sent_at)
+def _is_fixed(array_tag: int, int_tag: int, float_tag: int) -> bool:
+    return array_tag == _FIXARRAY_2 and int_tag == _UINT32 and float_tag == _FLOAT64
 
 
-def parse_heartbeat(frame: bytes | bytearray | memoryview) -> tuple[int, int, float] | None:
-    """``(kind, seq, sent_at)`` when ``frame`` is exactly one PING or PONG frame in the
-    fixed layout; None for anything else (which the general decoder then handles)."""
-    if len(frame) != HEARTBEAT_FRAME_SIZE:
+def decode_heartbeat(payload: bytes) -> tuple[int, float] | None:
+    """``(seq, sent_at)`` of a PING or PONG payload in the fixed layout; None for any other
+    encoding (which the msgpack decoder then reads)."""
+    if len(payload) != _HEARTBEAT_PAYLOAD.size:
         return None
-    head, seq, float_tag, sent_at = unpack_heartbeat(frame)
-    if float_tag != FLOAT64_TAG:
+    array_tag, int_tag, seq, float_tag, sent_at = _HEARTBEAT_PAYLOAD.unpack(payload)
+    return (seq, sent_at) if _is_fixed(array_tag, int_tag, float_tag) else None
+
+
+def parse_heartbeat(data: bytes | bytearray | memoryview) -> tuple[FrameKind, int, float] | None:
+    """``(kind, seq, sent_at)`` when ``data`` is exactly one whole PING or PONG frame in the
+    fixed layout; None for anything else."""
+    if len(data) != HEARTBEAT_FRAME_SIZE:
         return None
-    if head == PING_HEAD:
-        return _PING_KIND, seq, sent_at
-    if head == PONG_HEAD:
-        return _PONG_KIND, seq, sent_at
+    kind, flags, length, array_tag, int_tag, seq, float_tag, sent_at = _HEARTBEAT_FRAME.unpack(data)
+    if (
+        (kind == FrameKind.PING or kind == FrameKind.PONG)
+        and not flags
+        and length == _HEARTBEAT_PAYLOAD.size
+        and _is_fixed(array_tag, int_tag, float_tag)
+    ):
+        return _KINDS[kind], seq, sent_at
     return None
+
+
+_KINDS: Final = {int(kind): kind for kind in FrameKind}

@@ -1,8 +1,14 @@
-"""The kernel keepalive request: :class:`KernelKeepalive`, a frozen, validated value.
+"""What pulsewire asks of the kernel for each TCP socket: frozen, validated values.
+
+- :class:`SocketOptions` is what a user passes to ``connect``/``serve``: the socket options
+  that go with the heartbeat (``TCP_USER_TIMEOUT``, linear retransmission timeouts, kernel
+  keepalive probing, an opt-in congestion control switch). It is apart from
+  :class:`~pulsewire.core.policy.Policy`, which says how the heartbeat watches the peer.
+- :class:`KernelKeepalive` is the resolved request for one socket, in the kernel's terms.
 
 This module only says what is asked for and whether it can work at all; it touches no
-socket. :func:`pulsewire.kernel.apply_keepalive` applies it per platform and reports what
-the kernel took.
+socket. :func:`pulsewire.kernel.apply_keepalive` applies a :class:`KernelKeepalive` per
+platform and reports what the kernel took.
 
 Three independent mechanisms can be asked for, in any combination:
 
@@ -41,6 +47,7 @@ __all__ = [
     "LINUX_MAX_KEEPIDLE",
     "NEVER_THIN_CONGESTION",
     "KernelKeepalive",
+    "SocketOptions",
 ]
 
 #: Linux ``MAX_TCP_KEEPIDLE`` / ``MAX_TCP_KEEPINTVL`` (seconds): the largest value accepted.
@@ -68,8 +75,8 @@ def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def check_thin_stream_congestion(value: object) -> None:
-    """Validate a ``thin_stream_congestion`` value (shared with :class:`~pulsewire.Policy`).
+def check_thin_stream_congestion(value: object, field: str = "thin_stream_congestion") -> None:
+    """Validate a congestion control name given as ``field``.
 
     ``None``, or a congestion control name as Linux takes it in ``TCP_CONGESTION``: 1 to
     15 printable ASCII characters without spaces, and not one under which a stream never
@@ -85,13 +92,13 @@ def check_thin_stream_congestion(value: object) -> None:
         and not any(char.isspace() for char in value)
     ):
         raise PolicyError(
-            "thin_stream_congestion must be a congestion control name (1 to "
+            f"{field} must be a congestion control name (1 to "
             f"{CONGESTION_NAME_MAX} printable ASCII characters, no spaces, as Linux's "
             f"TCP_CONGESTION takes it) or None, got {value!r}"
         )
     if value in NEVER_THIN_CONGESTION:
         raise PolicyError(
-            f"thin_stream_congestion {value!r} never lets a stream count as thin, so linear "
+            f"{field} {value!r} never lets a stream count as thin, so linear "
             "timeouts would still do nothing: name one that sets a slow-start threshold, "
             "such as 'reno' or 'cubic', or None to leave congestion control alone"
         )
@@ -103,7 +110,7 @@ def is_whole(value: float, scale: int = 1) -> bool:
     return abs(exact - round(exact)) < UNIT_TOLERANCE
 
 
-class KernelKeepalive(msgspec.Struct, frozen=True, kw_only=True):
+class KernelKeepalive(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Kernel keepalive settings for one TCP connection: a frozen, validated value.
 
     - ``idle``: seconds without any received segment before the first probe.
@@ -118,8 +125,8 @@ class KernelKeepalive(msgspec.Struct, frozen=True, kw_only=True):
     - ``thin_stream_congestion``: with ``linear_timeouts``, a socket whose congestion
       control never lets a stream count as thin (:data:`NEVER_THIN_CONGESTION`: BBR) is
       switched to this one (``TCP_CONGESTION``, Linux only), so that the linear timeouts
-      apply; any other socket (cubic, reno, ...) is left alone. ``None`` (the default here;
-      :class:`~pulsewire.Policy` asks for ``"reno"``) never touches congestion control.
+      apply; any other socket (cubic, reno, ...) is left alone. ``None`` (the default)
+      never touches congestion control.
       A kernel that refuses the switch (the algorithm is not available, or not in
       ``net.ipv4.tcp_allowed_congestion_control`` for an unprivileged process) is
       reported, not raised, except in strict mode.
@@ -256,3 +263,86 @@ class KernelKeepalive(msgspec.Struct, frozen=True, kw_only=True):
 def _whole_seconds(value: float) -> int:
     """``value`` rounded up to a whole number of seconds, at least 1 (as applied)."""
     return max(1, math.ceil(value - UNIT_TOLERANCE))
+
+
+class SocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The kernel side of each TCP connection, set by the driver beside the heartbeat.
+
+    - ``user_timeout``: ``TCP_USER_TIMEOUT``, the longest written data may stay
+      unacknowledged before the kernel drops the connection (else ~15 minutes of
+      retransmissions on Linux). ``True`` (default): derived from the policy's timeout,
+      see :meth:`resolve`; ``False``: left unset; a number: that many seconds.
+    - ``linear_timeouts`` (default on): Linux's ``TCP_THIN_LINEAR_TIMEOUTS``, so a lost
+      PING or PONG is retransmitted every RTO instead of after a doubling RTO; inert under
+      BBR (see the module docstring). Reported unsupported off Linux.
+    - ``congestion``: opt-in. With linear timeouts, a socket whose congestion control
+      never lets them apply (BBR) is switched to this one (``"reno"``, say). ``None``
+      (default) never touches congestion control.
+    - ``keepalive``: kernel keepalive probing on top (a :class:`KernelKeepalive` with
+      ``idle``, ``interval`` and ``count``), to keep middleboxes warm below the
+      application or as a second opinion. Its own ``user_timeout``, if set, wins.
+    - ``strict``: every option must be applied exactly, or the connection fails.
+
+    What each connection got is on ``Connection.kernel_report``. The measurements behind
+    the defaults are in ``docs/tuning.md``.
+    """
+
+    user_timeout: bool | float = True
+    linear_timeouts: bool = True
+    congestion: str | None = None
+    keepalive: KernelKeepalive | None = None
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("linear_timeouts", "strict"):
+            if not isinstance(getattr(self, name), bool):
+                raise PolicyError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        timeout = self.user_timeout
+        if not isinstance(timeout, bool) and not (
+            is_number(timeout) and math.isfinite(timeout) and timeout > 0
+        ):
+            raise PolicyError(
+                "user_timeout must be True (derived from the policy), False (unset) or a "
+                f"positive number of seconds, got {timeout!r}"
+            )
+        check_thin_stream_congestion(self.congestion, "congestion")
+        if self.keepalive is not None and not self.keepalive.probing:
+            raise PolicyError(
+                "keepalive must ask for probing (idle, interval and count); set user_timeout "
+                "and linear_timeouts here instead"
+            )
+
+    def resolve(self, heartbeat_timeout: float) -> KernelKeepalive | None:
+        """The request for one socket of a connection whose policy convicts after
+        ``heartbeat_timeout`` seconds of silence; None when nothing is to be set.
+
+        A derived user timeout is ``heartbeat_timeout``: written data that the peer never
+        acknowledges is given up within the heartbeat's own bound (Linux counts it from
+        the first retransmission, so about one RTO later). With keepalive probing it is
+        raised to the probing's own bound, ``idle + interval * count`` in whole seconds:
+        Linux lets the user timeout replace ``TCP_KEEPCNT``, and a shorter one would drop
+        an idle connection after fewer unanswered probes than asked.
+        """
+        probing = self.keepalive
+        user_timeout: float | None
+        if probing is not None and probing.user_timeout is not None:
+            user_timeout = probing.user_timeout
+        elif self.user_timeout is True:
+            bound = probing.whole_second_detection_time if probing is not None else None
+            user_timeout = max(heartbeat_timeout, bound or 0)
+        elif self.user_timeout is False:
+            user_timeout = None
+        else:
+            user_timeout = self.user_timeout
+        linear = self.linear_timeouts or (probing is not None and probing.linear_timeouts)
+        if probing is None and user_timeout is None and not linear:
+            return None
+        return KernelKeepalive(
+            idle=None if probing is None else probing.idle,
+            interval=None if probing is None else probing.interval,
+            count=None if probing is None else probing.count,
+            user_timeout=user_timeout,
+            linear_timeouts=linear,
+            thin_stream_congestion=self.congestion if linear else None,
+            strict=self.strict or (probing is not None and probing.strict),
+        )

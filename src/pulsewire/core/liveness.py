@@ -1,119 +1,119 @@
 """The liveness tracker: evidence in, PING / SUSPECT / DEAD decisions and one deadline out.
 
-Evidence arriving only stores a timestamp: it never recomputes or reschedules anything, so
-a busy connection costs one attribute store per read. The deadline is derived on demand
-from three instants, all measured from the last evidence (or the last ping, for pings):
+It knows nothing of frames or sockets, so it also serves protocols that keep their own
+framing and only want dead-peer detection. Feed it, with a monotonic ``now``:
 
-- ``next_ping_at``: ``max(min(last_evidence, last_sent), last_ping) + ping_delay``. A side
-  pings when it has *received* nothing for an interval (it needs evidence) or *sent*
-  nothing for an interval (its peer needs evidence: a receiver of a one-way bulk transfer
-  must still prove it is alive, and its PING travels the idle reverse path while the
-  sender's own PINGs queue behind the data). On an idle connection one PING/PONG exchange
-  per interval resets both clocks on both sides, so one side leads: the *leader* (the
-  initiator) draws ``ping_delay`` from ``interval`` shortened by 0..jitter of it, the
-  follower from ``interval`` lengthened by as much. While the leader's pings arrive the
-  follower never pings; when they stop, it pings within ``interval * (1 + jitter)`` of
-  silence. Both delays are drawn afresh after every ping, sent or received, so thousands
-  of connections do not ping in lockstep. (With an adaptive policy both sides lead: each
-  must time answers to its own pings to learn the link);
-- ``suspect_at``: ``last_evidence + suspect_after``;
-- ``dead_at``: ``last_evidence + timeout``.
+- :meth:`LivenessTracker.evidence` whenever the peer shows it is alive (any bytes, or only
+  answers to your pings: your choice, see :class:`~pulsewire.core.policy.Evidence`);
+- :meth:`LivenessTracker.sent` whenever you write anything to the peer;
+- :meth:`LivenessTracker.peer_pinged` when the peer pings you.
 
-With an adaptive policy, ``timeout`` (and ``suspect_after`` unless fixed by the policy)
-is recomputed only when a response delay is sampled: once per answered silence, never
-per frame.
+Ask it :meth:`LivenessTracker.next_deadline` (pure), and at that time call
+:meth:`LivenessTracker.poll`: it says whether to send a ping, and whether the peer has
+become SUSPECT or DEAD.
+
+Every deadline is derived on demand from a few instants; evidence only stores a time, so a
+busy connection costs one comparison per read. The rules, each written once below:
+
+- **next ping** (:meth:`~LivenessTracker.next_ping_at`):
+  ``max(min(last_evidence, last_sent), last_ping) + ping_delay``. A side pings when it has
+  *received* nothing for an interval (it needs evidence) or *sent* nothing for an interval
+  (its peer needs evidence: the receiver of a one-way bulk transfer must still prove it is
+  alive, and its PING travels the idle reverse path). On an idle connection one exchange
+  per interval resets both clocks on both sides, so one side leads: the *leader* draws
+  ``ping_delay`` from ``interval`` shortened by 0..``jitter`` of it, the follower from
+  ``interval`` lengthened by as much. While the leader's pings arrive the follower never
+  pings; when they stop, it pings within ``interval * (1 + jitter)`` of silence. Delays are
+  drawn afresh after every ping, sent or received, so that thousands of connections do not
+  ping in lockstep. With an adaptive policy both sides lead: each must time answers to its
+  own pings to learn the link.
+- **suspect** (:meth:`~LivenessTracker.suspect_at`): ``last_evidence + suspect_after``.
+- **dead** (:meth:`~LivenessTracker.dead_at`): ``last_evidence + timeout``.
+
+With an adaptive policy, ``timeout`` (and ``suspect_after`` unless the policy fixes it) is
+recomputed when a response delay is sampled: once per answered silence, never per frame.
 """
 
 from __future__ import annotations
 
 import enum
 import random
-from array import array
 
 from pulsewire.core.estimators import ResponseEstimator, phi_to_z
 from pulsewire.core.policy import Adaptive, Policy
-from pulsewire.core.record import (
-    DELAY_SPAN,
-    FIRST_PING,
-    INTERVAL,
-    LAST_EVIDENCE,
-    LAST_PING,
-    LAST_SENT,
-    NO_TIME,
-    PING_DELAY,
-    SUSPECT_AFTER,
-    TIMEOUT,
-    new_record,
-)
+from pulsewire.errors import PolicyError
 
 __all__ = ["Decision", "LivenessTracker"]
 
-#: Timers may fire up to a clock tick early (uvloop's clock ticks in milliseconds): a
-#: deadline this close counts as reached, or the driver would spin until the clock ticks.
-EPSILON = 1e-3
-
 
 class Decision(enum.Flag):
+    """What :meth:`LivenessTracker.poll` found due."""
+
     NONE = 0
     PING = enum.auto()  #: send a PING now
     SUSPECT = enum.auto()  #: silence passed ``suspect_after``
     DEAD = enum.auto()  #: silence passed ``timeout``
 
 
-_PING = Decision.PING._value_
-_SUSPECT = Decision.SUSPECT._value_
-# Every combination, built once: composing Flag members per poll is slow.
-_DECISIONS = [Decision(bits) for bits in range(8)]
+_SUSPECT_AND_PING = Decision.SUSPECT | Decision.PING
 
 
 class LivenessTracker:
-    """Decides when to ping and when the peer is suspect or dead. Pure: no clock, no I/O.
-
-    Its times and timeouts live in the connection's record (:mod:`pulsewire.core.record`),
-    shared with the session; the attributes of the same names read them.
-    """
+    """Decides when to ping and when the peer is suspect or dead. No clock, no I/O."""
 
     __slots__ = (
         "_adaptive",
         "_ceiling",
+        "_delay_span",
         "_fixed_suspect_after",
+        "_rng",
         "_tail_target",
         "_z",
-        "record",
+        "first_ping",
+        "interval",
+        "last_evidence",
+        "last_ping",
+        "last_sent",
+        "ping_delay",
         "responses",
-        "rng",
+        "suspect_after",
         "suspected",
+        "timeout",
     )
 
     def __init__(
         self,
         policy: Policy,
-        interval: float,
-        now: float,
-        rng: random.Random,
         *,
+        now: float,
+        interval: float | None = None,
         leads: bool = True,
-        record: array[float] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
-        """``leads``: this side pings an idle connection first (see the module docstring).
-        ``record``: the connection's record (a session passes its own), else a new one."""
-        self.record = r = new_record(now) if record is None else record
-        r[LAST_EVIDENCE] = r[LAST_SENT] = r[LAST_PING] = now
-        r[FIRST_PING] = NO_TIME
-        r[INTERVAL] = interval
-        self._ceiling = r[TIMEOUT] = policy.timeout
+        """``interval``: the ping interval in force (negotiated with the peer; default
+        ``policy.interval``). ``leads``: this side pings an idle connection first (see the
+        module docstring). ``rng`` draws the ping jitter; pass a seeded one for repeatable
+        runs (default: a new generator)."""
+        interval = policy.interval if interval is None else interval
+        if not 0 < interval < policy.timeout:
+            raise PolicyError(
+                f"interval ({interval} s) must be positive and shorter than the policy's "
+                f"timeout ({policy.timeout} s)"
+            )
+        self.interval = interval
+        self._ceiling = self.timeout = policy.timeout
         self._fixed_suspect_after = policy.suspect_after
         # Halfway from the *negotiated* interval to the timeout, unless the policy fixes it:
         # a peer that forces a slower interval must not make every idle cycle look suspect.
-        r[SUSPECT_AFTER] = (
+        self.suspect_after = (
             policy.suspect_after
             if policy.suspect_after is not None
             else interval + (policy.timeout - interval) / 2
         )
-        self.rng = rng
+        self._rng = rng if rng is not None else random.Random()
         # Leader: delays in [1 - jitter, 1] * interval; follower: [1, 1 + jitter] * interval.
         lead = -1.0 if leads or policy.adaptive is not None else 1.0
-        r[DELAY_SPAN] = interval * lead * policy.jitter
+        self._delay_span = interval * lead * policy.jitter
         self._adaptive: Adaptive | None = policy.adaptive
         self.responses: ResponseEstimator | None = None
         self._z = 0.0
@@ -126,49 +126,33 @@ class LivenessTracker:
             self._z = phi_to_z(adaptive.threshold)
             if adaptive.tail_threshold is not None:
                 self._tail_target = 10.0**-adaptive.tail_threshold
+        self.last_evidence = now  #: the latest evidence of life
+        self.last_sent = now  #: when we last wrote anything to the peer
+        self.last_ping = now  #: when we last sent a PING
+        self.first_ping: float | None = None  #: the first PING sent into the current silence
         self.suspected = False
-        r[PING_DELAY] = self._draw_delay()
+        self.ping_delay = self._draw_delay()
 
-    # The record's fields, by name (the heartbeat paths index the record directly).
+    # ------------------------------------------------------------------ inputs
 
-    @property
-    def last_evidence(self) -> float:
-        return self.record[LAST_EVIDENCE]
+    def evidence(self, now: float) -> bool:
+        """Record evidence of life; return True when it ends a suspicion."""
+        if now > self.last_evidence:
+            self.last_evidence = now
+        first = self.first_ping
+        if first is not None:
+            if self.responses is not None:
+                self._learn(now - first)
+            self.first_ping = None
+        if self.suspected:
+            self.suspected = False
+            return True
+        return False
 
-    @property
-    def last_sent(self) -> float:
-        return self.record[LAST_SENT]
-
-    @property
-    def last_ping(self) -> float:
-        return self.record[LAST_PING]
-
-    @property
-    def ping_delay(self) -> float:
-        return self.record[PING_DELAY]
-
-    @property
-    def first_ping(self) -> float | None:
-        """The first PING sent into the current silence, if any."""
-        first = self.record[FIRST_PING]
-        return None if first == NO_TIME else first
-
-    @property
-    def interval(self) -> float:
-        return self.record[INTERVAL]
-
-    @property
-    def timeout(self) -> float:
-        return self.record[TIMEOUT]
-
-    @property
-    def suspect_after(self) -> float:
-        return self.record[SUSPECT_AFTER]
-
-    def _draw_delay(self) -> float:
-        # The session's fast paths draw with this same expression (inlined).
-        r = self.record
-        return r[INTERVAL] + r[DELAY_SPAN] * self.rng.random()
+    def sent(self, now: float) -> None:
+        """Record that something went out to the peer."""
+        if now > self.last_sent:
+            self.last_sent = now
 
     def peer_pinged(self) -> None:
         """The peer pinged us: draw our next delay afresh, as if we had pinged.
@@ -176,22 +160,62 @@ class LivenessTracker:
         Otherwise the side that loses the race once keeps its (longer) delay and keeps
         losing: it would never ask, and so never learn response delays of its own.
         """
-        self.record[PING_DELAY] = self._draw_delay()
+        self.ping_delay = self._draw_delay()
 
-    def evidence(self, now: float) -> bool:
-        """Record evidence of life; return True when it ends a suspicion."""
-        r = self.record
-        if now > r[LAST_EVIDENCE]:
-            r[LAST_EVIDENCE] = now
-        first = r[FIRST_PING]
-        if first != NO_TIME:
-            if self.responses is not None:
-                self._learn(now - first)
-            r[FIRST_PING] = NO_TIME
-        if self.suspected:
-            self.suspected = False
-            return True
-        return False
+    def poll(self, now: float) -> Decision:
+        """What is due at ``now``; a PING it returns is recorded as sent at ``now``.
+
+        Call it at (or after) :meth:`next_deadline`; earlier, it finds nothing due.
+        """
+        if now >= self.dead_at():
+            return Decision.DEAD
+        suspect = not self.suspected and now >= self.suspect_at()
+        if suspect:
+            self.suspected = True
+        if now < self.next_ping_at():
+            return Decision.SUSPECT if suspect else Decision.NONE
+        if self.first_ping is None:
+            self.first_ping = now
+        self.last_ping = self.last_sent = now
+        self.ping_delay = self._draw_delay()
+        return _SUSPECT_AND_PING if suspect else Decision.PING
+
+    # ------------------------------------------------------------------ queries (pure)
+
+    def next_ping_at(self) -> float:
+        """When a PING is due (see the module docstring)."""
+        evidence, sent, last_ping = self.last_evidence, self.last_sent, self.last_ping
+        quiet_since = evidence if evidence < sent else sent
+        return (last_ping if last_ping > quiet_since else quiet_since) + self.ping_delay
+
+    def suspect_at(self) -> float:
+        """When continued silence makes the peer SUSPECT."""
+        return self.last_evidence + self.suspect_after
+
+    def dead_at(self) -> float:
+        """When continued silence makes the peer DEAD."""
+        return self.last_evidence + self.timeout
+
+    def next_deadline(self) -> float:
+        """The earliest instant at which :meth:`poll` has something to do."""
+        deadline = self.next_ping_at()
+        dead_at = self.dead_at()
+        if dead_at < deadline:
+            deadline = dead_at
+        if not self.suspected:
+            suspect_at = self.suspect_at()
+            if suspect_at < deadline:
+                deadline = suspect_at
+        return deadline
+
+    def silence(self, now: float) -> float:
+        """Seconds since the last evidence of life."""
+        return max(0.0, now - self.last_evidence)
+
+    # ------------------------------------------------------------------ internals
+
+    def _draw_delay(self) -> float:
+        return self.interval + self._delay_span * self._rng.random()
 
     def _learn(self, delay: float) -> None:
         """Adaptive policy: one more response delay; recompute the timeout."""
@@ -202,73 +226,8 @@ class LivenessTracker:
         responses.add(delay)
         if len(responses) < adaptive.warmup:
             return
-        r = self.record
-        interval = r[INTERVAL]
         allowance = responses.allowance(self._z, adaptive.min_std, self._tail_target)
-        timeout = r[TIMEOUT] = min(self._ceiling, max(adaptive.min_timeout, interval + allowance))
+        interval = self.interval
+        self.timeout = min(self._ceiling, max(adaptive.min_timeout, interval + allowance))
         if self._fixed_suspect_after is None:
-            r[SUSPECT_AFTER] = interval + (timeout - interval) / 2
-
-    def silence(self, now: float) -> float:
-        return max(0.0, now - self.record[LAST_EVIDENCE])
-
-    def sent(self, now: float) -> None:
-        """Record that frames went out to the peer."""
-        r = self.record
-        if now > r[LAST_SENT]:
-            r[LAST_SENT] = now
-
-    def next_ping_at(self) -> float:
-        # Comparisons rather than min()/max(): this runs after every input of every connection.
-        r = self.record
-        evidence = r[LAST_EVIDENCE]
-        sent = r[LAST_SENT]
-        quiet_since = evidence if evidence < sent else sent
-        last_ping = r[LAST_PING]
-        return (last_ping if last_ping > quiet_since else quiet_since) + r[PING_DELAY]
-
-    def deadline(self) -> float:
-        r = self.record
-        evidence = r[LAST_EVIDENCE]
-        sent = r[LAST_SENT]  # next_ping_at() inlined: this runs after every input
-        quiet_since = evidence if evidence < sent else sent
-        last_ping = r[LAST_PING]
-        deadline = (last_ping if last_ping > quiet_since else quiet_since) + r[PING_DELAY]
-        dead_at = evidence + r[TIMEOUT]
-        if dead_at < deadline:
-            deadline = dead_at
-        if not self.suspected:
-            suspect_at = evidence + r[SUSPECT_AFTER]
-            if suspect_at < deadline:
-                deadline = suspect_at
-        return deadline
-
-    def poll(self, now: float) -> Decision:
-        """What is due at ``now``. Records the ping as sent when it returns PING."""
-        r = self.record
-        due = now + EPSILON
-        if due >= r[LAST_EVIDENCE] + r[TIMEOUT]:
-            return Decision.DEAD
-        bits = 0
-        if not self.suspected and due >= r[LAST_EVIDENCE] + r[SUSPECT_AFTER]:
-            self.suspected = True
-            bits = _SUSPECT
-        if self.ping_if_due(now):
-            bits |= _PING
-        return _DECISIONS[bits]
-
-    def ping_if_due(self, now: float) -> bool:
-        """Whether a PING is due at ``now``; if so, record it as sent. Ignores suspicion."""
-        r = self.record
-        evidence = r[LAST_EVIDENCE]  # next_ping_at() inlined: once per interval per connection
-        sent = r[LAST_SENT]
-        quiet_since = evidence if evidence < sent else sent
-        last_ping = r[LAST_PING]
-        since = last_ping if last_ping > quiet_since else quiet_since
-        if now + EPSILON < since + r[PING_DELAY]:
-            return False
-        if r[FIRST_PING] == NO_TIME:
-            r[FIRST_PING] = now
-        r[LAST_PING] = r[LAST_SENT] = now
-        r[PING_DELAY] = self._draw_delay()
-        return True
+            self.suspect_after = interval + (self.timeout - interval) / 2

@@ -15,11 +15,6 @@ import math
 import msgspec
 
 from pulsewire.core.frames import MESSAGE_OVERHEAD
-from pulsewire.core.keepalive import (
-    NEVER_THIN_CONGESTION,
-    KernelKeepalive,
-    check_thin_stream_congestion,
-)
 from pulsewire.errors import PolicyError
 
 __all__ = ["Adaptive", "Evidence", "Limits", "Policy"]
@@ -42,7 +37,7 @@ def _positive(name: str, value: float) -> None:
         raise PolicyError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
-class Adaptive(msgspec.Struct, frozen=True, kw_only=True):
+class Adaptive(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Adaptive detection: the timeout follows the response delays observed on the link.
 
     A response delay is the time from the first PING sent into a silence to the next
@@ -116,71 +111,28 @@ class Adaptive(msgspec.Struct, frozen=True, kw_only=True):
             )
 
 
-class Policy(msgspec.Struct, frozen=True, kw_only=True):
-    """A fixed liveness policy: DEAD after ``timeout`` seconds without evidence.
+class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How this side watches its peer: a frozen, validated value. DEAD after ``timeout``
+    seconds without evidence of life.
 
     - When nothing has arrived, or nothing has been sent, for ``interval`` seconds (less
       0-``jitter`` of it, drawn per ping so that thousands of connections do not ping in
-      lockstep), send a PING. A busy connection therefore sends no pings at all. The
-      responder waits ``interval`` *plus* 0-``jitter`` of it instead, so on an idle
-      connection the initiator's PINGs do the work and the responder only answers (with
-      ``adaptive`` set both sides ping, to learn the link from their own round trips).
+      lockstep), send a PING: a busy connection sends none. The responder waits
+      ``interval`` *plus* 0-``jitter`` of it instead, so on an idle connection the
+      initiator's PINGs do the work and the responder only answers (with ``adaptive`` set,
+      both sides ping, to learn the link from their own round trips).
     - After ``suspect_after`` seconds of silence the peer is SUSPECT (pings continue).
-    - After ``timeout`` seconds of silence the peer is DEAD with reason TIMEOUT.
+    - After ``timeout`` seconds of silence the peer is DEAD with reason TIMEOUT: the worst
+      case detection time of a dead peer is ``timeout`` after its last frame arrived.
+    - With ``adaptive`` set, the timeout follows the link's observed response delays
+      between ``adaptive.min_timeout`` and ``timeout`` (see :class:`Adaptive`).
+    - ``progress_timeout``, when set, is how long a received message may wait unconsumed
+      before this side reports, in its PONGs, that its application is stuck.
 
-    Worst-case detection time of a dead peer is ``timeout`` after its last frame arrived.
-
-    With ``adaptive`` set, the timeout follows the link's observed response delays between
-    ``adaptive.min_timeout`` and ``timeout`` (see :class:`Adaptive`).
-
-    The defaults, ``interval=1`` and ``timeout=3`` with linear retransmission timeouts,
-    were chosen on real namespaces (``docs/tuning.md``, ``docs/detection.md``): an idle
-    dead peer is found in 2.5 s (median; at most 3 s), 3.5 times faster than the tightest
-    kernel keepalive with no more false deaths (1/1/8), and on a link losing 10 % of
-    packets each way no live connection died in 25 connection-hours where linear timeouts
-    work (Linux with cubic or reno, or BBR switched to reno: see
-    ``thin_stream_congestion``). One ping exchange a second keeps 10,000 connections
-    under about 60 % of a core on asyncio; a shorter interval would double that for little
-    (with linear timeouts, 0.5 s / 2 s had *more* false deaths than 1 s / 2 s). Where
-    linear timeouts cannot work (macOS and Windows lack the option; measured under BBR
-    with ``thin_stream_congestion=None``), a 3 s timeout convicted about one live
-    connection in five connection-hours at 10 % loss (3.5 s did no better); ``timeout=5``
-    had none in 10 connection-hours: use it there if a lossy link must never cost a
-    reconnect.
-
-    ``tcp_user_timeout`` (default on) also sets the socket's ``TCP_USER_TIMEOUT`` to
-    ``timeout`` where the platform has it, so that data written to a blackholed peer is
-    given up by the kernel within the same bound instead of after ~15 minutes of
-    retransmissions. Linux counts it from the first retransmission, so the kernel gives up
-    about one RTO (at least 0.2 s) after ``timeout``, never before; the heartbeat's verdict
-    comes first. ``kernel`` adds kernel keepalive probing on top (useful to keep middleboxes
-    warm below the application, or as a second opinion). Linux then lets the user timeout
-    replace ``TCP_KEEPCNT``, so a user timeout shorter than ``idle + interval * count``
-    would drop a live connection after fewer lost probes than asked (measured at 10 %
-    loss: keepalive 1/1/3 with a 3 s user timeout died 5 to 7 times as often as without
-    it): the user timeout this policy adds is raised to that bound (see
-    :meth:`kernel_options`). The kernel's own ``user_timeout``, when set, wins and is
-    applied as given.
-
-    ``tcp_thin_linear_timeouts`` (default on) sets Linux's ``TCP_THIN_LINEAR_TIMEOUTS``:
-    a lost PING or PONG is retransmitted every RTO (0.2 s on a fast link) for its first
-    retransmissions instead of after 0.2, 0.4, 0.8, 1.6 s ..., which is what lets a 3 s
-    timeout survive a 10 %-loss link. It does not exist off Linux (the report says so), and
-    Linux applies it only to a *thin* stream, which a BBR stream never is (BBR sets no
-    slow-start threshold). So ``thin_stream_congestion`` (default ``"reno"``): when linear
-    timeouts are on and a socket's congestion control is BBR
-    (:data:`~pulsewire.core.keepalive.NEVER_THIN_CONGESTION`), that socket alone is
-    switched to the named congestion control (Linux ``TCP_CONGESTION``), so that the linear
-    timeouts apply; a cubic or reno socket is never touched, and ``None`` leaves congestion
-    control alone. Reno is allowed to every process; a kernel that refuses the name
-    (not available, or not in ``net.ipv4.tcp_allowed_congestion_control``) is reported,
-    not raised. The cost: a heartbeat-dominated connection gains nothing from BBR, but a
-    bulk transfer over a long, fat path may want BBR's throughput back
-    (``thin_stream_congestion=None``, and a longer timeout if the path is lossy). What
-    each platform actually applied is on ``Connection.kernel_report``.
-
-    ``progress_timeout``, when set, is how long a received message may wait unconsumed
-    before this side reports, in its PONGs, that its application is stuck.
+    What is set on the socket (``TCP_USER_TIMEOUT``, linear retransmission timeouts, kernel
+    keepalive) is a separate value, :class:`~pulsewire.core.keepalive.SocketOptions`.
+    Why the defaults are what they are, with the measurements: ``docs/tuning.md``.
+    Unknown fields are rejected when a policy is loaded from JSON, TOML or msgpack.
     """
 
     interval: float = 1.0
@@ -192,20 +144,11 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     handshake_timeout: float = 10.0
     close_timeout: float | None = None  #: wait for the peer's CLOSE; default: ``timeout``
     adaptive: Adaptive | None = None  #: adaptive timeout between a floor and ``timeout``
-    tcp_user_timeout: bool = True  #: set TCP_USER_TIMEOUT to ``timeout`` on the socket
-    kernel: KernelKeepalive | None = None  #: kernel keepalive probing (and user timeout)
-    tcp_thin_linear_timeouts: bool = True  #: Linux: retransmit a lost ping without backoff
     progress_timeout: float | None = None  #: report our application stuck after this
-    #: with linear timeouts, switch a BBR socket to this congestion control (None: never)
-    thin_stream_congestion: str | None = "reno"
 
     def __post_init__(self) -> None:
         for name in ("interval", "timeout", "min_peer_interval", "handshake_timeout"):
             _positive(name, getattr(self, name))
-        for name in ("tcp_user_timeout", "tcp_thin_linear_timeouts"):
-            if not isinstance(getattr(self, name), bool):
-                raise PolicyError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        check_thin_stream_congestion(self.thin_stream_congestion)
         for name in ("timeout", "min_peer_interval"):
             if getattr(self, name) > _MAX_WIRE_SECONDS:
                 raise PolicyError(
@@ -313,9 +256,7 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
         ``loss`` is the packet loss you expect on the path (0.01 = 1 %). Each lost segment
         delays evidence by a TCP retransmission (0.2 s, then doubling), so the lossier the
         path, the more pings must fit into the timeout for one of them to get through in
-        time: 3 per timeout below 2 % loss, 4 below 5 %, 5 beyond. ``TCP_USER_TIMEOUT`` is
-        set to ``within`` too (``tcp_user_timeout=True``), so written data that the peer
-        never acknowledges is given up by the kernel in the same bound.
+        time: 3 per timeout below 2 % loss, 4 below 5 %, 5 beyond.
         """
         _positive("within", within)
         if not 0 <= loss < 1:
@@ -353,60 +294,9 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
             )
         else:
             pings = f"Pings after {early:g}-{self.interval:g} s of silence"
-        return (
-            f"{pings}, suspect after {suspect}, {verdict}; evidence: "
-            f"{evidence}; TCP_USER_TIMEOUT {'= timeout' if self.tcp_user_timeout else 'unset'}; "
-            f"linear retransmission timeouts {self._describe_linear()}."
-        )
-
-    def _describe_linear(self) -> str:
-        if not self.tcp_thin_linear_timeouts:
-            return "off"
-        never_thin = "/".join(sorted(NEVER_THIN_CONGESTION))
-        if self.thin_stream_congestion is None:
-            return f"on (Linux; inert on a {never_thin} socket, whose congestion control is kept)"
-        return (
-            f"on (Linux; a {never_thin} socket is switched to {self.thin_stream_congestion} "
-            "so that they apply)"
-        )
+        return f"{pings}, suspect after {suspect}, {verdict}; evidence: {evidence}."
 
     # ------------------------------------------------------------------ derived values
-
-    def kernel_options(self) -> KernelKeepalive | None:
-        """The socket options this policy asks of the kernel, or None for none.
-
-        ``tcp_user_timeout`` asks for ``TCP_USER_TIMEOUT = timeout``, and
-        ``tcp_thin_linear_timeouts`` for ``TCP_THIN_LINEAR_TIMEOUTS``, on top of ``kernel``.
-        Whenever linear timeouts are asked for (here or by ``kernel``),
-        ``thin_stream_congestion`` goes with them, unless ``kernel`` names its own.
-        When ``kernel`` asks for keepalive probing (and sets no ``user_timeout`` of its
-        own), the user timeout is raised to the probing's own bound, ``idle + interval *
-        count`` in the whole seconds applied: Linux replaces ``TCP_KEEPCNT`` by the user
-        timeout, and a shorter one would drop an idle connection after fewer unanswered
-        probes than asked for (a false death on a lossy link). An explicit
-        ``kernel.user_timeout`` is applied as given.
-        """
-        kernel = self.kernel
-        linear = self.tcp_thin_linear_timeouts
-        if kernel is None:
-            if not (self.tcp_user_timeout or linear):
-                return None
-            user_timeout = self.timeout if self.tcp_user_timeout else None
-            return KernelKeepalive(
-                user_timeout=user_timeout,
-                linear_timeouts=linear,
-                thin_stream_congestion=self.thin_stream_congestion if linear else None,
-            )
-        if kernel.user_timeout is None and self.tcp_user_timeout:
-            probing_bound = kernel.whole_second_detection_time or 0
-            kernel = msgspec.structs.replace(kernel, user_timeout=max(self.timeout, probing_bound))
-        if linear and not kernel.linear_timeouts:
-            kernel = msgspec.structs.replace(kernel, linear_timeouts=True)
-        if kernel.linear_timeouts and kernel.thin_stream_congestion is None:
-            kernel = msgspec.structs.replace(
-                kernel, thin_stream_congestion=self.thin_stream_congestion
-            )
-        return kernel
 
     @property
     def effective_suspect_after(self) -> float:
@@ -419,7 +309,7 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
         return self.timeout if self.close_timeout is None else self.close_timeout
 
 
-class Limits(msgspec.Struct, frozen=True, kw_only=True):
+class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What the peer may make this side hold, and how data is cut for sending.
 
     ``receive_window`` is the credit granted to the peer: the most bytes of DATA it may

@@ -1,16 +1,21 @@
 """The sans-I/O session: one side of one pulsewire connection.
 
-The driver's duty, complete:
+The driver contract, complete (a driver for another I/O library needs nothing else):
 
 1. Create the session when the transport connects, passing the monotonic ``now``.
 2. Feed every input with the current ``now``: :meth:`Session.receive_data`,
    :meth:`Session.receive_eof`, :meth:`Session.connection_lost` (with the reason mapped from
-   the socket error), :meth:`Session.handle_timer` when the deadline passes, and the local
-   user's :meth:`Session.send_message`, :meth:`Session.message_consumed`, :meth:`Session.close`.
-3. After every input, write :meth:`Session.data_to_send` (control frames first, DATA within
-   the byte budget the transport can take), dispatch :meth:`Session.events_received`, and
-   make sure a timer fires at :meth:`Session.next_deadline`.
-4. On a :class:`~pulsewire.core.events.Died` event, stop reading; abort the transport when
+   the socket error), :meth:`Session.handle_timer` when :meth:`Session.next_deadline` has
+   come, and the local user's :meth:`Session.send_message`, :meth:`Session.message_consumed`
+   and :meth:`Session.close`.
+3. After every input, write :meth:`Session.data_to_send` (control frames first, then DATA
+   within the byte budget the transport can take), dispatch
+   :meth:`Session.events_received`, and arm one timer at :meth:`Session.next_deadline`
+   (``None``: no timer). ``next_deadline`` is a pure query: asking changes nothing.
+4. When the timer fires, call :meth:`Session.handle_timer` with a ``now`` no earlier than
+   the deadline: a timer that can fire early by its clock's resolution passes the deadline
+   itself. A driver may call it late (a busy loop) or when nothing is due; both are safe.
+5. On a :class:`~pulsewire.core.events.Died` event, stop reading; abort the transport when
    ``abort`` is true (the peer is presumed unresponsive), else flush and close it.
 
 The session never raises on the peer's input: a malformed frame becomes a CLOSE frame with
@@ -19,12 +24,10 @@ the matching code and ``Death(PROTOCOL_ERROR)``. It raises only on local misuse.
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 from collections import deque
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 
@@ -44,7 +47,6 @@ from pulsewire.core.events import (
 from pulsewire.core.frames import (
     FLAG_FIN,
     HEADER,
-    HEARTBEAT_FRAME_SIZE,
     MESSAGE_OVERHEAD,
     PREAMBLE,
     Close,
@@ -54,26 +56,13 @@ from pulsewire.core.frames import (
     Hello,
     Ping,
     Pong,
+    decode_heartbeat,
     encode_control,
-    encode_control_into,
-    encode_pong_into,
     ping_frame,
+    pong_frame,
 )
-from pulsewire.core.heartbeat import HeartbeatFields, Steady
-from pulsewire.core.liveness import EPSILON, Decision, LivenessTracker
+from pulsewire.core.liveness import Decision, LivenessTracker
 from pulsewire.core.policy import Evidence, Limits, Policy
-from pulsewire.core.record import (
-    DELAY_SPAN,
-    INTERVAL,
-    NO_SAMPLE,
-    PINGS_FULL_AT,
-    PINGS_RECEIVED,
-    RTT_STAGED,
-    STARTED,
-    SUSPECT_AFTER,
-    TIMEOUT,
-    new_record,
-)
 from pulsewire.core.states import Reason, State, Trigger, next_state
 from pulsewire.core.stats import SessionStats
 from pulsewire.errors import (
@@ -84,7 +73,7 @@ from pulsewire.errors import (
     UsageError,
 )
 
-__all__ = ["Negotiated", "Session"]
+__all__ = ["PING_TOLERANCE", "Negotiated", "Session"]
 
 _DECODERS: dict[FrameKind, msgspec.msgpack.Decoder[Any]] = {
     FrameKind.HELLO: msgspec.msgpack.Decoder(Hello),
@@ -106,61 +95,15 @@ _PEER_BLAMES_US = frozenset(
         CloseCode.HANDSHAKE_TIMEOUT,
     }
 )
-
 _CLOSE_CODES = frozenset(int(code) for code in CloseCode)
-_pack_header = HEADER.pack
-_DATA = int(FrameKind.DATA)
-_ALIVE = State.ALIVE
-_INF = math.inf
-_NO_CONTROL = b""  #: ``Session._control`` when no control frame is waiting
-_PING, _SUSPECT, _DEAD = (flag._value_ for flag in (Decision.PING, Decision.SUSPECT, Decision.DEAD))
 _MAX_CREDIT = 2**40
-_MAX_NAME = 256  #: the bound ``Hello.name`` is decoded with
 _UNLIMITED = 2**62
-#: Jitter needs no per-connection generator (2.9 KiB each); tests pass a seeded one.
-_SHARED_RNG = random.Random()
+_MAX_NAME = 256  #: the bound ``Hello.name`` is decoded with
 #: A peer's pings may come this fraction of its negotiated interval apart, at the closest,
 #: before they count against it (its jitter is at most 50 % by policy).
 PING_TOLERANCE = 0.5
-
-
-class _PingLimits(NamedTuple):
-    gap: float  #: the bucket refills one token per this many seconds
-    depth: float  #: seconds of refill the bucket holds (its capacity times ``gap``)
-
-
-@functools.lru_cache(maxsize=64)
-def _ping_limits(peer_ping_interval: float, peer_timeout: float) -> _PingLimits:
-    """How fast the peer may ping. One shared value per negotiated pair: a float per
-    connection read on every PING is a cache miss per PING at 10,000 connections.
-
-    The bucket refills at one token per ``PING_TOLERANCE`` of the peer's negotiated
-    interval (its own jitter shortens intervals by up to 25 %), and holds enough for every
-    ping a stall of the peer's whole timeout could release at once (TCP delivers pings
-    queued behind a retransmission together), plus three.
-    """
-    gap = peer_ping_interval * PING_TOLERANCE
-    return _PingLimits(gap, (3.0 + peer_timeout / gap) * gap)
-
-
-@functools.lru_cache(maxsize=64)
-def _steady_constants(
-    limits: _PingLimits,
-    interval: float,
-    delay_span: float,
-    timeout: float,
-    suspect_after: float,
-    any_evidence: bool,
-    draw: Callable[[], float],
-) -> Steady:
-    """One tuple per distinct configuration, not per connection: at 10,000 connections the
-    copy every connection reads stays in cache, where the record's own would be a miss.
-    Valid for a fixed policy only (an adaptive one changes the timeouts as it learns).
-    ``cap``: no deadline lies further from the latest evidence than this.
-    """
-    cap = min(timeout, suspect_after)
-    gap, depth = limits
-    return (gap, depth, interval, delay_span, timeout, suspect_after, cap, any_evidence, draw)
+#: Pings the peer may send at once beyond its rate, on top of those a stall could release.
+_PING_BURST = 3.0
 
 
 class Negotiated(msgspec.Struct, frozen=True):
@@ -171,16 +114,13 @@ class Negotiated(msgspec.Struct, frozen=True):
     peer_ping_interval: float  #: the peer pings us at most this often
 
 
-class Session(HeartbeatFields):
+class Session:
     """One side of a pulsewire connection: bytes and ``now`` in; bytes, events, deadline out.
 
-    ``receive_heartbeat`` and ``heartbeat_due``, the idle connection's fast paths that a
-    driver may try before ``receive_data`` and ``handle_timer``, come from the base class:
-    see :mod:`pulsewire.core.heartbeat`.
+    See the module docstring for the driver contract.
     """
 
-    # 10,000 idle connections each carry one of these: slots, and the heartbeat's own in
-    # the base class (pulsewire.core.heartbeat).
+    # 10,000 idle connections each carry one of these.
     __slots__ = (
         "_any_evidence",
         "_clock",
@@ -188,31 +128,34 @@ class Session(HeartbeatFields):
         "_close_deadline",
         "_close_frame",
         "_close_reason",
-        "_constants",
         "_consumed_unreported",
         "_control",
-        "_count_bytes_received",
-        "_count_bytes_sent",
-        "_count_messages_received",
-        "_count_messages_sent",
-        "_count_pings_refused",
         "_decoder",
         "_events",
-        "_fixed",
         "_handshake_evidence",
-        "_heartbeats_decoded",
         "_hello",
+        "_messages_received",
+        "_messages_sent",
         "_outbox",
         "_outbox_offset",
         "_partial",
         "_partial_size",
         "_peer_stuck_for",
         "_pending_bytes",
-        "_ping_limits",
+        "_ping_gap",
+        "_ping_seq",
+        "_pings_depth",
+        "_pings_full_at",
+        "_pings_received",
+        "_pings_refused",
+        "_pongs_received",
+        "_received_bytes",
         "_recv_credit",
         "_rng",
+        "_rtt",
         "_send_credit",
-        "_slow_reads",
+        "_sent_bytes",
+        "_started",
         "_state",
         "_tracker",
         "_unconsumed_since",
@@ -239,17 +182,21 @@ class Session(HeartbeatFields):
         server) sends its preamble at once but its HELLO only after accepting the
         initiator's, so an initiator that has the responder's HELLO knows it was accepted:
         ``connect()`` never returns a connection that the server is about to refuse.
+
+        ``rng`` draws the ping jitter: pass a seeded one for repeatable runs. Default: a
+        generator of the session's own (2.5 KiB); a driver with many connections shares one.
         """
         self.policy = policy = policy if policy is not None else Policy()
-        self._any_evidence = policy.evidence is Evidence.ANY
+        self._any_evidence = policy.evidence is Evidence.ANY  # read on every read
         self.limits = limits = limits if limits is not None else Limits()
         if len(name) > _MAX_NAME:
             raise UsageError(f"name longer than {_MAX_NAME} characters: the peer would reject it")
         self.name = name
-        self._rng = rng if rng is not None else _SHARED_RNG
+        self.initiator = initiator
+        self._rng = rng if rng is not None else random.Random()
         self._state = State.HANDSHAKE
-        self._record = new_record(now)
-        self._fixed = policy.adaptive is None  # the heartbeat fast paths need a fixed timeout
+        self._started = now
+        self._clock = now  # the time of the latest input: when our output is written
         self._decoder = FrameDecoder(limits.max_frame_size)
         self._window = limits.effective_receive_window + MESSAGE_OVERHEAD
         hello = Hello(
@@ -261,22 +208,17 @@ class Session(HeartbeatFields):
             window=self._window,
             name=name,
         )
-        self.initiator = initiator
         self._hello: bytes | None = encode_control(FrameKind.HELLO, hello)
-        # Control frames waiting: a bytearray, or the shared _NO_CONTROL when there are none.
-        self._control: bytearray | bytes = bytearray(PREAMBLE)
+        # Control frames waiting: None, one frame's bytes, or a bytearray of several.
+        self._control: bytes | bytearray | None = PREAMBLE
         if initiator:
             self._send_hello()
-        self._clock = now  # the time of the latest input: when our output is written
         self._events: list[Event] = []
         self.negotiated: Negotiated | None = None
         self._tracker: LivenessTracker | None = None
         self._handshake_evidence = now
         self.death: Death | None = None
         self._rtt = RttEstimator()
-        # The steady state's shared constants: set at the handshake for a fixed policy.
-        self._constants: Steady | None = None
-        self._steady: Steady | None = None
         # Outgoing DATA: whole messages, the head one possibly half sent.
         self._outbox: deque[bytes] | None = None  # created on the first send: idle costs nothing
         self._outbox_offset = 0
@@ -292,27 +234,23 @@ class Session(HeartbeatFields):
         self._recv_credit = self._window
         self._consumed_unreported = 0
         self._ping_seq = 0  # also the count of PINGs sent
-        # Abuse limit: a token bucket, kept as the instant it will be full again (the
-        # record's PINGS_FULL_AT, see _pings_full_after); the handshake sets its limits.
-        self._ping_limits = _PingLimits(1.0, 0.0)
-        # The next read must take the general path: the decoder holds part of a frame, or
-        # the policy is adaptive (its timeout learns from every answer).
-        self._slow_reads = not self._fixed
+        # Abuse limit on the peer's pings, a token bucket (see _spend_ping_token); the
+        # handshake sets its rate.
+        self._ping_gap = 1.0
+        self._pings_depth = 0.0
+        self._pings_full_at = now
         # Progress: arrival times of received messages the application has not consumed.
         self._unconsumed_since: deque[float] | None = None
         self._peer_stuck_for = 0.0
-        self._count_messages_sent = 0
-        self._count_messages_received = 0
-        self._count_bytes_sent = 0
-        # Read through the general decoder. A heartbeat taken by the fast path is counted
-        # only as a PING or PONG received: stats() adds its bytes (one counter less to
-        # touch per heartbeat, at 10,000 connections a cache miss each).
-        self._count_bytes_received = 0
-        self._heartbeats_decoded = 0  # PINGs and PONGs the general decoder handled
-        # PINGs received: the record's PINGS_RECEIVED; PONGs received: rtt.count (one sample each).
-        self._count_pings_refused = 0
+        self._messages_sent = 0
+        self._messages_received = 0
+        self._sent_bytes = 0
+        self._received_bytes = 0
+        self._pings_received = 0
+        self._pongs_received = 0
+        self._pings_refused = 0
 
-    # ------------------------------------------------------------------ queries
+    # ------------------------------------------------------------------ queries (pure)
 
     @property
     def state(self) -> State:
@@ -320,38 +258,28 @@ class Session(HeartbeatFields):
 
     @property
     def rtt(self) -> RttEstimator:
-        """RTT statistics, every sample so far included."""
-        r = self._record
-        staged = r[RTT_STAGED]
-        if staged != NO_SAMPLE:
-            r[RTT_STAGED] = NO_SAMPLE
-            self._rtt.add(staged)
+        """RTT statistics of this side's own pings."""
         return self._rtt
+
+    @property
+    def tracker(self) -> LivenessTracker | None:
+        """The liveness tracker, from the handshake on."""
+        return self._tracker
 
     @property
     def pending_send_bytes(self) -> int:
         """Bytes of DATA accepted by :meth:`send_message` and not yet handed out."""
         return self._pending_bytes
 
-    @property
-    def has_events(self) -> bool:
-        """Whether :meth:`events_received` has anything to return."""
-        return bool(self._events)
-
-    @property
-    def has_output(self) -> bool:
-        """Whether :meth:`data_to_send` has control frames waiting (DATA aside)."""
-        return bool(self._control) or (self._close_frame is not None and not self._outbox)
-
     def next_deadline(self) -> float | None:
-        """When :meth:`handle_timer` must next be called; ``None`` once DEAD. Pure."""
+        """When :meth:`handle_timer` must next be called; ``None`` once DEAD."""
         if self._state is State.DEAD:
             return None
         tracker = self._tracker
         if tracker is None:
-            deadline = self._record[STARTED] + self.policy.handshake_timeout
+            deadline = self._started + self.policy.handshake_timeout
         else:
-            deadline = tracker.deadline()
+            deadline = tracker.next_deadline()
         close_deadline = self._close_deadline
         return deadline if deadline < close_deadline else close_deadline
 
@@ -363,10 +291,7 @@ class Session(HeartbeatFields):
 
     def stats(self, now: float) -> SessionStats:
         """A frozen snapshot of counters and RTT figures."""
-        rtt = self.rtt
-        pings_received = int(self._record[PINGS_RECEIVED])
-        pongs_received = rtt.count  # every PONG received adds one RTT sample
-        fast_heartbeats = pings_received + pongs_received - self._heartbeats_decoded
+        rtt = self._rtt
         return SessionStats(
             state=self._state,
             silence=self.silence(now),
@@ -380,110 +305,52 @@ class Session(HeartbeatFields):
             timeout=self.policy.timeout if self._tracker is None else self._tracker.timeout,
             peer_stuck_for=self._peer_stuck_for,
             pending_send_bytes=self._pending_bytes,
-            messages_sent=self._count_messages_sent,
-            messages_received=self._count_messages_received,
-            bytes_sent=self._count_bytes_sent,
-            bytes_received=self._count_bytes_received + HEARTBEAT_FRAME_SIZE * fast_heartbeats,
+            messages_sent=self._messages_sent,
+            messages_received=self._messages_received,
+            bytes_sent=self._sent_bytes,
+            bytes_received=self._received_bytes,
             pings_sent=self._ping_seq,
-            pings_received=pings_received,
-            pongs_received=pongs_received,
-            pings_refused=self._count_pings_refused,
+            pings_received=self._pings_received,
+            pongs_received=self._pongs_received,
+            pings_refused=self._pings_refused,
         )
 
     # ------------------------------------------------------------------ outputs
 
     def events_received(self) -> list[Event]:
         """Events since the last call, oldest first."""
-        events, self._events = self._events, []
+        events = self._events
+        if not events:
+            return []
+        self._events = []
         return events
 
-    def data_to_send(self, budget: int | None = None, now: float | None = None) -> bytearray:
+    def data_to_send(
+        self, budget: int | None = None, now: float | None = None
+    ) -> bytes | bytearray:
         """Bytes to write now: every pending control frame, then DATA up to ``budget`` bytes.
 
         Control frames (PING, PONG, CREDIT, CLOSE on error) always go out first, so a long
-        queue of DATA in user space never holds a PONG back. ``budget=0`` sends control only.
-        ``now``, when the driver knows it, dates the output (a side that has sent nothing
-        for an interval pings, so its peer has evidence); otherwise the time of the latest
-        input is used.
+        queue of DATA in user space never holds a PONG back. ``budget=0`` sends control only;
+        ``None``: no limit. ``now``, when the driver knows it, dates the output (a side that
+        has sent nothing for an interval pings, so that its peer has evidence); otherwise
+        the time of the latest input is used.
         """
         if now is not None and now > self._clock:
             self._clock = now
-        control = self._control
-        out = control if isinstance(control, bytearray) else bytearray()
-        self._control = _NO_CONTROL
+        out = self._control
+        self._control = None
         if self._outbox and budget != 0 and self.negotiated is not None:
-            self._emit_data(out, _UNLIMITED if budget is None else budget)
+            out = bytearray() if out is None else bytearray(out)
+            self._emit_data(out, budget)
         if self._close_frame is not None and not self._outbox:
-            out += self._close_frame
+            out = self._close_frame if out is None else out + self._close_frame
             self._close_frame = None
-        if out and self._tracker is not None:
+        if not out:
+            return b""
+        if self._tracker is not None:
             self._tracker.sent(self._clock)
-        self._refresh_steady()
         return out
-
-    def _control_out(self) -> bytearray:
-        """The buffer to append control frames to."""
-        control = self._control
-        if isinstance(control, bytearray):
-            return control
-        control = self._control = bytearray()
-        return control
-
-    def _send_hello(self) -> None:
-        if self._hello is not None:
-            self._control_out().extend(self._hello)
-            self._hello = None
-
-    def _emit_data(self, out: bytearray, budget: int) -> None:
-        assert self.negotiated is not None
-        chunk_max = min(self.limits.chunk_size, self.negotiated.peer.max_frame_size)
-        outbox = self._outbox
-        assert outbox is not None
-        credit = self._send_credit
-        sent = 0
-        pack = _pack_header
-        while outbox and budget > 0:
-            message = outbox[0]
-            offset = self._outbox_offset
-            remaining = len(message) - offset
-            if (
-                not offset
-                and remaining <= chunk_max
-                and remaining <= budget
-                and remaining + MESSAGE_OVERHEAD <= credit
-            ):
-                # The common case: a whole small message in one frame, no slicing.
-                out += pack(_DATA, FLAG_FIN, remaining)
-                out += message
-                outbox.popleft()
-                credit -= remaining + MESSAGE_OVERHEAD
-                budget -= remaining
-                sent += remaining
-                continue
-            size = min(chunk_max, remaining, budget)
-            final = size == remaining
-            cost = size + MESSAGE_OVERHEAD if final else size
-            if cost > credit:
-                # Send what the credit allows as a non-final chunk; the overhead of the
-                # final chunk waits for the next CREDIT.
-                size = min(size, credit, remaining - 1)
-                if size <= 0:
-                    break
-                final = False
-                cost = size
-            out += pack(_DATA, FLAG_FIN if final else 0, size)
-            out += memoryview(message)[offset : offset + size]
-            credit -= cost
-            budget -= size
-            sent += size
-            if final:
-                outbox.popleft()
-                self._outbox_offset = 0
-            else:
-                self._outbox_offset = offset + size
-        self._send_credit = credit
-        self._pending_bytes -= sent
-        self._count_bytes_sent += sent
 
     # ------------------------------------------------------------------ local inputs
 
@@ -508,8 +375,7 @@ class Session(HeartbeatFields):
             outbox = self._outbox = deque()
         outbox.append(message)
         self._pending_bytes += size
-        self._count_messages_sent += 1
-        self._steady = None  # DATA waits: data_to_send() refreshes it
+        self._messages_sent += 1
 
     def message_consumed(self, size: int) -> None:
         """The application has taken a received message of ``size`` bytes: grant credit."""
@@ -518,23 +384,10 @@ class Session(HeartbeatFields):
             unconsumed.popleft()
             if not unconsumed:
                 self._unconsumed_since = None
-                self._refresh_steady()
         if self.death is not None:
             return
-        unreported = self._consumed_unreported = self._consumed_unreported + size + MESSAGE_OVERHEAD
-        if unreported * 4 >= self._window or self._recv_credit <= MESSAGE_OVERHEAD:
-            self._grant_credit()
-            self._steady = None  # a CREDIT frame waits
-
-    def _grant_credit(self) -> None:
-        # Report consumption in batches of a quarter window; but at once when the peer is
-        # left with too little credit to finish even a one-byte chunk: the rest of the window
-        # may be held by the message it is sending, which we cannot consume until it ends.
-        unreported = self._consumed_unreported
-        if unreported and (unreported * 4 >= self._window or self._recv_credit <= MESSAGE_OVERHEAD):
-            self._consumed_unreported = 0
-            self._recv_credit += unreported
-            encode_control_into(self._control_out(), FrameKind.CREDIT, Credit(unreported))
+        self._consumed_unreported += size + MESSAGE_OVERHEAD
+        self._grant_credit()
 
     def close(self, now: float, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Start an orderly close: queued DATA is sent first, then CLOSE; wait for the peer's."""
@@ -550,14 +403,6 @@ class Session(HeartbeatFields):
         self._close_frame = encode_control(FrameKind.CLOSE, Close(code, reason))
         self._close_deadline = now + self.policy.effective_close_timeout
         self._state = next_state(self._state, Trigger.LOCAL_CLOSE)
-        self._steady = None
-
-    def _check_open(self, operation: str) -> None:
-        if self.death is not None:
-            error = LocalClosedError if self.death.reason is Reason.LOCAL_CLOSE else PeerDeadError
-            raise error(self.death)
-        if self._state is State.CLOSING:
-            raise UsageError(f"cannot {operation}: close() was called")
 
     # ------------------------------------------------------------------ network inputs
 
@@ -566,24 +411,26 @@ class Session(HeartbeatFields):
         if self._state is State.DEAD or not data:
             return
         self._clock = now
-        self._count_bytes_received += len(data)
+        self._received_bytes += len(data)
         if self._any_evidence:
             self._evidence(now)
+        decoder = self._decoder
         try:
-            decoder = self._decoder
-            for frame in decoder.feed(data):
-                if frame[0] is FrameKind.DATA:
-                    self._handle_data(frame, now)
+            heartbeat = decoder.whole_heartbeat(data) if self.negotiated is not None else None
+            if heartbeat is not None:  # an idle connection's one read per interval
+                kind, seq, sent_at = heartbeat
+                if kind is FrameKind.PING:
+                    self._handle_ping(seq, sent_at, now)
                 else:
-                    self._handle_frame(frame, now)
+                    self._handle_pong(seq, sent_at, 0.0, now)
+                return
+            for frame in decoder.feed(data):
+                self._handle_frame(frame, now)
                 if self.death is not None:
                     return
             decoder.raise_pending()
-            self._slow_reads = not (decoder.at_frame_boundary and self._fixed)
         except ProtocolError as error:
             self._fail(error, now)
-        finally:
-            self._refresh_steady()
 
     def receive_eof(self, now: float) -> None:
         """The peer closed its sending side (FIN)."""
@@ -598,7 +445,6 @@ class Session(HeartbeatFields):
         except ProtocolError as exc:
             error = exc
         self._die(Reason.EOF, Source.KERNEL, now, abort=False, error=error)
-        self._refresh_steady()
 
     def connection_lost(
         self,
@@ -614,22 +460,13 @@ class Session(HeartbeatFields):
         if self._state is State.CLOSING and reason is Reason.EOF:
             reason = Reason.LOCAL_CLOSE
         self._die(reason, source, now, abort=True, error=error)
-        self._refresh_steady()
 
     def handle_timer(self, now: float) -> None:
         """Act on whatever is due at ``now``: ping, suspect, convict, give up closing."""
-        try:
-            self._handle_timer(now)
-        finally:
-            self._refresh_steady()
-
-    def _handle_timer(self, now: float) -> None:
-        state = self._state
-        if state is State.DEAD:
+        if self._state is State.DEAD:
             return
         self._clock = now
-        due = now + EPSILON
-        if due >= self._close_deadline:
+        if now >= self._close_deadline:
             late = TimeoutError(
                 f"no CLOSE from the peer within {self.policy.effective_close_timeout} s"
             )
@@ -637,59 +474,109 @@ class Session(HeartbeatFields):
             return
         tracker = self._tracker
         if tracker is None:
-            if due >= self._record[STARTED] + self.policy.handshake_timeout:
-                error = HandshakeError(
-                    f"no HELLO within {self.policy.handshake_timeout} s",
-                    CloseCode.HANDSHAKE_TIMEOUT,
-                )
-                # Say why, best effort: the driver drops the connection if it cannot flush.
-                encode_control_into(
-                    self._control_out(),
-                    FrameKind.CLOSE,
-                    Close(CloseCode.HANDSHAKE_TIMEOUT, str(error)),
-                )
-                self._die(
-                    Reason.TIMEOUT,
-                    Source.HEARTBEAT,
-                    now,
-                    abort=False,
-                    error=error,
-                    close_code=CloseCode.HANDSHAKE_TIMEOUT,
-                    close_reason=str(error),
-                )
+            if now >= self._started + self.policy.handshake_timeout:
+                self._handshake_timed_out(now)
             return
         decision = tracker.poll(now)
-        if decision is Decision.NONE:
-            return
-        bits = decision._value_  # plain int tests: enum.Flag operators are slow here
-        if bits & _DEAD:
-            self._die(Reason.TIMEOUT, Source.HEARTBEAT, now, abort=True)
-            return
-        if bits & _SUSPECT:
-            self._refresh_suspicion(now, tracker.silence(now), SuspectCause.SILENCE)
-        if bits & _PING:
-            self._ping_seq += 1
-            self._control_out().extend(ping_frame(self._ping_seq, now))
+        if decision is not Decision.PING:  # an idle connection's timer: only a ping is due
+            if decision is Decision.NONE:
+                return
+            if Decision.DEAD in decision:
+                self._die(Reason.TIMEOUT, Source.HEARTBEAT, now, abort=True)
+                return
+            if Decision.SUSPECT in decision:
+                self._refresh_suspicion(now, tracker.silence(now), SuspectCause.SILENCE)
+            if Decision.PING not in decision:
+                return
+        self._ping_seq += 1
+        self._queue_control(ping_frame(self._ping_seq, now))
 
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------ output internals
 
-    def _steady_holds(self) -> bool:
-        """Whether the heartbeat fast paths may run: see :mod:`pulsewire.core.heartbeat`."""
-        return (
-            self._constants is not None
-            and self._state is _ALIVE
-            and not self._control
-            and not self._slow_reads
-            and not self._pending_bytes
-            and self._close_deadline == _INF
-            and not self._peer_stuck_for
-            # Messages waiting for the application matter only to a policy that reports
-            # a stuck application in its PONGs.
-            and not (self._unconsumed_since and self.policy.progress_timeout is not None)
-        )
+    def _queue_control(self, frame: bytes) -> None:
+        control = self._control
+        if control is None:
+            self._control = frame
+        elif type(control) is bytearray:
+            control += frame
+        else:
+            self._control = bytearray(control) + frame
 
-    def _refresh_steady(self) -> None:
-        self._steady = self._constants if self._steady_holds() else None
+    def _send_hello(self) -> None:
+        if self._hello is not None:
+            self._queue_control(self._hello)
+            self._hello = None
+
+    def _emit_data(self, out: bytearray, budget: int | None) -> None:
+        assert self.negotiated is not None
+        chunk_max = min(self.limits.chunk_size, self.negotiated.peer.max_frame_size)
+        outbox = self._outbox
+        assert outbox is not None
+        budget = _UNLIMITED if budget is None else budget
+        credit = self._send_credit
+        sent = 0
+        pack = HEADER.pack
+        while outbox and budget > 0:
+            message = outbox[0]
+            offset = self._outbox_offset
+            remaining = len(message) - offset
+            if (
+                not offset
+                and remaining <= chunk_max
+                and remaining <= budget
+                and remaining + MESSAGE_OVERHEAD <= credit
+            ):
+                # The common case: a whole small message in one frame, no slicing.
+                out += pack(FrameKind.DATA, FLAG_FIN, remaining)
+                out += message
+                outbox.popleft()
+                credit -= remaining + MESSAGE_OVERHEAD
+                budget -= remaining
+                sent += remaining
+                continue
+            size = min(chunk_max, remaining, budget)
+            final = size == remaining
+            cost = size + MESSAGE_OVERHEAD if final else size
+            if cost > credit:
+                # Send what the credit allows as a non-final chunk; the overhead of the
+                # final chunk waits for the next CREDIT.
+                size = min(size, credit, remaining - 1)
+                if size <= 0:
+                    break
+                final = False
+                cost = size
+            out += pack(FrameKind.DATA, FLAG_FIN if final else 0, size)
+            out += memoryview(message)[offset : offset + size]
+            credit -= cost
+            budget -= size
+            sent += size
+            if final:
+                outbox.popleft()
+                self._outbox_offset = 0
+            else:
+                self._outbox_offset = offset + size
+        self._send_credit = credit
+        self._pending_bytes -= sent
+        self._sent_bytes += sent
+
+    def _grant_credit(self) -> None:
+        # Report consumption in batches of a quarter window; but at once when the peer is
+        # left with too little credit to finish even a one-byte chunk: the rest of the window
+        # may be held by the message it is sending, which we cannot consume until it ends.
+        unreported = self._consumed_unreported
+        if unreported and (unreported * 4 >= self._window or self._recv_credit <= MESSAGE_OVERHEAD):
+            self._consumed_unreported = 0
+            self._recv_credit += unreported
+            self._queue_control(encode_control(FrameKind.CREDIT, Credit(unreported)))
+
+    def _check_open(self, operation: str) -> None:
+        if self.death is not None:
+            error = LocalClosedError if self.death.reason is Reason.LOCAL_CLOSE else PeerDeadError
+            raise error(self.death)
+        if self._state is State.CLOSING:
+            raise UsageError(f"cannot {operation}: close() was called")
+
+    # ------------------------------------------------------------------ input internals
 
     def _evidence(self, now: float) -> None:
         tracker = self._tracker
@@ -718,11 +605,15 @@ class Session(HeartbeatFields):
         if kind is FrameKind.DATA:
             self._handle_data(frame, now)
             return
-        try:
-            payload = _DECODERS[kind].decode(frame.payload)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            error_type = HandshakeError if kind is FrameKind.HELLO else ProtocolError
-            raise error_type(f"malformed {kind.name} payload: {exc}") from None
+        if kind is FrameKind.PING or kind is FrameKind.PONG:
+            fixed = decode_heartbeat(frame.payload)  # the layout every peer writes
+            if fixed is not None and self.negotiated is not None:
+                if kind is FrameKind.PING:
+                    self._handle_ping(*fixed, now)
+                else:
+                    self._handle_pong(*fixed, 0.0, now)
+                return
+        payload = self._decode_control(frame)
         if isinstance(payload, Hello):
             self._handle_hello(payload, now)
             return
@@ -741,6 +632,19 @@ class Session(HeartbeatFields):
                 raise ProtocolError("peer granted absurd credit", CloseCode.FLOW_CONTROL)
         elif isinstance(payload, Close):
             self._handle_close(payload, now)
+
+    @staticmethod
+    def _decode_control(frame: Frame) -> Hello | Ping | Pong | Close | Credit:
+        kind = frame.kind
+        try:
+            payload: Hello | Ping | Pong | Close | Credit = _DECODERS[kind].decode(frame.payload)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+            # RecursionError: msgspec skips unknown trailing fields recursively, so a deeply
+            # nested one is a way to attack the decoder, not a reason to crash.
+            error_type = HandshakeError if kind is FrameKind.HELLO else ProtocolError
+            detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise error_type(f"malformed {kind.name} payload: {detail}") from None
+        return payload
 
     def _handle_refusal(self, close: Close, now: float) -> None:
         """The peer closed before its HELLO: it refused ours (or is shutting down)."""
@@ -770,33 +674,45 @@ class Session(HeartbeatFields):
                 f"detect a dead peer within our timeout of {policy.timeout} s",
                 CloseCode.POLICY_MISMATCH,
             )
-        self.negotiated = Negotiated(
+        negotiated = self.negotiated = Negotiated(
             peer=hello,
             ping_interval=ping_interval,
             peer_ping_interval=max(hello.interval, policy.min_peer_interval),
         )
         self._send_hello()  # the responder accepts: now it introduces itself
         self._send_credit = hello.window
-        self._ping_limits = _ping_limits(self.negotiated.peer_ping_interval, hello.timeout)
-        self._record[PINGS_FULL_AT] = now
+        # The peer may ping every PING_TOLERANCE of its interval, and in a burst as many
+        # pings as a stall of our whole timeout could hold back (TCP delivers pings queued
+        # behind a retransmission together): beyond that we would have convicted it anyway.
+        # Our own timeout, not the peer's claim: a peer cannot buy itself a bigger burst.
+        self._ping_gap = gap = negotiated.peer_ping_interval * PING_TOLERANCE
+        self._pings_depth = (_PING_BURST + policy.timeout / gap) * gap
+        self._pings_full_at = now
         self._tracker = LivenessTracker(
-            policy, ping_interval, now, self._rng, leads=self.initiator, record=self._record
+            policy, now=now, interval=ping_interval, leads=self.initiator, rng=self._rng
         )
-        if self._fixed:
-            r = self._record
-            self._constants = _steady_constants(
-                self._ping_limits,
-                r[INTERVAL],
-                r[DELAY_SPAN],
-                r[TIMEOUT],
-                r[SUSPECT_AFTER],
-                self._any_evidence,
-                self._rng.random,
-            )
         if self._state is State.HANDSHAKE:
             self._state = next_state(self._state, Trigger.HANDSHAKE_DONE)
         self._events.append(
-            HandshakeCompleted(hello.name, ping_interval, self.negotiated.peer_ping_interval)
+            HandshakeCompleted(hello.name, ping_interval, negotiated.peer_ping_interval)
+        )
+
+    def _handshake_timed_out(self, now: float) -> None:
+        error = HandshakeError(
+            f"no HELLO within {self.policy.handshake_timeout} s", CloseCode.HANDSHAKE_TIMEOUT
+        )
+        # Say why, best effort: the driver drops the connection if it cannot flush.
+        self._queue_control(
+            encode_control(FrameKind.CLOSE, Close(CloseCode.HANDSHAKE_TIMEOUT, str(error)))
+        )
+        self._die(
+            Reason.TIMEOUT,
+            Source.HEARTBEAT,
+            now,
+            abort=False,
+            error=error,
+            close_code=CloseCode.HANDSHAKE_TIMEOUT,
+            close_reason=str(error),
         )
 
     def _handle_data(self, frame: Frame, now: float) -> None:
@@ -829,7 +745,7 @@ class Session(HeartbeatFields):
             self._partial_size = 0
         else:
             data = frame.payload
-        self._count_messages_received += 1
+        self._messages_received += 1
         unconsumed = self._unconsumed_since
         if unconsumed is None:
             unconsumed = self._unconsumed_since = deque()
@@ -837,35 +753,30 @@ class Session(HeartbeatFields):
         self._events.append(MessageReceived(data))
 
     def _handle_ping(self, seq: int, sent_at: float, now: float) -> None:
-        self._record[PINGS_RECEIVED] += 1.0
-        self._heartbeats_decoded += 1
+        if not math.isfinite(sent_at):
+            raise ProtocolError(f"PING carries a time that is not a number ({sent_at})")
+        self._pings_received += 1
         self._spend_ping_token(now)
         tracker = self._tracker
         if tracker is not None:
             tracker.peer_pinged()
-        encode_pong_into(self._control_out(), seq, sent_at, self._stuck_for(now))
-
-    def _pings_full_after(self, now: float) -> float:
-        """When the peer's ping bucket is full again once a PING arriving at ``now`` is paid.
-
-        A token bucket kept as one instant (the generic cell rate algorithm): it refills
-        one token per ``gap`` and holds ``depth / gap`` tokens, so it is full again at
-        ``max(full_at, now) + gap`` after a ping, and a ping that leaves it more than
-        ``depth`` seconds from full has overdrawn it. See :func:`_ping_limits`.
-        """
-        full_at = self._record[PINGS_FULL_AT]
-        return (full_at if full_at > now else now) + self._ping_limits.gap
+        self._queue_control(pong_frame(seq, sent_at, self._stuck_for(now)))
 
     def _spend_ping_token(self, now: float) -> None:
-        """Close a peer that pings faster than the negotiated minimum, beyond a tolerance."""
-        negotiated = self.negotiated
-        assert negotiated is not None
-        full_at = self._record[PINGS_FULL_AT] = self._pings_full_after(now)
-        if full_at - now > self._ping_limits.depth:
-            self._count_pings_refused += 1
+        """Close a peer that pings faster than the negotiated minimum, beyond a tolerance.
+
+        A token bucket kept as one instant, the generic cell rate algorithm: the bucket is
+        full again at ``max(full_at, now) + gap`` after a ping, and a ping that leaves it
+        more than ``depth`` seconds from full has overdrawn it.
+        """
+        full_at = self._pings_full_at
+        full_at = self._pings_full_at = (full_at if full_at > now else now) + self._ping_gap
+        if full_at - now > self._pings_depth:
+            self._pings_refused += 1
+            assert self.negotiated is not None
             raise ProtocolError(
                 f"peer pings faster than the negotiated minimum of "
-                f"{negotiated.peer_ping_interval} s",
+                f"{self.negotiated.peer_ping_interval} s",
                 CloseCode.TOO_MANY_PINGS,
             )
 
@@ -878,13 +789,12 @@ class Session(HeartbeatFields):
         return waited if waited > limit else 0.0
 
     def _handle_pong(self, seq: int, sent_at: float, stuck_for: float, now: float) -> None:
-        if not 1 <= seq <= self._ping_seq or not self._record[STARTED] <= sent_at <= now:
+        if not 1 <= seq <= self._ping_seq or not self._started <= sent_at <= now:
             raise ProtocolError(f"PONG answers a PING never sent (seq {seq})")
-        self._heartbeats_decoded += 1
-        self.rtt.add(now - sent_at)
+        self._pongs_received += 1
+        self._rtt.add(now - sent_at)
         was_stuck = self._peer_stuck_for > 0
-        # The shared 0.0 rather than the decoded float: idle heartbeats read this one.
-        self._peer_stuck_for = stuck_for if stuck_for > 0 else 0.0
+        self._peer_stuck_for = stuck_for
         if stuck_for > 0:
             # The peer's loop answers but its application does not progress: in strict mode
             # that is no proof of life.
@@ -901,7 +811,7 @@ class Session(HeartbeatFields):
             self._die(Reason.LOCAL_CLOSE, Source.LOCAL, now, abort=False)
             return
         # Echo the code so the peer's close completes; anything still queued is moot.
-        encode_control_into(self._control_out(), FrameKind.CLOSE, Close(close.code))
+        self._queue_control(encode_control(FrameKind.CLOSE, Close(close.code)))
         reason = Reason.PROTOCOL_ERROR if close.code in _PEER_BLAMES_US else Reason.EOF
         self._die(
             reason,
@@ -915,7 +825,7 @@ class Session(HeartbeatFields):
     def _fail(self, error: ProtocolError, now: float) -> None:
         """The peer broke the protocol: tell it why, then die."""
         reason_text = str(error).encode()[:1024].decode(errors="ignore")
-        encode_control_into(self._control_out(), FrameKind.CLOSE, Close(error.code, reason_text))
+        self._queue_control(encode_control(FrameKind.CLOSE, Close(error.code, reason_text)))
         self._die(
             Reason.PROTOCOL_ERROR,
             Source.LOCAL,
@@ -944,7 +854,7 @@ class Session(HeartbeatFields):
             reason=reason,
             source=source,
             silence=self.silence(now),
-            last_rtt=self.rtt.last,
+            last_rtt=self._rtt.last,
             close_code=close_code,
             close_reason=close_reason,
             error=error,
@@ -954,5 +864,5 @@ class Session(HeartbeatFields):
         self._close_frame = None
         self._partial.clear()
         if abort:
-            self._control = _NO_CONTROL
+            self._control = None
         self._events.append(Died(self.death, abort))
