@@ -1,10 +1,10 @@
 """detection: how fast pulsewire, tuned kernel keepalive and websockets notice real network faults.
 
-Two Linux network namespaces joined by a veth pair (:class:`pulsewire.testing.TwoHosts`,
-root only): host a runs the observers, host b the peers, all as
-:mod:`pulsewire.testing.endpoints` processes, so every detector faces the same fault at
-the same moment on the same wire. Faults are real packet faults (nftables inside the
-namespaces), not loopback tricks:
+Two Linux network namespaces joined by a veth pair (:class:`pulsewire.cli.netns.TwoHosts`,
+root only): host a runs the observers, host b the peers, all as ``lab/endpoints.py``
+processes (the fault lab this benchmark shares with ``tests/faults``), so every detector
+faces the same fault at the same moment on the same wire. Faults are real packet faults
+(nftables inside the namespaces), not loopback tricks:
 
 - **idle blackhole**: every packet dropped, both ways, on connections that carry no
   application data (a pulled cable, a powered-off host, a firewall gone silent);
@@ -101,11 +101,11 @@ from typing import Any
 
 import msgspec
 from _common import markdown_table, replace_section, versions
+from lab.endpoints import Endpoint, Running, serve_and_watch
 
 from pulsewire import Policy
+from pulsewire.cli.netns import TwoHosts, netns_available
 from pulsewire.core.keepalive import NEVER_THIN_CONGESTION
-from pulsewire.testing import TwoHosts, netns_available
-from pulsewire.testing.endpoints import Endpoint, Running, serve_and_watch
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).with_name("RESULTS.md")

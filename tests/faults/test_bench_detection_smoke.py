@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pulsewire.testing import netns_available
+from pulsewire.cli.netns import netns_available
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "detection.py"
 
