@@ -1,10 +1,10 @@
 """detection: how fast pulsewire, tuned kernel keepalive and websockets notice real network faults.
 
-Two Linux network namespaces joined by a veth pair (:class:`pulsewire.testing.TwoHosts`,
-root only): host a runs the observers, host b the peers, all as
-:mod:`pulsewire.testing.endpoints` processes, so every detector faces the same fault at
-the same moment on the same wire. Faults are real packet faults (nftables inside the
-namespaces), not loopback tricks:
+Two Linux network namespaces joined by a veth pair (:class:`pulsewire.cli.netns.TwoHosts`,
+root only): host a runs the observers, host b the peers, all as ``lab/endpoints.py``
+processes (the fault lab this benchmark shares with ``tests/faults``), so every detector
+faces the same fault at the same moment on the same wire. Faults are real packet faults
+(nftables inside the namespaces), not loopback tricks:
 
 - **idle blackhole**: every packet dropped, both ways, on connections that carry no
   application data (a pulled cable, a powered-off host, a firewall gone silent);
@@ -77,6 +77,10 @@ Usage (root)::
     .venv/bin/python benchmarks/detection.py --scenarios lossy --detectors default \\
         --lossy-connections 100 --lossy-seconds 1000
 
+    # any user, no namespaces: the report of a run's raw measurements (saved with --json),
+    # rendered again by this version of the report code; prints it, writes nothing
+    .venv/bin/python benchmarks/detection.py --report-from raw.json
+
 Results go to the ``## detection`` section of ``benchmarks/RESULTS.md`` and between the
 markers of ``docs/detection.md``.
 """
@@ -101,11 +105,11 @@ from typing import Any
 
 import msgspec
 from _common import markdown_table, replace_section, versions
+from lab.endpoints import Endpoint, Running, serve_and_watch
 
 from pulsewire import Policy
+from pulsewire.cli.netns import TwoHosts, netns_available
 from pulsewire.core.keepalive import NEVER_THIN_CONGESTION
-from pulsewire.testing import TwoHosts, netns_available
-from pulsewire.testing.endpoints import Endpoint, Running, serve_and_watch
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -666,6 +670,71 @@ def write_docs(path: Path, text: str) -> None:
     path.write_text(f"{before}{DOCS_BEGIN}\n\n{text}\n{DOCS_END}{after}")
 
 
+# ------------------------------------------------------------------------- raw measurements
+
+
+def dump(results: dict[str, dict[str, Cell]], lossy: Sequence[LossyRun]) -> dict[str, Any]:
+    """The raw measurements, as ``--json`` writes them and ``--report-from`` reads them."""
+    return {
+        "scenarios": {
+            s: {k: [vars(o) for o in c.outcomes] for k, c in cells.items()}
+            for s, cells in results.items()
+        },
+        "lossy": {
+            run.congestion: {
+                k: {
+                    "connections": v.connections,
+                    "seconds": v.seconds,
+                    "deaths": v.deaths,
+                    "exposure": v.exposure,
+                    "stats": v.stats,
+                }
+                for k, v in run.cells.items()
+            }
+            for run in lossy
+        },
+    }
+
+
+def report_from(path: Path) -> str:
+    """The report of the measurements that ``--json`` saved in ``path``, rendered again.
+
+    Scenarios and detectors are those the file has results for; the header names this
+    command and this machine.
+    """
+    raw = json.loads(path.read_text())
+    results = {
+        s: {k: Cell([Outcome(**o) for o in outcomes]) for k, outcomes in cells.items()}
+        for s, cells in raw["scenarios"].items()
+    }
+    lossy = [
+        LossyRun(
+            congestion,
+            {
+                k: Lossy(
+                    c["connections"],
+                    c["seconds"],
+                    deaths=[(reason, source, at) for reason, source, at in c["deaths"]],
+                    exposure=c["exposure"],
+                    stats=c["stats"],
+                )
+                for k, c in cells.items()
+            },
+        )
+        for congestion, cells in raw["lossy"].items()
+    ]
+    keys = {k for cells in [*results.values(), *(run.cells for run in lossy)] for k in cells}
+    runs = max((len(c.outcomes) for cells in results.values() for c in cells.values()), default=0)
+    return render(
+        results,
+        lossy,
+        runs=runs,
+        command=f".venv/bin/python benchmarks/detection.py --report-from {path}",
+        scenarios=[s for s in SCENARIOS if s.key in results],
+        detectors=[d for d in DETECTORS if d.key in keys],
+    )
+
+
 # ------------------------------------------------------------------------- main
 
 
@@ -726,12 +795,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--docs", type=Path, default=DOCS, help="docs page to update")
     parser.add_argument("--no-write", action="store_true", help="print the report only")
     parser.add_argument("--json", type=Path, help="also dump the raw measurements here")
+    parser.add_argument(
+        "--report-from",
+        type=Path,
+        metavar="JSON",
+        help="measure nothing: print the report of the raw measurements a --json dump holds",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed for the settling times")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> str:
     args = parse_args(argv)
+    if args.report_from is not None:
+        text = report_from(args.report_from)
+        print(text)
+        return text
     reason = netns_available()
     if reason is not None:
         raise SystemExit(f"detection needs network namespaces: {reason}")
@@ -816,20 +895,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     print()
     print(text)
     if args.json is not None:
-        raw = {
-            "scenarios": {
-                s: {k: [vars(o) for o in c.outcomes] for k, c in cells.items()}
-                for s, cells in results.items()
-            },
-            "lossy": {
-                lossy_run.congestion: {
-                    k: {"deaths": v.deaths, "exposure": v.exposure, "stats": v.stats}
-                    for k, v in lossy_run.cells.items()
-                }
-                for lossy_run in lossy
-            },
-        }
-        args.json.write_text(json.dumps(raw, indent=1))
+        args.json.write_text(json.dumps(dump(results, lossy), indent=1))
     if not (args.smoke or args.no_write or partial):
         replace_section(args.results, "detection", text, RESULTS_HEADER)
         write_docs(args.docs, text)

@@ -1,63 +1,87 @@
 """benchmarks/detection.py's verdict on "3x faster than keepalive at the same false-death
 rate": decided on the counts it has, and not decided on a sample too small to rank rungs.
 
-These build the result cells by hand (no namespaces needed): only the arithmetic of the
-verdict is under test; tests/faults runs the benchmark itself.
+The benchmark runs as a program: ``--report-from`` prints the report of raw measurements
+in the JSON format its ``--json`` writes. These craft that JSON (no namespaces needed: only
+the arithmetic of the verdict is under test) and read the verdict lines of the report;
+tests/faults runs the benchmark itself and checks that its own dump renders the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from types import ModuleType
+import json
+import subprocess
+import sys
+from pathlib import Path
 
-import pytest
-
-
-@pytest.fixture(scope="module")
-def detection(import_benchmark: Callable[[str], ModuleType]) -> ModuleType:
-    return import_benchmark("detection")
-
-
-def _idle(detection: ModuleType, seconds: float) -> object:
-    return detection.Cell([detection.Outcome(seconds, "timeout", "kernel")] * 3)
-
-
-def _cells(detection: ModuleType, hours: float, deaths: dict[str, int]) -> dict[str, object]:
-    cells = {}
-    for key, count in deaths.items():
-        cell = detection.Lossy(connections=20, seconds=hours * 3600 / 20)
-        cell.exposure = hours * 3600
-        cell.deaths = [("timeout", "kernel", 1.0)] * count
-        cells[key] = cell
-    return cells
-
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "detection.py"
 
 IDLE = {"default": 2.4, "ka3": 3.3, "ka5": 5.4, "ka8": 8.5, "ka12": 12.5}
 
 
-def test_the_matched_rung_is_the_fastest_with_no_higher_rate(detection: ModuleType) -> None:
-    cells = _cells(detection, 5.0, {"default": 0, "ka3": 20, "ka5": 5, "ka8": 0, "ka12": 0})
-    idle = {key: _idle(detection, seconds) for key, seconds in IDLE.items()}
-    line = detection._speedup("default", cells, idle, "here")
+def speedup_verdict(
+    tmp_path: Path, preset: str, idle: dict[str, float], hours: float, deaths: dict[str, int]
+) -> str:
+    """The report's speed-up line for ``preset``: idle-blackhole medians, lossy-link deaths."""
+    raw = {
+        "scenarios": {
+            "idle": {
+                key: [{"seconds": seconds, "reason": "timeout", "source": "kernel"}] * 3
+                for key, seconds in idle.items()
+            }
+        },
+        "lossy": {
+            "here": {
+                key: {
+                    "connections": 20,
+                    "seconds": hours * 3600 / 20,
+                    "exposure": hours * 3600,
+                    "deaths": [["timeout", "kernel", 1.0]] * count,
+                    "stats": [],
+                }
+                for key, count in deaths.items()
+            }
+        },
+    }
+    path = tmp_path / "raw.json"
+    path.write_text(json.dumps(raw))
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), "--report-from", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    found = [
+        line
+        for line in run.stdout.splitlines()
+        if line.startswith(f"- `{preset}` ") and "at the same false-death rate" in line
+    ]
+    assert len(found) == 1, run.stdout
+    return found[0]
+
+
+def test_the_matched_rung_is_the_fastest_with_no_higher_rate(tmp_path: Path) -> None:
+    deaths = {"default": 0, "ka3": 20, "ka5": 5, "ka8": 0, "ka12": 0}
+    line = speedup_verdict(tmp_path, "Policy()", IDLE, 5.0, deaths)
     assert "**PASS**, 3.5x" in line
     assert "1/1/8" in line
 
 
-def test_a_zero_count_match_on_a_short_run_is_not_decided(detection: ModuleType) -> None:
+def test_a_zero_count_match_on_a_short_run_is_not_decided(tmp_path: Path) -> None:
     # 30 s of 20 connections: 1/1/5 (about one death an hour) shows none by chance, and
     # would be matched; the verdict must not be a FAIL (nor a PASS) on that.
-    cells = _cells(detection, 0.17, {"default": 0, "ka3": 6, "ka5": 0, "ka8": 0, "ka12": 0})
-    idle = {key: _idle(detection, seconds) for key, seconds in IDLE.items()}
-    line = detection._speedup("default", cells, idle, "here")
+    deaths = {"default": 0, "ka3": 6, "ka5": 0, "ka8": 0, "ka12": 0}
+    line = speedup_verdict(tmp_path, "Policy()", IDLE, 0.17, deaths)
     assert "**not decided**" in line
     assert "PASS" not in line
     assert "FAIL" not in line
 
 
-def test_a_match_on_counted_deaths_is_decided_on_a_short_run(detection: ModuleType) -> None:
+def test_a_match_on_counted_deaths_is_decided_on_a_short_run(tmp_path: Path) -> None:
     # The LAN preset dies of 10 % loss too: it is matched to a rung with deaths of its own,
     # a real rate comparison however short the run.
-    cells = _cells(detection, 0.5, {"lan": 10, "ka3": 30, "ka5": 4, "ka8": 0, "ka12": 0})
-    idle = {key: _idle(detection, seconds) for key, seconds in {**IDLE, "lan": 0.7}.items()}
-    line = detection._speedup("lan", cells, idle, "here")
+    deaths = {"lan": 10, "ka3": 30, "ka5": 4, "ka8": 0, "ka12": 0}
+    line = speedup_verdict(tmp_path, "Policy.lan()", {**IDLE, "lan": 0.7}, 0.5, deaths)
     assert "**PASS**, 7.7x" in line

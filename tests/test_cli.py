@@ -121,7 +121,7 @@ def test_demo_prints_plain_lines_when_stdout_is_not_a_terminal() -> None:
 
 
 def _netns_unavailable() -> str | None:
-    from pulsewire.testing import netns_available
+    from pulsewire.cli.netns import netns_available
 
     return netns_available()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import pulsewire.testing
 from pulsewire.core import Died, MessageReceived, Policy, Reason, Session, State
 from pulsewire.core.codec import Frame
 from pulsewire.core.frames import FLAG_FIN, PREAMBLE, Close, FrameKind, Hello, Ping
@@ -197,3 +198,20 @@ def test_parse_frames_refuses_a_torn_stream() -> None:
 def test_decode_control_refuses_data() -> None:
     with pytest.raises(ValueError, match="DATA"):
         decode_control(Frame(FrameKind.DATA, FLAG_FIN, b""))
+
+
+def test_the_kit_exports_only_what_users_tests_need() -> None:
+    # The root-only namespace lab is the CLI's and the fault suite's, not the public kit's.
+    assert sorted(pulsewire.testing.__all__) == [
+        "Control",
+        "SessionPair",
+        "Side",
+        "Wire",
+        "WireMode",
+        "control_frame",
+        "data_frame",
+        "decode_control",
+        "opening_bytes",
+        "parse_frames",
+    ]
+    assert all(hasattr(pulsewire.testing, name) for name in pulsewire.testing.__all__)

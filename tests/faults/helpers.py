@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pulsewire.testing import TwoHosts
+from pulsewire.cli.netns import TwoHosts
 
 #: A verdict may come this much later than its bound on a loaded machine (timer and
 #: scheduling delays in two processes, and the nft commands that inject the fault).

@@ -2,7 +2,9 @@
 
 ``--smoke`` runs the idle blackhole and the graceful exit once, for pulsewire's LAN preset,
 kernel keepalive 1/1/3 and websockets, plus a few seconds of the lossy link, in well
-under a minute, and prints the report without writing any file.
+under a minute, and prints the report without writing any file. Its ``--json`` dump,
+rendered again with ``--report-from`` (which tests/test_bench_detection_targets.py feeds
+crafted dumps), gives the same tables and verdicts.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pulsewire.testing import netns_available
+from pulsewire.cli.netns import netns_available
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "detection.py"
 
@@ -22,9 +24,10 @@ def test_detection_benchmark_smoke_run(tmp_path: Path) -> None:
     reason = netns_available()
     if reason is not None:
         pytest.skip(reason)
-    results, docs = tmp_path / "RESULTS.md", tmp_path / "detection.md"
+    results, docs, raw = tmp_path / "RESULTS.md", tmp_path / "detection.md", tmp_path / "raw.json"
+    smoke = ["--smoke", "--results", str(results), "--docs", str(docs), "--json", str(raw)]
     run = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke", "--results", str(results), "--docs", str(docs)],
+        [sys.executable, str(SCRIPT), *smoke],
         capture_output=True,
         text=True,
         timeout=120,
@@ -43,3 +46,14 @@ def test_detection_benchmark_smoke_run(tmp_path: Path) -> None:
     assert "`Policy.lan()` detects every failure scenario" in report
     assert not results.exists(), "--smoke must not write the results file"
     assert not docs.exists()
+
+    again = subprocess.run(
+        [sys.executable, str(SCRIPT), "--report-from", str(raw)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    tables = "### Detection time"  # everything from here on: the header names the command
+    assert again.stdout[again.stdout.index(tables) :] == report[report.index(tables) :]

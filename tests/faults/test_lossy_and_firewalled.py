@@ -12,9 +12,10 @@ import statistics
 import time
 from typing import Any
 
+from lab.endpoints import Endpoint, serve_and_watch
+
 from pulsewire import Policy
-from pulsewire.testing import TwoHosts
-from pulsewire.testing.endpoints import Endpoint, serve_and_watch
+from pulsewire.cli.netns import TwoHosts
 
 from .helpers import set_congestion, settle
 

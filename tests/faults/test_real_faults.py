@@ -1,6 +1,6 @@
 """Real network faults between two hosts, and how (and how fast) pulsewire detects each.
 
-Host a runs the observer, host b the peer (both :mod:`pulsewire.testing.endpoints`
+Host a runs the observer, host b the peer (both ``benchmarks/lab/endpoints.py``
 processes). Each test injects one fault, waits for the observer's verdict and checks its
 reason and its time against the policy's bound. Times are measured from the fault, and,
 for timeouts, from the last evidence of life (``silence``), which is what the policy
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import time
 
+from lab.endpoints import Endpoint, serve_and_watch
+
 from pulsewire import KernelKeepalive, Policy, Reason, Source
-from pulsewire.testing import TwoHosts
-from pulsewire.testing.endpoints import Endpoint, serve_and_watch
+from pulsewire.cli.netns import TwoHosts
 
 from .helpers import EARLY, LATE, PROMPT, only, report, settle
 

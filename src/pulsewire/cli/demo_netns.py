@@ -1,6 +1,6 @@
 """``pulsewire demo --netns``: two faults that need a real network between two hosts.
 
-Built on :class:`pulsewire.testing.TwoHosts` (Linux network namespaces, root), one pair of
+Built on :class:`pulsewire.cli.netns.TwoHosts` (Linux network namespaces, root), one pair of
 hosts per fault. Host a runs the demo's observer (:mod:`pulsewire.cli.demo_observer`: the
 same pulsewire server and keepalive socket listener as on loopback), host b runs the peer
 (:mod:`pulsewire.cli.peer`). Then:
@@ -24,11 +24,11 @@ from typing import Any
 import msgspec
 
 from pulsewire.cli.demo_runner import Fault, Peer, Reporter, peer_policy
+from pulsewire.cli.netns import HostProcess, NetnsError, TwoHosts, netns_available
 from pulsewire.cli.options import CliError
 from pulsewire.core.events import Death, Source
 from pulsewire.core.policy import Policy
 from pulsewire.core.states import Reason, State
-from pulsewire.testing.netns import HostProcess, NetnsError, TwoHosts, netns_available
 
 __all__ = ["NetnsPeers", "unavailable"]
 

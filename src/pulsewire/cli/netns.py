@@ -1,4 +1,8 @@
-"""Two hosts on one wire: Linux network namespaces for tests that need real packet loss.
+"""Two hosts on one wire: the CLI's and the test lab's private network-namespace helper.
+
+Not public API, and re-exported nowhere (Linux, root only). Its users are
+``pulsewire demo --netns`` (:mod:`pulsewire.cli.demo_netns`) and the fault lab that
+``tests/faults`` and ``benchmarks/detection.py`` share (``benchmarks/lab/endpoints.py``).
 
 Loopback never loses a packet. To see what a pulled cable, a powered-off host, a crashed and
 rebooted host, a lossy link or a stateful firewall that forgets idle flows do to a TCP
@@ -24,9 +28,9 @@ What it builds:
   both sides, so that neither a blackhole nor a reboot ever turns into an ARP failure
   ("host unreachable") instead of the silence being tested;
 - faults, each an nftables table installed or removed atomically inside the namespaces
-  (:meth:`~TwoHosts.blackhole`, :meth:`~TwoHosts.lose`, :meth:`~TwoHosts.firewall`,
-  :meth:`~TwoHosts.heal`), and :meth:`~TwoHosts.reboot`, which gives host b a fresh
-  network stack on the same wire and address;
+  (:meth:`~TwoHosts.blackhole`, :meth:`~TwoHosts.lose`, :meth:`~TwoHosts.firewall`), and
+  :meth:`~TwoHosts.reboot`, which gives host b a fresh network stack on the same wire and
+  address;
 - processes started inside a namespace with ``ip netns exec`` (which execs the command, so
   the PID is the command's own): :meth:`~TwoHosts.spawn` returns a :class:`HostProcess`
   that collects the JSON lines the process prints and can be signalled by its PID.
@@ -65,7 +69,6 @@ from types import TracebackType
 from typing import IO, Any, Final, final
 
 __all__ = [
-    "DEFAULT_PREFIX",
     "Host",
     "HostProcess",
     "NetnsError",
@@ -365,13 +368,6 @@ class HostProcess:
         """SIGTERM (which a Python process without a handler dies of at once)."""
         self.signal(signal.SIGTERM)
 
-    def wait(self, within: float) -> int:
-        """Wait for the process to exit; its exit status."""
-        try:
-            return self._process.wait(within)
-        except subprocess.TimeoutExpired as error:
-            raise TimeoutError(self._explain(f"still running after {within} s")) from error
-
     def close(self) -> None:
         """Continue and kill it (by PID) if it still runs, reap it, close its pipes."""
         if self._process.poll() is None:
@@ -433,11 +429,6 @@ class TwoHosts:
 
     def other(self, host: Host) -> Host:
         return self.b if host.label == "a" else self.a
-
-    @property
-    def namespaces(self) -> list[str]:
-        """Every namespace made by this instance and not yet deleted."""
-        return list(self._created)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -570,7 +561,7 @@ class TwoHosts:
 
         Each host drops what arrives from the other (``prerouting``, before connection
         tracking), so senders see silence, never a local error; ARP is left alone (and
-        not needed: the neighbour entries are static). Undo with :meth:`heal`.
+        not needed: the neighbour entries are static). Nothing undoes it: build new hosts.
         """
         for host in (self.b, self.a):
             body = (
@@ -642,12 +633,6 @@ class TwoHosts:
             )
         if inside != str(established_timeout):
             raise NetnsError(f"{key} reads {inside} in {host.namespace}, not {established_timeout}")
-
-    def heal(self) -> None:
-        """Remove the blackhole, the loss and the firewalls from both hosts."""
-        for host in (self.a, self.b):
-            for table in (_BLACKHOLE_TABLE, _LOSS_TABLE, _FIREWALL_TABLE):
-                self._remove_table(host, table)
 
     def reboot(self) -> Host:
         """Crash host b and bring it back with a fresh network stack; the new host b.

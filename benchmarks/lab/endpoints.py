@@ -1,10 +1,12 @@
-"""Endpoints for fault tests: processes that hold connections and say, in JSON lines, how they end.
+"""The fault lab's endpoints: processes that hold connections and say, in JSON lines, how they end.
 
-Meant to run inside the hosts of :class:`~pulsewire.testing.netns.TwoHosts` (anywhere
-works), one process per side::
+Shared by ``benchmarks/detection.py`` and the fault tests (``tests/faults``), which import
+it as ``lab.endpoints`` with ``benchmarks/`` on ``sys.path``. Meant to run inside the hosts
+of :class:`~pulsewire.cli.netns.TwoHosts` (anywhere works), one process per side, run by
+its path::
 
-    python -m pulsewire.testing.endpoints serve '<Plan as JSON>'   # on the peer's host
-    python -m pulsewire.testing.endpoints watch '<Plan as JSON>'   # on the observer's host
+    python benchmarks/lab/endpoints.py serve '<Plan as JSON>'   # on the peer's host
+    python benchmarks/lab/endpoints.py watch '<Plan as JSON>'   # on the observer's host
 
 A :class:`Plan` lists :class:`Endpoint`\\ s, each of one of three kinds, so that pulsewire
 and the usual alternatives face the same fault at the same moment:
@@ -56,13 +58,14 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, Literal
 
 import msgspec
 
 import pulsewire
+from pulsewire.cli.netns import HostProcess, TwoHosts
 from pulsewire.core.policy import Policy
-from pulsewire.testing.netns import HostProcess, TwoHosts
 
 __all__ = ["Endpoint", "Kind", "Plan", "Running", "main", "serve_and_watch"]
 
@@ -73,6 +76,8 @@ PROBE: Final = b"E"
 FILLER: Final = b"W"
 #: Opening connections is bounded by this many seconds.
 OPEN_TIMEOUT: Final = 15.0
+#: This file: the endpoints run as a program, by path.
+SCRIPT: Final = Path(__file__).resolve()
 
 # Offsets in Linux's struct tcp_info (<linux/tcp.h>): tcpi_rto, tcpi_rtt, tcpi_total_retrans.
 _TCP_INFO_RTO: Final = 8
@@ -638,7 +643,7 @@ class Running:
 
 def argv(role: Literal["serve", "watch"], plan: Plan) -> list[str]:
     """The command that runs an endpoints process (with this interpreter)."""
-    return [sys.executable, "-m", "pulsewire.testing.endpoints", role, plan.to_json()]
+    return [sys.executable, str(SCRIPT), role, plan.to_json()]
 
 
 def serve_and_watch(
@@ -679,7 +684,7 @@ async def commands() -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m pulsewire.testing.endpoints {serve,watch} PLAN_JSON``."""
+    """``python benchmarks/lab/endpoints.py {serve,watch} PLAN_JSON``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] not in ("serve", "watch"):
         sys.stderr.write(__doc__ or "")
