@@ -20,9 +20,10 @@ faces the same fault at the same moment on the same wire. Faults are real packet
 Detectors (each tuned as tightly as its API allows, and used on both ends):
 
 - pulsewire ``Policy()`` (the default) and ``Policy.lan()`` (0.2 s / 0.8 s), each with
-  ``TCP_USER_TIMEOUT`` = timeout and ``TCP_THIN_LINEAR_TIMEOUTS``, as pulsewire sets them
-  by default; and, on the idle blackhole and the lossy link, ``Policy()`` without linear
-  timeouts, to show what they change;
+  the default ``SocketOptions()``: ``TCP_USER_TIMEOUT`` = timeout and
+  ``TCP_THIN_LINEAR_TIMEOUTS``; and, on the idle blackhole and the lossy link,
+  ``Policy()`` without linear timeouts, to show what they change, and ``Policy()`` with
+  ``SocketOptions(congestion="reno")``, the opt-in that makes them work under BBR;
 - Linux kernel keepalive on a plain socket: ``SO_KEEPALIVE``, ``TCP_KEEPIDLE=1``,
   ``TCP_KEEPINTVL=1``, ``TCP_KEEPCNT=3`` (whole seconds: this is as low as it goes);
 - the same plus ``TCP_USER_TIMEOUT`` = 3 s (shorter than idle + interval * count = 4 s:
@@ -36,9 +37,9 @@ Detectors (each tuned as tightly as its API allows, and used on both ends):
   lossy link only), to compare at equal false-death rates.
 
 Linear timeouts only work where the congestion control sets a slow-start threshold (cubic,
-reno; not BBR), so pulsewire switches a BBR socket that asks for them to reno
-(``Policy.thin_stream_congestion``); the other detectors keep the hosts' congestion
-control. The lossy link runs under the host's own default congestion control, and
+reno; not BBR). Only the detector that opts in (``SocketOptions(congestion="reno")``)
+switches its BBR sockets to reno; the others keep the hosts' congestion control. The
+lossy link runs under the host's own default congestion control, and
 ``--congestion reno`` (a comma-separated list; ``host`` is the host's default) runs it
 again, at the same time on another pair of hosts, with that congestion control as the
 namespaces' default. The report says which congestion control each run had, which
@@ -107,7 +108,7 @@ import msgspec
 from _common import markdown_table, replace_section, versions
 from lab.endpoints import Endpoint, Running, serve_and_watch
 
-from pulsewire import Policy
+from pulsewire import Policy, SocketOptions
 from pulsewire.cli.netns import TwoHosts, netns_available
 from pulsewire.core.keepalive import NEVER_THIN_CONGESTION
 
@@ -187,7 +188,19 @@ DETECTORS = (
         Endpoint(
             name="nolinear",
             kind="pulsewire",
-            policy=msgspec.structs.replace(DEFAULT, tcp_thin_linear_timeouts=False),
+            policy=DEFAULT,
+            socket_options=SocketOptions(linear_timeouts=False),
+        ),
+        everywhere=False,
+    ),
+    Detector(
+        "reno",
+        "pulsewire Policy(), congestion reno (opt-in)",
+        Endpoint(
+            name="reno",
+            kind="pulsewire",
+            policy=DEFAULT,
+            socket_options=SocketOptions(congestion="reno"),
         ),
         everywhere=False,
     ),
@@ -496,7 +509,7 @@ def render_lossy(run: LossyRun, detectors: Sequence[Detector]) -> list[str]:
     default_switched = switched.get("default")
     linear = (
         "in effect (the `Policy()` sockets were switched from "
-        f"{run.congestion} to {', '.join(default_switched)} by `thin_stream_congestion` and "
+        f"{run.congestion} to {', '.join(default_switched)} and "
         "read `TCP_THIN_LINEAR_TIMEOUTS` back as on)"
         if run.linear_in_effect and default_switched
         else "in effect (the pulsewire sockets read `TCP_THIN_LINEAR_TIMEOUTS` back as on)"

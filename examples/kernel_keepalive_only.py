@@ -11,8 +11,8 @@ or the retransmissions went unanswered).
 
 What this cannot see: a peer process that is frozen, deadlocked or blocked while its
 kernel still answers the probes. That takes a heartbeat answered by the peer's
-application: a pulsewire ``Policy``, which can also carry these kernel settings
-(``Policy(kernel=KernelKeepalive(...))``) as a second opinion.
+application: pulsewire, whose connections can also carry these kernel settings
+(``socket_options=SocketOptions(keepalive=KernelKeepalive(...))``) as a second opinion.
 """
 
 from __future__ import annotations

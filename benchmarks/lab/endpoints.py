@@ -11,7 +11,8 @@ its path::
 A :class:`Plan` lists :class:`Endpoint`\\ s, each of one of three kinds, so that pulsewire
 and the usual alternatives face the same fault at the same moment:
 
-- ``pulsewire``: :func:`pulsewire.serve` / :func:`pulsewire.connect` with ``policy``;
+- ``pulsewire``: :func:`pulsewire.serve` / :func:`pulsewire.connect` with ``policy`` and
+  ``socket_options``;
 - ``tcp``: a plain TCP socket with, optionally, kernel keepalive (``keepalive`` =
   ``(TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT)``, whole seconds) and ``TCP_USER_TIMEOUT``
   (``user_timeout``), set with plain ``setsockopt`` (not pulsewire's own kernel module, so
@@ -64,8 +65,8 @@ from typing import Any, Final, Literal
 import msgspec
 
 import pulsewire
+from pulsewire import Policy, SocketOptions
 from pulsewire.cli.netns import HostProcess, TwoHosts
-from pulsewire.core.policy import Policy
 
 __all__ = ["Endpoint", "Kind", "Plan", "Running", "main", "serve_and_watch"]
 
@@ -97,6 +98,7 @@ class Endpoint(msgspec.Struct, frozen=True, kw_only=True):
     connections: int = 1  #: watch: how many connections to open
     write_every: float | None = None  #: watch: send a small message this often, seconds
     policy: Policy | None = None  #: pulsewire (default ``Policy()``)
+    socket_options: SocketOptions | None = None  #: pulsewire (default ``SocketOptions()``)
     keepalive: tuple[int, int, int] | None = None  #: tcp: idle, interval, count
     user_timeout: float | None = None  #: tcp: TCP_USER_TIMEOUT, seconds
     ping_interval: float | None = None  #: websockets (None: no pings)
@@ -427,7 +429,9 @@ class Watched:
 async def open_link(host: str, endpoint: Endpoint) -> Link:
     if endpoint.kind == "pulsewire":
         policy = endpoint.policy if endpoint.policy is not None else Policy()
-        connection = await pulsewire.connect(host, endpoint.port, policy=policy)
+        connection = await pulsewire.connect(
+            host, endpoint.port, policy=policy, socket_options=endpoint.socket_options
+        )
         return PulsewireLink(connection)
     if endpoint.kind == "tcp":
         async with asyncio.timeout(OPEN_TIMEOUT):
@@ -528,6 +532,7 @@ async def serve(plan: Plan) -> None:
                 plan.host,
                 endpoint.port,
                 policy=endpoint.policy if endpoint.policy is not None else Policy(),
+                socket_options=endpoint.socket_options,
             )
             keep.append(listener)
             ports[endpoint.name] = listener.port

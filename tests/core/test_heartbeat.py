@@ -7,6 +7,7 @@ import pytest
 
 from pulsewire.core import CloseCode, Policy, Session
 from pulsewire.core.frames import (
+    HEADER,
     HEADER_SIZE,
     HEARTBEAT_FRAME_SIZE,
     FrameKind,
@@ -168,3 +169,21 @@ def test_an_answer_to_an_older_ping_counts_but_a_forged_time_does_not() -> None:
     session.receive_data(pong_frame(latest[0], latest[1] + 0.5), 2.2)  # a time never sent
     assert session.death is not None
     assert session.death.close_code == CloseCode.PROTOCOL_ERROR
+
+
+@pytest.mark.parametrize("kind", [FrameKind.PING, FrameKind.PONG, FrameKind.CREDIT])
+def test_a_deeply_nested_trailing_field_is_a_protocol_error_not_a_crash(kind: FrameKind) -> None:
+    # msgspec skips unknown trailing fields recursively: 4,000 nested arrays (within the
+    # control frame limit) would exhaust the interpreter's recursion limit.
+    head = {
+        FrameKind.PING: b"\x93\x01\xcb" + bytes(8),  # [seq, sent_at, <extra>]
+        FrameKind.PONG: b"\x94\x01\xcb" + bytes(8) + b"\x00",  # [seq, sent_at, stuck_for, ...]
+        FrameKind.CREDIT: b"\x92\x01",  # [increment, <extra>]
+    }[kind]
+    payload = head + b"\x91" * 4000 + b"\xc0"
+    frame = HEADER.pack(kind, 0, len(payload)) + payload
+    session = connected()
+    session.receive_data(frame, 1.0)
+    assert session.death is not None
+    assert session.death.close_code == CloseCode.PROTOCOL_ERROR
+    assert "nested too deeply" in str(session.death.error)

@@ -20,6 +20,7 @@ from pulsewire.core import (
 from pulsewire.core.codec import Frame
 from pulsewire.core.frames import Ping, Pong
 from pulsewire.core.liveness import Decision, LivenessTracker
+from pulsewire.errors import PolicyError
 from pulsewire.testing import SessionPair, WireMode, control_frame, data_frame, decode_control
 
 from .helpers import connected, death_of, run_timers, sent_frames
@@ -457,3 +458,11 @@ def test_the_default_suspicion_follows_the_negotiated_interval() -> None:
     pair = SessionPair(Policy(interval=1.0, timeout=5.0), slow_peer)
     pair.advance(60.0)
     assert not any(isinstance(event, Suspected) for event in pair.client_events)
+
+
+@pytest.mark.parametrize("interval", [0.0, -1.0, 5.0, 6.0])
+def test_tracker_refuses_an_interval_that_cannot_detect_within_the_timeout(
+    interval: float,
+) -> None:
+    with pytest.raises(PolicyError, match=r"interval .* must be positive and shorter"):
+        LivenessTracker(POLICY, now=0.0, interval=interval)

@@ -48,7 +48,10 @@ async def test_the_client_retries_until_the_server_appears() -> None:
 
     with structlog.testing.capture_logs() as logs:
         async with pulsewire.Client("127.0.0.1", port, backoff=FAST) as client:
-            await asyncio.sleep(0.3)  # let a few attempts fail; there is no event for "nothing"
+            # No event marks a failed attempt yet: wait for the condition itself, bounded.
+            async with asyncio.timeout(10):
+                while client.stats().failed_attempts < 2:  # noqa: ASYNC110
+                    await asyncio.sleep(FAST.initial / 4)
             async with await pulsewire.serve(echo, "127.0.0.1", port):
                 async with asyncio.timeout(10):
                     connection = await client.connection()

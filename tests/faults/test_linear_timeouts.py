@@ -1,14 +1,13 @@
 """Linear retransmission timeouts on a real wire: what ``TCP_THIN_LINEAR_TIMEOUTS`` changes.
 
 A blackhole makes the next PING go unacknowledged; the observer's kernel then retransmits
-it. With linear timeouts (``Policy.tcp_thin_linear_timeouts``, on by default) the first
+it. With linear timeouts (``SocketOptions.linear_timeouts``, on by default) the first
 retransmissions are one RTO (0.2 s here) apart, without them they double (0.2, 0.4, 0.8,
 1.6 s ...). The count of retransmissions a few seconds into the blackhole tells them
 apart. Linux only counts a stream as thin once its congestion control has set a
 slow-start threshold: reno and cubic do, BBR never does, so under BBR the option alone
-changes nothing (and the kernel report says why); ``Policy.thin_stream_congestion``
-(``"reno"`` by default) therefore switches a BBR socket to reno, and the linear timeouts
-apply again.
+changes nothing (and the kernel report says why); ``SocketOptions(congestion="reno")``
+(opt-in) switches a BBR socket to reno, and the linear timeouts apply again.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from typing import Any
 
 from lab.endpoints import Endpoint, serve_and_watch
 
-from pulsewire import Policy
+from pulsewire import Policy, SocketOptions
 from pulsewire.cli.netns import TwoHosts
 
 from .helpers import set_congestion, settle
@@ -30,17 +29,20 @@ POLICY = Policy(interval=1.0, timeout=8.0)
 WATCH = 3.5
 
 
-#: Linear timeouts asked for, but BBR kept (the behaviour before thin_stream_congestion).
-KEEP_BBR = Policy(interval=1.0, timeout=8.0, thin_stream_congestion=None)
+#: Linear timeouts, the socket switched to reno if it is BBR (opt-in).
+SWITCH = SocketOptions(congestion="reno")
+#: Linear timeouts asked for, congestion control left alone (the default).
+LINEAR = SocketOptions()
 #: No linear timeouts at all.
-BACKOFF = Policy(interval=1.0, timeout=8.0, tcp_thin_linear_timeouts=False)
+BACKOFF = SocketOptions(linear_timeouts=False)
 
 
 def retransmissions_into_a_blackhole(
-    hosts: TwoHosts, policies: dict[str, Policy]
+    hosts: TwoHosts, options: dict[str, SocketOptions]
 ) -> dict[str, dict[str, Any]]:
     endpoints = [
-        Endpoint(name=name, kind="pulsewire", policy=policy) for name, policy in policies.items()
+        Endpoint(name=name, kind="pulsewire", policy=POLICY, socket_options=each)
+        for name, each in options.items()
     ]
     running = serve_and_watch(hosts, endpoints)
     settle()
@@ -62,7 +64,7 @@ def stats(observer: Any, command_id: int) -> dict[str, dict[str, Any]]:
 
 def test_linear_timeouts_retransmit_a_lost_ping_without_backing_off(hosts: TwoHosts) -> None:
     set_congestion(hosts, "reno")
-    rows = retransmissions_into_a_blackhole(hosts, {"linear": POLICY, "backoff": BACKOFF})
+    rows = retransmissions_into_a_blackhole(hosts, {"linear": LINEAR, "backoff": BACKOFF})
     linear, backoff = rows["linear"], rows["backoff"]
     print(
         f"\nreno, {WATCH} s into a blackhole: {linear['retransmitted']} retransmissions with "
@@ -80,18 +82,18 @@ def test_under_bbr_linear_timeouts_work_once_the_socket_is_switched_to_reno(
     hosts: TwoHosts,
 ) -> None:
     set_congestion(hosts, "bbr")
-    policies = {"switched": POLICY, "kept": KEEP_BBR, "backoff": BACKOFF}
-    rows = retransmissions_into_a_blackhole(hosts, policies)
+    options = {"switched": SWITCH, "kept": LINEAR, "backoff": BACKOFF}
+    rows = retransmissions_into_a_blackhole(hosts, options)
     switched, kept, backoff = rows["switched"], rows["kept"], rows["backoff"]
     print(
         f"\nbbr hosts, {WATCH} s into a blackhole: {switched['retransmitted']} retransmissions "
         f"with linear timeouts (switched to {switched['congestion']}), {kept['retransmitted']} "
         f"with linear timeouts under bbr, {backoff['retransmitted']} without"
     )
-    # Policy() (thin_stream_congestion="reno") switched its socket: linear timeouts apply.
+    # SocketOptions(congestion="reno") switched its socket: linear timeouts apply.
     assert (switched["congestion"], switched["linear_timeouts"]) == ("reno", 1)
     assert switched["retransmitted"] >= 8, rows
-    # thin_stream_congestion=None keeps BBR, where the option changes nothing.
+    # The default keeps BBR, where the option changes nothing.
     assert (kept["congestion"], kept["linear_timeouts"]) == ("bbr", 1)
     assert kept["retransmitted"] <= 5, rows
     assert (backoff["congestion"], backoff["linear_timeouts"]) == ("bbr", 0)

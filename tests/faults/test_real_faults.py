@@ -13,7 +13,7 @@ import time
 
 from lab.endpoints import Endpoint, serve_and_watch
 
-from pulsewire import KernelKeepalive, Policy, Reason, Source
+from pulsewire import Policy, Reason, SocketOptions, Source
 from pulsewire.cli.netns import TwoHosts
 
 from .helpers import EARLY, LATE, PROMPT, only, report, settle
@@ -86,13 +86,14 @@ def test_kernel_user_timeout_is_reported_as_a_timeout_from_the_kernel(hosts: Two
     # kernel gives up on the unacknowledged writes first, with ETIMEDOUT, which the driver
     # must map to DEAD(TIMEOUT) from the kernel (not RESET, not a heartbeat verdict).
     user_timeout = 2.0
-    policy = Policy(
-        interval=1.0,
-        timeout=8.0,
-        tcp_user_timeout=True,
-        kernel=KernelKeepalive(user_timeout=user_timeout),
+    policy = Policy(interval=1.0, timeout=8.0)
+    endpoint = Endpoint(
+        name="uto",
+        kind="pulsewire",
+        policy=policy,
+        socket_options=SocketOptions(user_timeout=user_timeout),
+        write_every=0.1,
     )
-    endpoint = Endpoint(name="uto", kind="pulsewire", policy=policy, write_every=0.1)
     running = serve_and_watch(hosts, [endpoint])
     ready = running.observer.messages("ready")[0]
     assert ready["connections"][0]["user_timeout_ms"] == 2000  # as read back by getsockopt

@@ -478,20 +478,25 @@ class Session:
                 self._handshake_timed_out(now)
             return
         decision = tracker.poll(now)
-        if decision is not Decision.PING:  # an idle connection's timer: only a ping is due
-            if decision is Decision.NONE:
-                return
-            if Decision.DEAD in decision:
-                self._die(Reason.TIMEOUT, Source.HEARTBEAT, now, abort=True)
-                return
-            if Decision.SUSPECT in decision:
-                self._refresh_suspicion(now, tracker.silence(now), SuspectCause.SILENCE)
-            if Decision.PING not in decision:
-                return
-        self._ping_seq += 1
-        self._queue_control(ping_frame(self._ping_seq, now))
+        if decision is Decision.PING:  # an idle connection's timer: only a ping is due
+            self._send_ping(now)
+        elif decision is not Decision.NONE:
+            self._act_on(decision, tracker, now)
+
+    def _act_on(self, decision: Decision, tracker: LivenessTracker, now: float) -> None:
+        if Decision.DEAD in decision:
+            self._die(Reason.TIMEOUT, Source.HEARTBEAT, now, abort=True)
+            return
+        if Decision.SUSPECT in decision:
+            self._refresh_suspicion(now, tracker.silence(now), SuspectCause.SILENCE)
+        if Decision.PING in decision:
+            self._send_ping(now)
 
     # ------------------------------------------------------------------ output internals
+
+    def _send_ping(self, now: float) -> None:
+        self._ping_seq += 1
+        self._queue_control(ping_frame(self._ping_seq, now))
 
     def _queue_control(self, frame: bytes) -> None:
         control = self._control
