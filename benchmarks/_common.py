@@ -4,6 +4,7 @@ Nothing here knows about pulsewire. The pieces:
 
 - resource readings of the *current* process: :func:`raise_nofile`, :func:`rss_bytes`,
   :func:`cpu_seconds`;
+- :func:`quiet_structlog`: pulsewire's events to stderr, so that stdout stays the report's;
 - in-loop probes that only record while ``active``: :class:`Samples` (a bounded list of
   floats), :class:`LoopLagProbe` (lateness of a periodic ``call_later`` timer),
   :class:`GcMonitor` (collections and pauses via ``gc.callbacks``);
@@ -60,6 +61,7 @@ __all__ = [
     "measured_on",
     "median",
     "percentile",
+    "quiet_structlog",
     "raise_nofile",
     "replace_section",
     "rss_bytes",
@@ -119,6 +121,17 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
 
         return uvloop.new_event_loop
     raise ValueError(f"unknown loop {name!r}: use asyncio or uvloop")
+
+
+def quiet_structlog(level: int) -> None:
+    """Print pulsewire's structlog events at ``level`` and above to stderr, drop the rest:
+    stdout carries the report (and, in a child, its answers to the parent)."""
+    import structlog
+
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
 
 
 def emit(message: dict[str, Any], stream: TextIO = sys.stdout) -> None:
