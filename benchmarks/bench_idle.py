@@ -146,9 +146,9 @@ def _variants(names: str, compare: Sequence[str]) -> list[Variant]:
         if not label or "@" in label or not python:
             raise SystemExit(f"--compare {item!r}: expected LABEL=/path/to/python")
         variants.append(Variant.compared(label, python))
-    names = [variant.name for variant in variants]
-    if len(set(names)) < len(names):
-        raise SystemExit(f"each variant once: {', '.join(names)}")
+    given = [variant.name for variant in variants]
+    if len(set(given)) < len(given):
+        raise SystemExit(f"each variant once: {', '.join(given)}")
     return variants
 
 

@@ -18,8 +18,8 @@ from quality.study import Cell, Study
 
 
 def study_json(study: Study) -> dict[str, Any]:
-    paths = [{"path": _link(link)} for link, _ in study.scenarios()]
-    populations = [
+    paths: list[dict[str, Any]] = [{"path": _link(link)} for link, _ in study.scenarios()]
+    populations: list[dict[str, Any]] = [
         {"members": [_link(link) for link in population.members]}
         for population, _ in study.populations()
     ]
