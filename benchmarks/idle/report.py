@@ -187,12 +187,13 @@ def _target_finding(groups: Grouped, found: Ratios, n: int, loops: Sequence[str]
         checked = targets(a, found.get((n, loop), {}), n)
         passed[loop] = f"{sum(t.ok is True for t in checked)} of {len(checked)}"
         for t in checked:
-            if t.ok is not True:
-                key = (t.verdict, t.goal)
-                exceptions.setdefault(key, []).append(f"{loop} {t.measured}")
+            if t.ok is False:
+                exceptions.setdefault(("FAIL", t.goal), []).append(f"{loop} {t.measured}")
+            elif t.ok is None:
+                exceptions.setdefault(("not decided (no baseline)", t.goal), []).append(loop)
     counts = ", ".join(f"{count} pass on {loop}" for loop, count in passed.items())
     others = [
-        f"{verdict} {goal} ({'; '.join(where)})" for (verdict, goal), where in exceptions.items()
+        f"{verdict}: {goal} ({'; '.join(where)})" for (verdict, goal), where in exceptions.items()
     ]
     return f"Targets at N = {n:,}: " + "; ".join([counts, *others] if counts else others) + "."
 
