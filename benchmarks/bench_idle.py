@@ -60,19 +60,15 @@ from pathlib import Path
 from typing import Any
 
 import _common as common
-from idle import figures, harness, report
+from idle import figures, harness, report, variants
 from idle.harness import Variant
-from idle.variants import (
-    SIDES,
-    FloorSide,  # noqa: F401
-    pulsewire_policy,
-)
-
-# model_idle.py (owned elsewhere) measures this floor by importing it from here.
-from idle.variants import FloorProtocol as _FloorProtocol  # noqa: F401
 from idle.worker import run_worker
 
-VARIANTS = tuple(SIDES)
+# model_idle.py (owned elsewhere) imports the floor from here, to time the same code.
+FloorSide = variants.FloorSide
+_FloorProtocol = variants.FloorProtocol
+
+VARIANTS = tuple(variants.SIDES)
 HEARTBEAT_VARIANTS = ("tasks", "floor", "websockets", "pulsewire")
 LOOPS = ("asyncio", "uvloop")
 
@@ -140,16 +136,16 @@ def _split(text: str, allowed: Sequence[str] | None = None) -> list[str]:
 
 def _variants(names: str, compare: Sequence[str]) -> list[Variant]:
     """The ``--variants`` sides, then one ``pulsewire@LABEL`` per ``--compare``."""
-    variants = [Variant(name, name) for name in _split(names, VARIANTS)]
+    chosen = [Variant(name, name) for name in _split(names, VARIANTS)]
     for item in compare:
         label, _, python = item.partition("=")
         if not label or "@" in label or not python:
             raise SystemExit(f"--compare {item!r}: expected LABEL=/path/to/python")
-        variants.append(Variant.compared(label, python))
-    given = [variant.name for variant in variants]
+        chosen.append(Variant.compared(label, python))
+    given = [variant.name for variant in chosen]
     if len(set(given)) < len(given):
         raise SystemExit(f"each variant once: {', '.join(given)}")
-    return variants
+    return chosen
 
 
 def _facts(args: argparse.Namespace, saved: dict[str, Any]) -> report.RunFacts:
@@ -234,7 +230,7 @@ def profile_summary(directory: Path, top: int = 25) -> str:
 
 def _policy_text() -> str:
     try:
-        return repr(pulsewire_policy())
+        return repr(variants.pulsewire_policy())
     except ImportError:
         return "(pulsewire not installed)"
 
