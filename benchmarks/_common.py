@@ -4,13 +4,16 @@ Nothing here knows about pulsewire. The pieces:
 
 - resource readings of the *current* process: :func:`raise_nofile`, :func:`rss_bytes`,
   :func:`cpu_seconds`;
+- :func:`quiet_structlog`: pulsewire's events to stderr, so that stdout stays the report's;
 - in-loop probes that only record while ``active``: :class:`Samples` (a bounded list of
   floats), :class:`LoopLagProbe` (lateness of a periodic ``call_later`` timer),
   :class:`GcMonitor` (collections and pauses via ``gc.callbacks``);
 - :class:`Child`: a worker process spoken to with one JSON object per line on its stdin and
   stdout, with a timeout on every read; every child is registered and killed (by its PID)
   on exit, on errors and on Ctrl-C (:func:`kill_children`, :func:`install_cleanup`);
-- reports: :func:`summary`, :func:`markdown_table`, :func:`replace_section`.
+- reports: :func:`summary`, :func:`markdown_table`; the one shape of a RESULTS.md
+  section, :func:`claim_section` with :func:`measured_on` and :func:`machine`; and
+  :func:`replace_section`, which rewrites one script's section of RESULTS.md.
 """
 
 from __future__ import annotations
@@ -32,26 +35,33 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 __all__ = [
+    "RESULTS",
+    "RESULTS_HEADER",
     "Child",
     "GcMonitor",
     "LoopLagProbe",
     "Samples",
     "WorkerError",
+    "claim_section",
     "cpu_seconds",
     "emit",
     "git_revision",
     "install_cleanup",
     "kill_children",
     "loop_factory",
+    "machine",
     "machine_busy_pct",
     "machine_busy_seconds",
     "markdown_table",
+    "measured_on",
     "median",
     "percentile",
+    "quiet_structlog",
     "raise_nofile",
     "replace_section",
     "rss_bytes",
@@ -111,6 +121,17 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
 
         return uvloop.new_event_loop
     raise ValueError(f"unknown loop {name!r}: use asyncio or uvloop")
+
+
+def quiet_structlog(level: int) -> None:
+    """Print pulsewire's structlog events at ``level`` and above to stderr, drop the rest:
+    stdout carries the report (and, in a child, its answers to the parent)."""
+    import structlog
+
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
 
 
 def emit(message: dict[str, Any], stream: TextIO = sys.stdout) -> None:
@@ -381,6 +402,9 @@ def install_cleanup() -> None:
 
 # ---------------------------------------------------------------- reports
 
+RESULTS = Path(__file__).with_name("RESULTS.md")
+RESULTS_HEADER = "# pulsewire benchmark results"
+
 
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
@@ -388,18 +412,60 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str
     return "\n".join(lines)
 
 
-def replace_section(path: Path, heading: str, body: str, file_header: str) -> None:
-    """Rewrite the ``## heading`` section of ``path`` (created with ``file_header`` if absent).
+def claim_section(
+    claim: str,
+    table: str,
+    findings: Sequence[str],
+    *,
+    measured: str,
+    command: str,
+    how: str,
+) -> str:
+    """The body of a RESULTS.md section, the same for every script: what is claimed, one
+    table, the findings (ratios against the baseline measured in the same run, targets),
+    when and where it was measured, and the command that measured it."""
+    lines = [f"**Claim:** {claim}", "", table, ""]
+    lines += [f"- {finding}" for finding in findings]
+    lines += [f"- Measured {measured}.", f"- Command: `{command}` ({how})."]
+    return "\n".join(lines)
 
-    The section runs from its heading to the next ``## `` heading or the end of the file;
-    the other sections are left as they are.
+
+def measured_on(started: datetime, revision: str, packages: Sequence[str] = ()) -> str:
+    """``2026-12-05 10:00 UTC, commit abc1234, <machine>, Python 3.11.7, uvloop 0.23.0``."""
+    found = versions()
+    named = "".join(f", {name} {found[name]}" for name in packages)
+    return f"{started:%Y-%m-%d %H:%M} UTC, {revision}, {machine()}, Python {found['python']}{named}"
+
+
+def machine() -> str:
+    """``Linux 6.18.44 x86_64, 2 CPUs (AMD EPYC)``: enough to tell two machines apart."""
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        model = next(
+            (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+            "",
+        )
+    release = platform.release().split("-")[0]
+    cpus = f"{os.cpu_count()} CPUs" + (f" ({model})" if model else "")
+    return f"{platform.system()} {release} {platform.machine()}, {cpus}"
+
+
+def replace_section(path: Path, heading: str, body: str, file_header: str = RESULTS_HEADER) -> None:
+    """Rewrite the section of ``path`` with ``heading``'s key (created with ``file_header``).
+
+    A section runs from its ``## `` heading to the next one or the end of the file; its key
+    is the heading up to the first colon (``## bench_idle: idle cost at scale`` has the key
+    ``bench_idle``), so a script that renames its claim still replaces its own section.
+    The other sections are left as they are.
     """
     text = path.read_text() if path.exists() else file_header.rstrip() + "\n"
     lines = text.splitlines()
-    title = f"## {heading}"
-    new_section = [title, "", *body.strip().splitlines(), ""]
-    if title in lines:
-        start = lines.index(title)
+    new_section = [f"## {heading}", "", *body.strip().splitlines(), ""]
+    starts = [
+        i for i, line in enumerate(lines) if _section_key(line) == _section_key(f"## {heading}")
+    ]
+    if starts:
+        start = starts[0]
         end = next(
             (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
         )
@@ -409,6 +475,10 @@ def replace_section(path: Path, heading: str, body: str, file_header: str) -> No
             lines.append("")
         lines += new_section
     path.write_text("\n".join(lines).rstrip() + "\n")
+
+
+def _section_key(line: str) -> str | None:
+    return line[3:].split(":", 1)[0].strip() if line.startswith("## ") else None
 
 
 def git_revision(directory: Path, watched: str = ".") -> str:

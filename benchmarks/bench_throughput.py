@@ -20,8 +20,9 @@ send to that answer. Variants:
   the bulk run, so that it pings every 50 ms while the data flows (by default any bytes
   are evidence, and a busy connection sends no PING at all).
 
-Medians of ``--runs`` runs; ratios are taken within the same run. ``--smoke`` runs tiny
-counts for the test suite.
+Medians of ``--runs`` runs, the variants interleaved run by run; the ratios compare
+medians of the same run. ``--smoke`` runs tiny counts for the test suite. The report goes
+to standard output and to the ``## bench_throughput`` section of RESULTS.md.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import math
 import os
 import struct
@@ -37,13 +39,19 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import git_revision, loop_factory, markdown_table, median, replace_section, versions
+import _common as common
+from _common import loop_factory, median
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+HEADING = "bench_throughput: throughput"
+CLAIM = (
+    "on one connection, pulsewire sends small messages at least as fast as raw asyncio "
+    "streams (one await per message) and at least twice as fast as websockets, moves bulk "
+    "data at 0.8x raw streams or better, and keeps answering PINGs while a gigabyte is in "
+    "flight."
+)
 VARIANTS = ("raw", "websockets", "pulsewire")
 LOOPS = ("asyncio", "uvloop")
 _LENGTH = struct.Struct("!I")
@@ -238,102 +246,112 @@ def measure(variant: str, loop: str, work: Workload) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- report
 
+Measured = dict[tuple[str, str], dict[str, list[dict[str, Any]]]]
+HEADERS = (
+    "loop",
+    "workload",
+    "raw msg/s",
+    "websockets msg/s",
+    "pulsewire msg/s",
+    "pulsewire MB/s",
+    "pulsewire / raw",
+    "pulsewire / websockets",
+    "PING RTT max during bulk, ms",
+)
 
-def quiet_logs() -> None:
-    """Warnings and worse, to stderr: stdout carries the receiver's port."""
-    import logging
 
-    import structlog
-
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
-
-
-def run(options: argparse.Namespace) -> str:
-    rows: list[list[str]] = []
-    ratio_rows: list[list[str]] = []
-    verdicts: list[str] = []
+def measure_all(options: argparse.Namespace) -> Measured:
+    """Every (loop, workload): each variant's runs, the variants interleaved run by run."""
+    measured: Measured = {}
     for loop in options.loops:
         for work in workloads(options.smoke):
             results: dict[str, list[dict[str, Any]]] = {v: [] for v in options.variants}
             for _ in range(options.runs):
                 for variant in options.variants:  # interleaved: noise hits all alike
                     results[variant].append(measure(variant, loop, work))
-            rates = {v: median(r["msg_per_s"] for r in rs) for v, rs in results.items()}
-            for variant, runs in results.items():
-                rtt = median(r.get("rtt_max_ms") for r in runs)
-                rows.append(
-                    [
-                        loop,
-                        work.name,
-                        variant,
-                        f"{rates[variant]:,.0f}",
-                        f"{median(r['mb_per_s'] for r in runs):,.1f}",
-                        "-" if rtt != rtt else f"{rtt:.1f}",
-                    ]
-                )
-            if "pulsewire" in rates:
-                ratio_rows.append(
-                    [
-                        loop,
-                        work.name,
-                        *(
-                            f"{rates['pulsewire'] / rates[v]:.2f}x" if v in rates else "-"
-                            for v in ("raw", "websockets")
-                        ),
-                    ]
-                )
-            if not options.smoke:  # a smoke run's counts are too small to decide anything
-                verdicts += _verdicts(loop, work, rates, results)
+            measured[(loop, work.name)] = results
+            rates = _rates(results)
             print(f"{loop} {work.name}: " + ", ".join(f"{v} {r:,.0f}/s" for v, r in rates.items()))
-    table = markdown_table(
-        ["loop", "workload", "variant", "messages/s", "MB/s", "PING RTT max during bulk, ms"],
-        rows,
+    return measured
+
+
+def _rates(results: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+    return {v: median(r["msg_per_s"] for r in runs) for v, runs in results.items()}
+
+
+def section(
+    measured: Measured, options: argparse.Namespace, command: str, started: datetime
+) -> str:
+    """The RESULTS.md section: one row per loop and workload, the ratios in the same row."""
+    rows, verdicts = [], []
+    for (loop, name), results in measured.items():
+        rates = _rates(results)
+        mine = rates.get("pulsewire", math.nan)
+        pulsewire = results.get("pulsewire", [])
+        rtt = median(r.get("rtt_max_ms") for r in pulsewire)
+        rows.append(
+            [
+                loop,
+                name,
+                *(_rate(rates.get(v, math.nan)) for v in VARIANTS),
+                _rate(median(r["mb_per_s"] for r in pulsewire), 1),
+                *(_times(mine / rates.get(v, math.nan)) for v in ("raw", "websockets")),
+                "-" if math.isnan(rtt) else f"{rtt:.1f}",
+            ]
+        )
+        if not options.smoke:  # a smoke run's counts are too small to decide anything
+            verdicts += _verdicts(loop, name, rates, pulsewire)
+    revision = common.git_revision(common.RESULTS.parent, "src")
+    return common.claim_section(
+        CLAIM,
+        common.markdown_table(HEADERS, rows),
+        [_targets_finding(verdicts)],
+        measured=common.measured_on(started, revision, ("uvloop", "websockets")),
+        command=command,
+        how=f"median of {options.runs} runs, variants interleaved; RTTs on the loop's clock, "
+        "so under 1 ms reads 0.0 on uvloop (whole milliseconds)",
     )
-    ratios = markdown_table(
-        ["loop", "workload", "pulsewire / raw", "pulsewire / websockets"], ratio_rows
-    )
-    info = versions()
-    return (
-        f"`python benchmarks/bench_throughput.py{' --smoke' if options.smoke else ''}` — "
-        f"{time.strftime('%Y-%m-%d')}, Python {info['python']}, pulsewire {info['pulsewire']} "
-        f"({git_revision(RESULTS.parent.parent, 'src')}), uvloop {info['uvloop']}, websockets "
-        f"{info['websockets']}, {os.cpu_count()} cores; median of {options.runs} runs, variants "
-        f"interleaved. RTTs are on the loop's clock: uvloop's ticks in milliseconds, so an RTT "
-        f"under 1 ms reads 0.0 there.\n\n{table}\n\n"
-        f"Ratios (same run):\n\n{ratios}\n\nTargets:\n\n"
-        + ("\n".join(verdicts) or "- not decided by a smoke run")
-        + "\n"
-    )
+
+
+def _rate(value: float, digits: int = 0) -> str:
+    return "-" if math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def _times(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}x"
 
 
 def _verdicts(
-    loop: str, work: Workload, rates: dict[str, float], results: dict[str, list[dict[str, Any]]]
-) -> list[str]:
-    """The issue's targets that this workload decides, as PASS/FAIL lines."""
+    loop: str, workload: str, rates: dict[str, float], pulsewire: list[dict[str, Any]]
+) -> list[tuple[str, str, bool]]:
+    """The targets that this workload decides: (loop, what was measured, passed)."""
     if "pulsewire" not in rates:
         return []
     mine = rates["pulsewire"]
     checks: list[tuple[str, float, float]] = []  # what, ratio, at least
-    if work.name == "64 B":
+    if workload == "64 B":
         checks += [("64 B messages vs websockets", mine / rates.get("websockets", math.nan), 2.0)]
         checks += [("64 B messages vs raw streams", mine / rates.get("raw", math.nan), 1.0)]
-    if work.name == "bulk":
+    if workload == "bulk":
         checks += [("bulk vs raw streams", mine / rates.get("raw", math.nan), 0.8)]
-    lines = [
-        f"- {loop}: {'PASS' if ratio >= least else 'FAIL'}: {what} ≥ {least:g}x: {ratio:.2f}x"
+    found = [
+        (loop, f"{what} ≥ {least:g}x: {ratio:.2f}x", ratio >= least)
         for what, ratio, least in checks
-        if ratio == ratio  # a baseline not run decides nothing
+        if not math.isnan(ratio)  # a baseline not run decides nothing
     ]
-    if work.name == "bulk":
-        pongs = median(r.get("pongs", 0) for r in results["pulsewire"])
-        lines.append(
-            f"- {loop}: {'PASS' if pongs > 0 else 'FAIL'}: PINGs answered while the bulk "
-            f"transfer was in flight (control frames interleave): {pongs:.0f} PONGs (median)"
-        )
-    return lines
+    if workload == "bulk":
+        pongs = median(r.get("pongs", 0) for r in pulsewire)
+        found.append((loop, f"PONGs while the bulk transfer was in flight: {pongs:.0f}", pongs > 0))
+    return found
+
+
+def _targets_finding(verdicts: list[tuple[str, str, bool]]) -> str:
+    """``Targets: 8 of 8 pass``, or which failed: one line for the whole run."""
+    if not verdicts:
+        return "Targets: not decided by a smoke run (its counts are too small)."
+    failed = [f"{loop}: {what}" for loop, what, ok in verdicts if not ok]
+    text = f"Targets: {len(verdicts) - len(failed)} of {len(verdicts)} pass"
+    return text + (f"; FAIL {'; '.join(failed)}." if failed else ".")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -348,16 +366,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny counts, one run")
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     options = parser.parse_args(argv)
-    quiet_logs()
+    common.quiet_structlog(logging.WARNING)  # stdout carries the receiver's port
     if options.role == "receiver":
         run_receiver(options)
         return
     if options.smoke:
         options.runs = 1
-    report = run(options)
-    print(report)
+    given = sys.argv[1:] if argv is None else argv
+    command = " ".join(["python benchmarks/bench_throughput.py", *given])
+    text = section(measure_all(options), options, command, datetime.now(UTC))
+    print(f"\n## {HEADING}\n\n{text}")
     if not options.smoke and not options.no_write:
-        replace_section(RESULTS, "bench_throughput", report, "# pulsewire benchmark results")
+        common.replace_section(common.RESULTS, HEADING, text)
 
 
 if __name__ == "__main__":

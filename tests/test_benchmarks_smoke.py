@@ -1,7 +1,8 @@
-"""Each benchmark's smoke mode runs, so that the scripts never rot.
+"""Each benchmark's smoke mode runs as a program, so that the scripts never rot.
 
 Speed targets live in the benchmarks themselves (and benchmarks/RESULTS.md), not here:
-these tests check only that each script runs to its report on a tiny load.
+these tests check only that each script runs to its report on a tiny load, and that the
+report has its shape (benchmarks/detection_quality.py has its own test module).
 """
 
 from __future__ import annotations
@@ -26,23 +27,67 @@ def run_smoke(script: str, *extra: str, timeout: float = 120) -> str:
     return result.stdout
 
 
+def section(output: str, heading: str) -> list[str]:
+    """The lines of the RESULTS.md section a script printed (it writes none in smoke mode)."""
+    body = output.split(f"## {heading}\n", 1)[1].strip().splitlines()
+    assert body[0].startswith("**Claim:** ")
+    assert any(line.startswith("- Measured ") for line in body)
+    assert any(line.startswith("- Command: `python benchmarks/") for line in body)
+    return body
+
+
+def table_row(lines: list[str], *first_cells: str) -> list[str]:
+    prefix = "| " + " | ".join(first_cells) + " |"
+    row = next(line for line in lines if line.startswith(prefix))
+    return [cell.strip() for cell in row.strip("|").split("|")]
+
+
 def test_bench_idle_smoke_reports_every_variant() -> None:
     output = run_smoke("bench_idle.py", "--no-write")
-    for variant in ("no heartbeat", "per-task heartbeat", "Protocol + ticker", "pulsewire"):
-        assert variant in output
+    lines = section(output, "bench_idle: idle cost at scale")
+    labels = (
+        "no heartbeat (streams)",
+        "per-task heartbeat (streams)",
+        "Protocol + ticker (floor)",
+        "websockets",
+        "pulsewire",
+    )
+    for label in labels:
+        row = table_row(lines, label, "asyncio")
+        assert row[2] == "50", row  # every connection held
+        assert row[-1] == "0 / 0", row  # none lost or closed
+    assert any(line.startswith("- Same-round ratios") for line in lines)
+
+
+def test_bench_idle_compares_another_build_in_the_same_rounds() -> None:
+    # The "other build" is this interpreter again: the plumbing is under test, not speed.
+    compare = f"same={sys.executable}"
+    output = run_smoke("bench_idle.py", "--variants", "floor,pulsewire", "--compare", compare)
+    lines = section(output, "bench_idle: idle cost at scale")
+    assert table_row(lines, "pulsewire@same", "asyncio")[-1] == "0 / 0"
+    ratios = next(line for line in lines if line.startswith("- Same-round ratios"))
+    assert "pulsewire / pulsewire@same: **" in ratios
+    assert "pulsewire@same / floor: **" in ratios
+    assert any(line.startswith("- `pulsewire@same` ran pulsewire ") for line in lines)
 
 
 def test_bench_throughput_smoke_compares_pulsewire_with_raw_streams() -> None:
     output = run_smoke("bench_throughput.py", "--loops", "asyncio")
-    assert "| asyncio | 64 B | pulsewire |" in output
-    assert "pulsewire / raw" in output
+    lines = section(output, "bench_throughput: throughput")
+    header = table_row(lines, "loop", "workload")
+    row = dict(zip(header, table_row(lines, "asyncio", "64 B"), strict=True))
+    assert row["pulsewire / raw"].endswith("x")
+    assert float(row["pulsewire msg/s"].replace(",", "")) > 0
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="uses SIGSTOP on a subprocess (POSIX)")
 def test_bench_detection_under_load_smoke_convicts_the_frozen_peer() -> None:
     output = run_smoke("bench_detection_under_load.py")
-    assert "| asyncio | 51 |" in output
-    assert "PASS" in output
+    lines = section(output, "bench_detection_under_load: detection under load")
+    row = table_row(lines, "asyncio", "51")
+    assert row[4] == "timeout"
+    assert row[5] == "0"  # false deaths
+    assert any(line.startswith("- Target: PASS") for line in lines)
 
 
 def test_model_idle_smoke_times_pulsewire_and_the_floor() -> None:
