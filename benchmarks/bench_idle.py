@@ -64,10 +64,6 @@ from idle import figures, harness, report, variants
 from idle.harness import Variant
 from idle.worker import run_worker
 
-# model_idle.py (owned elsewhere) imports the floor from here, to time the same code.
-FloorSide = variants.FloorSide
-_FloorProtocol = variants.FloorProtocol
-
 VARIANTS = tuple(variants.SIDES)
 HEARTBEAT_VARIANTS = ("tasks", "floor", "websockets", "pulsewire")
 LOOPS = ("asyncio", "uvloop")

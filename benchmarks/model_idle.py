@@ -149,12 +149,12 @@ class Model:
 
     def _build_floor(self, n: int) -> None:
         # bench_idle's own floor, so that both measure the same code.
-        from bench_idle import FloorSide, _FloorProtocol
+        from idle.variants import FloorProtocol, FloorSide
 
         client_side = FloorSide(self.client_loop, "client")  # type: ignore[arg-type]
         server_side = FloorSide(self.server_loop, "server")  # type: ignore[arg-type]
         for _ in range(n):
-            client, server = _FloorProtocol(client_side), _FloorProtocol(server_side)
+            client, server = FloorProtocol(client_side), FloorProtocol(server_side)
             to_server, to_client = self._pair(client, server)
             client.connection_made(to_server)  # type: ignore[arg-type]
             server.connection_made(to_client)  # type: ignore[arg-type]
