@@ -118,3 +118,61 @@ def test_core_imports_where_io_modules_cannot_be_imported() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "pulsewire.core.session" in result.stdout
+
+
+# ---------------------------------------------------------------- one-way dependencies
+
+SRC = CORE.parent
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """The pulsewire modules ``path`` imports at run time (TYPE_CHECKING blocks excluded)."""
+    tree = ast.parse(path.read_text())
+    type_only: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            type_only |= {id(child) for child in ast.walk(node)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return {name for name in found if name.startswith("pulsewire")}
+
+
+def test_errors_imports_nothing_of_pulsewire_at_run_time() -> None:
+    assert _runtime_imports(SRC / "errors.py") == set()
+
+
+def test_the_asyncio_driver_depends_one_way() -> None:
+    driver = {path.stem: path for path in (SRC / "asyncio").glob("*.py")}
+    graph = {
+        name: {
+            module.rpartition(".")[2]
+            for module in _runtime_imports(path)
+            if module.startswith("pulsewire.asyncio.")
+        }
+        for name, path in driver.items()
+    }
+    # The protocol knows the session and the scheduler only; the connection knows the
+    # protocol; the server and the client build on both.
+    assert graph["scheduler"] == set()
+    assert graph["protocol"] == {"scheduler"}
+    assert graph["connection"] == {"protocol"}
+    assert not graph["server"] & {"client"}
+    assert not graph["client"] & {"server"}
+    # And no cycle anywhere.
+    visiting: list[str] = []
+
+    def visit(name: str) -> None:
+        assert name not in visiting, f"import cycle: {' -> '.join([*visiting, name])}"
+        visiting.append(name)
+        for imported in graph.get(name, ()):
+            visit(imported)
+        visiting.pop()
+
+    for name in graph:
+        visit(name)

@@ -290,7 +290,7 @@ def targets(
     # lateness: the other side's counts, not a NaN that max() would pass along.
     p99 = finite_max(a["dl_p99"], a["cdl_p99"])
     worst = finite_max(a["worst_dl_max"], a["worst_cdl_max"], a["worst_sched_max_ms"])
-    cpu, rss, exchange = ratio(CPU_VS_TASKS), ratio(RSS_OVER_NONE), ratio(EXCHANGE_VS_FLOOR)
+    cpu, rss = ratio(CPU_VS_TASKS), ratio(RSS_OVER_NONE)
     gen2 = a["worst_gen2_pause_ms"]
     return [
         Target(
@@ -301,11 +301,6 @@ def targets(
         ),
         Target("idle CPU ≤ 0.5x per-task heartbeat", fmt(cpu, 2, "x"), _at_most(cpu, 0.5)),
         Target("RSS/conn ≤ no-heartbeat + 2 KiB", fmt(rss, 2, " KiB"), _at_most(rss, 2.0)),
-        Target(
-            "CPU per PING/PONG exchange ≤ 1.2x floor",
-            fmt(exchange, 2, "x"),
-            _at_most(exchange, 1.2),
-        ),
         Target("deadline lateness p99 ≤ 20 ms", fmt(p99, 1, " ms (worse side)"), _at_most(p99, 20)),
         Target(
             "deadline lateness max ≤ 100 ms",

@@ -119,6 +119,11 @@ def test_a_timer_run_early_by_the_clock_resolution_fires_at_the_deadline(
     # yet due (which would make a driver spin until the clock ticks).
     assert log == [("t", 0.5)]
     assert loop.armed() is None
+    # And the clock never goes back on it: a PONG read before the loop's clock catches up
+    # must not look older than the PING sent "at 0.5".
+    assert scheduler.time() == 0.5
+    loop.now = 0.6
+    assert scheduler.time() == 0.6
 
 
 def test_an_earlier_deadline_supersedes_the_registered_one(

@@ -212,7 +212,7 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
             return
         pending = session.pending_send_bytes
         budget = 0 if self._writing_paused else WRITE_BUDGET
-        data = session.data_to_send(budget, self.time() if now is None else now)
+        data = session.data_to_send(budget, self.scheduler.time() if now is None else now)
         if data:
             transport.write(data)
         if pending:

@@ -16,7 +16,10 @@ deadline has come. An emptied tick stays in the heap and fires as a no-op.
 Clock resolution: a loop may run a timer slightly before its time (asyncio by up to its
 clock resolution, uvloop by up to a millisecond). A tick whose end is that close is fired,
 and its targets are told the tick's end as ``now``, so a session never sees a deadline it
-must act on as not yet due (and a driver never spins waiting for the clock to tick).
+must act on as not yet due (and a driver never spins waiting for the clock to tick). The
+clock never goes back on a time it has handed out: until the loop's clock catches up with
+such a tick's end, :meth:`DeadlineScheduler.time` reads the tick's end (a PONG that comes
+back within that millisecond must not look older than its PING).
 
 Local-stall guard: the scheduler's clock, :meth:`DeadlineScheduler.time`, is the loop's
 monotonic clock *minus the time the loop was stalled*. When the armed timer is overdue by
@@ -95,6 +98,7 @@ class DeadlineScheduler:
         self._armed_at = math.inf  # loop time at which the timer is armed
         self._stall_from = math.inf  # loop time after which that timer counts as stalled
         self._stall_counted_until = -math.inf
+        self._handed_out = -math.inf  # the latest tick end given to targets as ``now``
         #: Draws every session's ping jitter: one generator for the loop, not one each.
         self.rng = random.Random()
         #: Seconds of loop stall subtracted from the clock so far.
@@ -117,7 +121,8 @@ class DeadlineScheduler:
         now = self._clock()
         if now > self._stall_from:
             self._count_stall(now)
-        return now - self.stalled
+        now -= self.stalled
+        return now if now > self._handed_out else self._handed_out
 
     def schedule(self, target: Scheduled, deadline: float | None) -> None:
         """Fire ``target.on_deadline`` at ``deadline`` (rounded up to the tick), replacing
@@ -188,7 +193,9 @@ class DeadlineScheduler:
             if first is None:
                 first = tick.number
             tick_end = tick.number * self.TICK
-            fire_at = now if now > tick_end else tick_end  # never before the deadline
+            fire_at = now
+            if tick_end > now:  # the loop ran us early: act at the deadline, and stay there
+                fire_at = self._handed_out = tick_end
             # popitem, not iteration: a fire may cancel or move other targets of this tick.
             while tick:
                 target = tick.popitem()[0]

@@ -20,6 +20,7 @@ from pulsewire.core.frames import (
     FLAG_FIN,
     HEADER,
     HEADER_SIZE,
+    HEARTBEAT_FRAME_SIZE,
     MAGIC,
     MAX_CONTROL_PAYLOAD,
     PREAMBLE,
@@ -100,7 +101,7 @@ class FrameDecoder:
         fixed layout and nothing is pending: the one read an idle connection gets per
         interval, parsed in one step. None for anything else, which :meth:`feed` takes.
         """
-        if not self.at_frame_boundary or self._error is not None:
+        if len(data) != HEARTBEAT_FRAME_SIZE or not self.at_frame_boundary or self._error:
             return None
         return parse_heartbeat(data)
 

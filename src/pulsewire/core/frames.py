@@ -19,6 +19,7 @@ of which carries ``FLAG_FIN``.
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from typing import Annotated, Final
 
@@ -180,23 +181,24 @@ _HEARTBEAT_FRAME = struct.Struct("!" + HEADER.format[1:] + _HEARTBEAT_PAYLOAD.fo
 HEARTBEAT_FRAME_SIZE: Final = _HEARTBEAT_FRAME.size
 
 
-def _fixed_heartbeat(kind: FrameKind, seq: int, sent_at: float) -> bytes:
-    length = _HEARTBEAT_PAYLOAD.size
-    return _HEARTBEAT_FRAME.pack(kind, 0, length, _FIXARRAY_2, _UINT32, seq, _FLOAT64, sent_at)
+# The fixed layout's packers, with everything but (seq, float tag, sent_at) bound.
+_HEAD = (0, _HEARTBEAT_PAYLOAD.size, _FIXARRAY_2, _UINT32)
+_pack_ping = functools.partial(_HEARTBEAT_FRAME.pack, FrameKind.PING, *_HEAD)
+_pack_pong = functools.partial(_HEARTBEAT_FRAME.pack, FrameKind.PONG, *_HEAD)
 
 
 def ping_frame(seq: int, sent_at: float) -> bytes:
     """A whole PING frame (the fixed layout when ``seq`` fits it)."""
     if seq > MAX_FIXED_SEQ:
         return encode_control(FrameKind.PING, Ping(seq, sent_at))
-    return _fixed_heartbeat(FrameKind.PING, seq, sent_at)
+    return _pack_ping(seq, _FLOAT64, sent_at)
 
 
 def pong_frame(seq: int, sent_at: float, stuck_for: float = 0.0) -> bytes:
     """A whole PONG frame (``stuck_for`` at its default 0.0 is left out)."""
     if stuck_for or seq > MAX_FIXED_SEQ:
         return encode_control(FrameKind.PONG, Pong(seq, sent_at, stuck_for))
-    return _fixed_heartbeat(FrameKind.PONG, seq, sent_at)
+    return _pack_pong(seq, _FLOAT64, sent_at)
 
 
 def _is_fixed(array_tag: int, int_tag: int, float_tag: int) -> bool:

@@ -3,7 +3,9 @@
 The driver contract, complete (a driver for another I/O library needs nothing else):
 
 1. Create the session when the transport connects, passing the monotonic ``now``.
-2. Feed every input with the current ``now``: :meth:`Session.receive_data`,
+2. Feed every input with the current ``now``, read from one monotonic clock that never
+   goes back on a time it has given (a PONG must not look older than its PING):
+   :meth:`Session.receive_data`,
    :meth:`Session.receive_eof`, :meth:`Session.connection_lost` (with the reason mapped from
    the socket error), :meth:`Session.handle_timer` when :meth:`Session.next_deadline` has
    come, and the local user's :meth:`Session.send_message`, :meth:`Session.message_consumed`
@@ -765,7 +767,8 @@ class Session:
         tracker = self._tracker
         if tracker is not None:
             tracker.peer_pinged()
-        self._queue_control(pong_frame(seq, sent_at, self._stuck_for(now)))
+        stuck_for = self._stuck_for(now) if self._unconsumed_since else 0.0
+        self._queue_control(pong_frame(seq, sent_at, stuck_for))
 
     def _spend_ping_token(self, now: float) -> None:
         """Close a peer that pings faster than the negotiated minimum, beyond a tolerance.
