@@ -20,6 +20,7 @@ from pulsewire.core import (
     State,
 )
 from pulsewire.core.frames import (
+    FEATURES,
     FLAG_FIN,
     PREAMBLE,
     Close,
@@ -82,7 +83,7 @@ def test_session_opens_with_preamble_then_hello() -> None:
     data = Session(Policy(interval=2, timeout=9), now=0.0, name="me").data_to_send()
     assert data.startswith(PREAMBLE)
     assert sent_controls_of(bytes(data)) == [
-        Hello(2.0, 0.05, 9.0, 64 * 1024, 4 * 1024 * 1024, 4 * 1024 * 1024 + 16, "me")
+        Hello(2.0, 0.05, 9.0, 64 * 1024, 4 * 1024 * 1024, 4 * 1024 * 1024 + 16, "me", FEATURES)
     ]
 
 
@@ -443,7 +444,7 @@ def test_pong_goes_out_ahead_of_queued_data() -> None:
     session.receive_data(control_frame(Ping(9, 0.0)), 0.1)
     frames = sent_frames(session, budget=20_000)
     assert frames[0].kind is FrameKind.PONG
-    assert decode_control(frames[0]) == Pong(9, 0.0)
+    assert decode_control(frames[0]) == Pong(9, 0.0, 0.0, 0.1, 0)  # stamp, consumed: features
     assert {f.kind for f in frames[1:]} == {FrameKind.DATA}
     assert sum(len(f.payload) for f in frames[1:]) == 20_000
 

@@ -17,6 +17,7 @@ from pulsewire.core.events import (
     Event,
     HandshakeCompleted,
     MessageReceived,
+    PingAnswered,
     Recovered,
     Suspected,
 )
@@ -90,6 +91,7 @@ class Connection:
         "_drain_waiters",
         "_inbound",
         "_observer",
+        "_ping_waiters",
         "_protocol",
         "_recv_waiter",
         "_state_waiters",
@@ -107,6 +109,7 @@ class Connection:
         self._state_waiters: list[asyncio.Future[None]] | None = None
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._dead_waiter: asyncio.Future[Death] | None = None
+        self._ping_waiters: dict[int, asyncio.Future[float]] | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.peer_address} {self.state.value}>"
@@ -150,8 +153,40 @@ class Connection:
 
     @property
     def rtt(self) -> float | None:
-        """Smoothed round-trip time in seconds (RFC 6298), ``None`` before the first PONG."""
+        """Smoothed round-trip time in seconds (RFC 6298), on both ends.
+
+        The connecting side has a first sample from the handshake; the accepting side from
+        the peer's second PING on (peers that announce ``Feature.ECHO``). ``None`` before
+        any sample. :meth:`ping` measures one on demand.
+        """
         return self._session.rtt.srtt
+
+    async def ping(self) -> float:
+        """Send a PING now and return its round-trip time in seconds.
+
+        It takes the place of the next scheduled ping. Pings are spaced at least half the
+        negotiated interval apart (closer ones count as abuse at the peer): a call that
+        comes sooner waits until then. Raises ``PeerDeadError``/``LocalClosedError`` if
+        the connection dies first.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            session = self._session
+            self._raise_if_dead()
+            wait = session.ping_allowed_at() - self._protocol.time()
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        seq = session.send_ping(self._protocol.time())
+        waiter: asyncio.Future[float] = loop.create_future()
+        if self._ping_waiters is None:
+            self._ping_waiters = {}
+        self._ping_waiters[seq] = waiter
+        self._protocol.after_input()
+        try:
+            return await waiter
+        finally:
+            self._ping_waiters.pop(seq, None)
 
     @property
     def negotiated(self) -> Negotiated | None:
@@ -322,6 +357,8 @@ class Connection:
                 self._suspected(event)
             elif isinstance(event, Recovered):
                 self._recovered(event)
+            elif isinstance(event, PingAnswered):
+                self._ping_answered(event)
             elif isinstance(event, Died):
                 self._died(event.death)
 
@@ -339,6 +376,11 @@ class Connection:
             self._drain_waiters = None
             for waiter in waiters:
                 self._wake(waiter)
+
+    def _ping_answered(self, event: PingAnswered) -> None:
+        waiter = None if self._ping_waiters is None else self._ping_waiters.get(event.seq)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(event.rtt)
 
     def _message(self, data: bytes) -> None:
         observer = self._observer
@@ -398,6 +440,10 @@ class Connection:
 
     def _wake_all(self, death: Death) -> None:
         self._wake(self._recv_waiter)
+        for waiter in (self._ping_waiters or {}).values():
+            if not waiter.done():
+                closed = LocalClosedError if death.reason is Reason.LOCAL_CLOSE else PeerDeadError
+                waiter.set_exception(closed(death))
         self._send_progressed()
         self._state_changed()
         if self._dead_waiter is not None and not self._dead_waiter.done():
