@@ -29,7 +29,7 @@ from pulsewire.core.events import Death, Source
 from pulsewire.core.frames import CloseCode
 from pulsewire.core.keepalive import SocketOptions
 from pulsewire.core.policy import Limits, Policy
-from pulsewire.core.states import State
+from pulsewire.core.states import Reason, State
 from pulsewire.errors import ConnectError, ConnectionClosedError, HandshakeError, TLSError
 
 __all__ = ["OpenTransport", "handshake_failure", "open_connection", "tls_failure"]
@@ -117,6 +117,20 @@ def handshake_failure(where: str, death: Death, connection: Connection) -> Conne
                 error.code,
             )
         return HandshakeError(f"handshake with {where} failed: {error}", error.code)
+    if connection.stats().bytes_received == 0 and death.reason in (Reason.EOF, Reason.RESET):
+        # A pulsewire peer sends its preamble as soon as it is connected: this one closed
+        # before. Over TLS, that is how an asyncio server refuses a client certificate (it
+        # drops the connection without sending its alert).
+        if connection.get_extra_info("ssl_object") is not None:
+            return TLSError(
+                f"TLS with {where} failed: the server dropped the connection right after the "
+                "TLS handshake: it most likely refused our client certificate (none sent, or "
+                "an issuer it does not trust)"
+            )
+        return ConnectError(
+            f"{where} closed the connection before sending anything ({death.reason.value}): "
+            "is it a pulsewire server, and does it expect TLS?"
+        )
     if death.close_code is not None:
         # Carry the peer's code (which the session echoed), not a generic PROTOCOL_ERROR.
         code = CloseCode(death.close_code) if death.close_code in _CLOSE_CODES else None

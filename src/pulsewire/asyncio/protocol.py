@@ -199,7 +199,9 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         assert self.session is not None
         self.session.receive_eof(self.time())
         self.after_input()
-        return True  # we close the transport ourselves once the session has died
+        # We close the transport ourselves once the session has died; a TLS transport
+        # closes itself on EOF in any case (and asyncio warns if told otherwise).
+        return self.transport is not None and self.transport.get_extra_info("sslcontext") is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         session = self.session
