@@ -35,7 +35,7 @@ __all__ = [
 PEER_CONNECTED: Final = "peer.connected"  #: handshake done; negotiated intervals
 PEER_SUSPECT: Final = "peer.suspect"  #: silent past suspect_after
 PEER_RECOVERED: Final = "peer.recovered"  #: evidence arrived from a suspect peer
-PEER_DEAD: Final = "peer.dead"  #: every death, with reason, source, silence, last_rtt
+PEER_DEAD: Final = "peer.dead"  #: a connection died, with reason, source, silence, last_rtt
 PEER_RTT: Final = "peer.rtt"  #: one RTT sample (only tools such as ``probe`` log these)
 #: the connection died before its handshake completed (instead of ``peer.dead``): not a
 #: pulsewire peer, no HELLO in time, incompatible proposals, a refusal

@@ -179,6 +179,8 @@ async def test_a_server_that_speaks_another_protocol_is_named():
         ({"server_hostname": "x"}, pulsewire.UsageError, "only means something with ssl"),
         ({"ssl": True}, TypeError, "ssl must be an ssl.SSLContext"),
         ({"logger": print}, TypeError, "logger= takes"),
+        ({"policy": Policy.lan}, TypeError, "policy must be a Policy, not method"),
+        ({"name": "n" * 257}, pulsewire.UsageError, "name longer than 256"),
     ],
 )
 async def test_bad_arguments_are_said_before_any_io(kwargs, error, match):

@@ -9,13 +9,26 @@ instead of surfacing later as an ``OverflowError`` from deep inside asyncio.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import ssl as _ssl
 from typing import Any
 
+from pulsewire.core.keepalive import SocketOptions
+from pulsewire.core.policy import Limits, Policy
+from pulsewire.core.session import Session
 from pulsewire.errors import UsageError
 
-__all__ = ["check_host", "check_path", "check_port", "check_socket", "check_tls"]
+__all__ = [
+    "check_host",
+    "check_path",
+    "check_port",
+    "check_settings",
+    "check_socket",
+    "check_tls",
+]
+
+_RNG = random.Random(0)  # for the trial session of check_settings: never draws
 
 
 def check_host(host: object) -> str:
@@ -75,3 +88,20 @@ def check_tls(ssl: Any, server_hostname: object, *, needs_hostname: bool) -> Non
             "ssl= here needs server_hostname=: the name the server's certificate must carry "
             "(there is no host name to check it against)"
         )
+
+
+def check_settings(
+    policy: Policy, limits: Limits, socket_options: SocketOptions, name: str
+) -> None:
+    """The values every connection is made with; ``name`` as the session will check it (a
+    session that refused it in ``connection_made`` would leave the caller waiting)."""
+    settings: tuple[tuple[object, type, str], ...] = (
+        (policy, Policy, "policy"),
+        (limits, Limits, "limits"),
+        (socket_options, SocketOptions, "socket_options"),
+        (name, str, "name"),
+    )
+    for value, kind, argument in settings:
+        if not isinstance(value, kind):
+            raise TypeError(f"{argument} must be a {kind.__name__}, not {type(value).__name__}")
+    Session(policy, limits, now=0.0, name=name, rng=_RNG)

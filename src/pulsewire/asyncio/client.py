@@ -18,7 +18,14 @@ import msgspec
 
 from pulsewire import logevents
 from pulsewire._log import LoggerLike, event_logger, get_logger
-from pulsewire.asyncio.arguments import check_host, check_path, check_port, check_socket, check_tls
+from pulsewire.asyncio.arguments import (
+    check_host,
+    check_path,
+    check_port,
+    check_settings,
+    check_socket,
+    check_tls,
+)
 from pulsewire.asyncio.connection import Connection
 from pulsewire.asyncio.opening import OpenTransport, open_connection
 from pulsewire.asyncio.protocol import PulsewireProtocol, format_address
@@ -259,6 +266,12 @@ class Client:
         self.port = port
         self.policy = policy if policy is not None else Policy()
         self.limits = limits if limits is not None else Limits()
+        check_settings(
+            self.policy,
+            self.limits,
+            socket_options if socket_options is not None else SocketOptions(),
+            name,
+        )
         self.socket_options = socket_options
         self.ssl = ssl
         self.server_hostname = server_hostname

@@ -22,6 +22,7 @@ import ssl as _ssl
 from collections.abc import Awaitable, Callable
 
 from pulsewire._log import EventLogger
+from pulsewire.asyncio.arguments import check_settings
 from pulsewire.asyncio.connection import Connection, ConnectionObserver
 from pulsewire.asyncio.protocol import PulsewireProtocol
 from pulsewire.asyncio.scheduler import scheduler_for
@@ -65,6 +66,7 @@ async def open_connection(
     observer: ConnectionObserver | None = None,
 ) -> Connection:
     """Open the transport, run the handshake, return the live connection (see module doc)."""
+    check_settings(policy, limits, socket_options, name)
     protocol = PulsewireProtocol(
         scheduler_for(asyncio.get_running_loop()),
         policy=policy,

@@ -17,7 +17,14 @@ import msgspec
 
 from pulsewire import logevents
 from pulsewire._log import EventLogger, LoggerLike, event_logger, get_logger
-from pulsewire.asyncio.arguments import check_host, check_path, check_port, check_socket, check_tls
+from pulsewire.asyncio.arguments import (
+    check_host,
+    check_path,
+    check_port,
+    check_settings,
+    check_socket,
+    check_tls,
+)
 from pulsewire.asyncio.connection import Connection
 from pulsewire.asyncio.protocol import PulsewireProtocol, format_address
 from pulsewire.asyncio.scheduler import scheduler_for
@@ -366,11 +373,14 @@ async def serve(
             check_host(host)
         check_port(port, allow_zero=True)
     policy = policy if policy is not None else Policy()
+    limits = limits if limits is not None else Limits()
+    socket_options = socket_options if socket_options is not None else SocketOptions()
+    check_settings(policy, limits, socket_options, name)
     listener = Listener(
         handler,
         policy=policy,
-        limits=limits if limits is not None else Limits(),
-        socket_options=socket_options if socket_options is not None else SocketOptions(),
+        limits=limits,
+        socket_options=socket_options,
         name=name,
         log=event_logger(logger, _log),
     )
@@ -419,10 +429,12 @@ async def serve_unix(
     check_tls(ssl, None, needs_hostname=False)
     path = check_path(path)
     policy = policy if policy is not None else Policy()
+    limits = limits if limits is not None else Limits()
+    check_settings(policy, limits, SocketOptions(), name)
     listener = Listener(
         handler,
         policy=policy,
-        limits=limits if limits is not None else Limits(),
+        limits=limits,
         socket_options=SocketOptions(),
         name=name,
         log=event_logger(logger, _log),
