@@ -192,6 +192,26 @@ async def test_capture_logs_sees_the_events_like_the_applications_own() -> None:
     assert (dead["log_level"], dead["reason"]) == ("warning", "reset")
 
 
+@pytest.mark.asyncio
+async def test_an_application_routing_structlog_through_logging_sees_its_processors_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def stamp(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        event_dict["app"] = "mine"
+        return event_dict
+
+    structlog.configure(
+        processors=[stamp, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+    )
+    try:
+        await reset_by_the_server()
+    finally:
+        structlog.reset_defaults()
+    dead = [event for event in events(caplog) if event["event"] == logevents.PEER_DEAD]
+    assert [(event["app"], event["reason"]) for event in dead] == [("mine", "reset")]
+
+
 # --------------------------------------------------------------------------------------
 # logger=
 # --------------------------------------------------------------------------------------

@@ -140,10 +140,21 @@ async def test_a_connected_unix_socket_pair_is_a_connection() -> None:
         (lambda s: pulsewire.serve(echo, port=1, sock=s), pulsewire.UsageError, "not both"),
         (lambda s: pulsewire.connect(sock=s), ValueError, "not connected"),
         (lambda s: pulsewire.connect(sock=5), TypeError, "socket.socket, not int"),
+        (lambda s: pulsewire.serve(echo, name="n" * 257), pulsewire.UsageError, "name longer"),
+        (lambda s: pulsewire.serve_unix(echo, "x", limits=5), TypeError, "limits must be"),
     ],
-    ids=["connect-both", "connect-none", "connect-no-port", "serve-both", "unconnected", "type"],
+    ids=[
+        "connect-both",
+        "connect-none",
+        "connect-no-port",
+        "serve-both",
+        "unconnected",
+        "type",
+        "serve-name",
+        "serve-limits",
+    ],
 )
-async def test_sock_and_host_port_are_exclusive(call, error, match) -> None:
+async def test_bad_arguments_are_refused_before_any_io(call, error, match) -> None:
     with socket.socket() as sock, pytest.raises(error, match=match):
         await call(sock)
 

@@ -88,7 +88,8 @@ class Connection:
     client connection.
 
     Connections are made by :func:`~pulsewire.connect`, :func:`~pulsewire.connect_unix`,
-    :func:`~pulsewire.wrap_streams` and :func:`~pulsewire.serve`.
+    :func:`~pulsewire.wrap_streams`, :func:`~pulsewire.serve` and
+    :func:`~pulsewire.serve_unix`.
     """
 
     __slots__ = (
