@@ -62,7 +62,7 @@ def client_tls(ca: trustme.CA) -> ClientTls:
 
 
 @pytest.mark.asyncio
-async def test_heartbeats_run_inside_tls(server_tls, client_tls, accepting) -> None:
+async def test_heartbeats_run_inside_tls(server_tls, client_tls, accepting, caplog) -> None:
     listener = await pulsewire.serve(accepting, policy=POLICY, ssl=server_tls)
     async with (
         listener,
@@ -84,6 +84,8 @@ async def test_heartbeats_run_inside_tls(server_tls, client_tls, accepting) -> N
         assert connection.rtt is not None
         assert connection.kernel_report is not None  # still a TCP socket underneath
     assert listener.stats().deaths == {"eof": 1}
+    # An orderly close inside TLS leaves asyncio nothing to warn about.
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
 
 #: A TLS client in its own process, which the test freezes with SIGSTOP.

@@ -224,6 +224,11 @@ class Client:
     it has given up, the error is raised from ``async for``, from :meth:`connection`, and,
     if the block has not seen it already, from the ``async with`` on exit. ``retry_if`` is
     called once per failed attempt, after :meth:`stats` has counted it.
+
+    ``policy``, ``limits``, ``socket_options``, ``ssl``, ``server_hostname``, ``name`` and
+    ``logger`` are used for every connection, as by :func:`connect`; ``rng`` draws the
+    backoff's jitter (pass a seeded one for repeatable runs). Bad arguments raise at once,
+    as in :func:`connect`.
     """
 
     def __init__(
@@ -247,10 +252,10 @@ class Client:
         if path is not None:
             if host is not None or port is not None:
                 raise UsageError("Client() takes host and port, or path=, not both")
+            check_tls(ssl, server_hostname, needs_hostname=True)
             self.path: str | None = check_path(path)
             self._where = format_address(self.path)
             self._open: OpenTransport = _unix(self.path, ssl, server_hostname)
-            check_tls(ssl, server_hostname, needs_hostname=True)
         else:
             if host is None or port is None:
                 raise UsageError("Client() needs host and port (or path=)")
@@ -266,13 +271,8 @@ class Client:
         self.port = port
         self.policy = policy if policy is not None else Policy()
         self.limits = limits if limits is not None else Limits()
-        check_settings(
-            self.policy,
-            self.limits,
-            socket_options if socket_options is not None else SocketOptions(),
-            name,
-        )
-        self.socket_options = socket_options
+        self.socket_options = socket_options if socket_options is not None else SocketOptions()
+        check_settings(self.policy, self.limits, self.socket_options, name)
         self.ssl = ssl
         self.server_hostname = server_hostname
         self.name = name
@@ -435,9 +435,7 @@ class Client:
                     where,
                     policy=self.policy,
                     limits=self.limits,
-                    socket_options=(
-                        SocketOptions() if self.socket_options is None else self.socket_options
-                    ),
+                    socket_options=self.socket_options,
                     name=self.name,
                     initiator=True,
                     log=self._log,
