@@ -53,6 +53,7 @@ import asyncio
 import contextlib
 import errno
 import json
+import logging
 import socket
 import struct
 import sys
@@ -694,11 +695,9 @@ def main(argv: list[str] | None = None) -> None:
     if len(args) != 2 or args[0] not in ("serve", "watch"):
         sys.stderr.write(__doc__ or "")
         raise SystemExit(2)
-    # The library logs with structlog; the application (this) configures it: away from
+    # The library logs through `logging`; the application (this) says where: away from
     # stdout, which carries the protocol.
-    import structlog
-
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
     plan = msgspec.json.decode(args[1], type=Plan)
     run = serve if args[0] == "serve" else watch
     with contextlib.suppress(KeyboardInterrupt):

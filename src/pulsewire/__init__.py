@@ -12,7 +12,10 @@ from pulsewire.asyncio import (
     ListenerStats,
     Server,
     connect,
+    connect_unix,
     serve,
+    serve_unix,
+    wrap_streams,
 )
 from pulsewire.core import (
     Adaptive,
@@ -38,6 +41,7 @@ from pulsewire.errors import (
     PolicyError,
     ProtocolError,
     PulsewireError,
+    TLSError,
     UsageError,
 )
 
@@ -72,8 +76,12 @@ __all__ = [
     "SocketOptions",
     "Source",
     "State",
+    "TLSError",
     "UsageError",
     "__version__",
     "connect",
+    "connect_unix",
     "serve",
+    "serve_unix",
+    "wrap_streams",
 ]

@@ -259,6 +259,20 @@ def test_messages_arrive_whole_and_in_order() -> None:
     assert pair.client.pending_send_bytes == 0
 
 
+@pytest.mark.parametrize(
+    ("message", "named"), [(5, "int"), (None, "NoneType"), ("text", "str"), ([1], "list")]
+)
+def test_only_bytes_like_messages_are_accepted(message: object, named: str) -> None:
+    # bytes(5) is five zero bytes and bytes(None) a puzzling TypeError: neither may pass.
+    session = connected()
+    with pytest.raises(TypeError, match=f"bytes, bytearray or memoryview, not {named}"):
+        session.send_message(message)  # type: ignore[arg-type]
+    assert session.pending_send_bytes == 0
+    assert sent_frames(session) == []
+    session.send_message(memoryview(array.array("H", [1, 2])))  # bytes-like: sized in bytes
+    assert session.pending_send_bytes == 4
+
+
 def test_empty_message_is_one_final_empty_frame() -> None:
     session = connected()
     session.send_message(b"")

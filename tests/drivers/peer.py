@@ -25,13 +25,12 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import logging
 import signal
 import socket
 import struct
 import sys
 import time
-
-import structlog
 
 import pulsewire
 from pulsewire.core import Limits, MessageReceived, Policy, Reason, Session
@@ -234,8 +233,8 @@ def run_slow_sink(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    # The application configures structlog, not the library: keep stdout for protocol lines.
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    # The application configures logging, not the library: keep stdout for protocol lines.
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
     if args.mode == "server":
         asyncio.run(run_server(args))
     elif args.mode == "client":

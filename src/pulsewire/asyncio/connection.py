@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
+from types import TracebackType
 from typing import Any, Protocol, final
-
-import structlog
 
 from pulsewire import logevents
 from pulsewire.asyncio.protocol import PulsewireProtocol
@@ -36,8 +35,6 @@ from pulsewire.kernel import KeepaliveReport
 
 __all__ = ["SEND_BUFFER_LIMIT", "Connection", "ConnectionObserver"]
 
-_log = structlog.get_logger("pulsewire")
-
 #: ``send()`` returns once no more than this many bytes wait in user space.
 SEND_BUFFER_LIMIT = 1024 * 1024
 
@@ -53,6 +50,9 @@ class ConnectionObserver(Protocol):
     #: True: messages go to :meth:`message_received`, and ``recv()`` is not for this
     #: connection's user.
     takes_messages: bool
+
+    def connection_made(self, connection: Connection) -> None:
+        """The transport is connected (after TLS, if any); the handshake starts."""
 
     def connection_ready(self, connection: Connection) -> None: ...
 
@@ -83,7 +83,14 @@ class Connection:
     death is raised from the loop, so a peer that vanished is never mistaken for one that
     said goodbye. Messages received before the death are still delivered first.
 
-    Connections are made by :func:`~pulsewire.connect` and :func:`~pulsewire.serve`.
+    ``async with connection:`` closes it in order on exit: with ``NORMAL``, or
+    ``INTERNAL_ERROR`` if the block raised, ``GOING_AWAY`` if it was cancelled. So
+    ``async with await pulsewire.connect(...) as connection:`` is the whole life of a
+    client connection.
+
+    Connections are made by :func:`~pulsewire.connect`, :func:`~pulsewire.connect_unix`,
+    :func:`~pulsewire.wrap_streams`, :func:`~pulsewire.serve` and
+    :func:`~pulsewire.serve_unix`.
     """
 
     __slots__ = (
@@ -102,6 +109,7 @@ class Connection:
     ) -> None:
         self._protocol = protocol
         protocol.on_events = self._on_events
+        protocol.on_connected = self._connected
         protocol.on_send_progress = self._send_progressed
         self._observer = observer
         self._inbound: deque[bytes] | None = None  # created by the first message
@@ -219,11 +227,10 @@ class Connection:
     async def send(self, message: bytes | bytearray | memoryview) -> None:
         """Queue one message; wait while more than ``SEND_BUFFER_LIMIT`` bytes are queued.
 
-        Raises ``PeerDeadError``/``LocalClosedError`` if the connection is dead, or dies
-        before the queue drains (the message may then not have been delivered).
+        Raises ``TypeError`` for anything but ``bytes``, ``bytearray`` or ``memoryview``;
+        ``PeerDeadError``/``LocalClosedError`` if the connection is dead, or dies before the
+        queue drains (the message may then not have been delivered).
         """
-        if isinstance(message, str):
-            raise TypeError("send() takes bytes; encode text first")
         session = self._session
         session.send_message(message)
         # Written on the next turn of the loop, together with whatever else is sent in this
@@ -273,7 +280,7 @@ class Connection:
         """
         session = self._session
         if session.death is None and session.state is not State.CLOSING:
-            _log.info(
+            self._protocol.log.info(
                 logevents.CONNECTION_CLOSE, peer=self.peer_address, code=int(code), why=reason
             )
             session.close(self._protocol.time(), code, reason)
@@ -307,6 +314,26 @@ class Connection:
         if self._dead_waiter is None:
             self._dead_waiter = asyncio.get_running_loop().create_future()
         return await asyncio.shield(self._dead_waiter)
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close in order (see :meth:`close`): ``GOING_AWAY`` if the task was cancelled,
+        ``INTERNAL_ERROR`` if the block raised, else ``NORMAL``."""
+        if self.death is not None:
+            return
+        if exc is None or isinstance(exc, ConnectionClosedError):
+            await self.close()
+        elif isinstance(exc, asyncio.CancelledError):
+            await self.close(CloseCode.GOING_AWAY, "cancelled")
+        else:
+            await self.close(CloseCode.INTERNAL_ERROR, type(exc).__name__)
 
     def abort(self) -> None:
         """Drop the connection at once, without a CLOSE (the peer will see RST or EOF).
@@ -346,6 +373,10 @@ class Connection:
             self._wake(waiter)
 
     # Called by the protocol ------------------------------------------------------------
+
+    def _connected(self) -> None:
+        if self._observer is not None:
+            self._observer.connection_made(self)
 
     def _on_events(self, events: Sequence[Event]) -> None:
         for event in events:
@@ -394,7 +425,7 @@ class Connection:
         self._wake(self._recv_waiter)
 
     def _handshake(self, event: HandshakeCompleted) -> None:
-        _log.info(
+        self._protocol.log.info(
             logevents.PEER_CONNECTED,
             peer=self.peer_address,
             name=event.peer_name,
@@ -406,7 +437,7 @@ class Connection:
             self._observer.connection_ready(self)
 
     def _suspected(self, event: Suspected) -> None:
-        _log.warning(
+        self._protocol.log.warning(
             logevents.PEER_SUSPECT,
             peer=self.peer_address,
             silence=round(event.silence, 4),
@@ -417,15 +448,22 @@ class Connection:
             self._observer.connection_suspected(self)
 
     def _recovered(self, event: Recovered) -> None:
-        _log.info(logevents.PEER_RECOVERED, peer=self.peer_address, silence=round(event.silence, 4))
+        self._protocol.log.info(
+            logevents.PEER_RECOVERED, peer=self.peer_address, silence=round(event.silence, 4)
+        )
         self._state_changed()
         if self._observer is not None:
             self._observer.connection_recovered(self)
 
     def _died(self, death: Death) -> None:
-        log = _log.info if death.reason in _QUIET_REASONS else _log.warning
-        log(
-            logevents.PEER_DEAD,
+        # A connection that never completed its handshake failed to become one: that is
+        # what is logged (a port scanner, a peer that is not pulsewire, a refused policy).
+        # The side that called connect() is told by its exception: a quieter line there.
+        log = self._protocol.log
+        handshake_failed = self.negotiated is None
+        quiet = death.reason in _QUIET_REASONS or (handshake_failed and self._protocol.initiator)
+        (log.info if quiet else log.warning)(
+            logevents.HANDSHAKE_FAILED if handshake_failed else logevents.PEER_DEAD,
             peer=self.peer_address,
             reason=death.reason.value,
             source=death.source.value,

@@ -112,6 +112,17 @@ PING_TOLERANCE = 0.5
 _PING_BURST = 3.0
 
 
+def _message_bytes(data: object) -> bytes:
+    """A copy of a bytes-like message; anything else is the caller's mistake, said plainly
+    (``bytes(5)`` would be five zero bytes, ``bytes(None)`` a puzzling TypeError)."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    hint = ": encode text first, e.g. text.encode()" if isinstance(data, str) else ""
+    raise TypeError(
+        f"a message must be bytes, bytearray or memoryview, not {type(data).__name__}{hint}"
+    )
+
+
 class Negotiated(msgspec.Struct, frozen=True):
     """What the handshake settled."""
 
@@ -397,7 +408,7 @@ class Session:
             raise UsageError("cannot send before the handshake has completed")
         # Keep a reference, not a copy, when the data cannot change under us; bytes() of
         # anything else also sizes it in bytes (len() of a memoryview counts items).
-        message = data if type(data) is bytes else bytes(data)
+        message = data if type(data) is bytes else _message_bytes(data)
         size = len(message)
         if size > negotiated.peer.max_message_size:
             raise UsageError(

@@ -27,9 +27,9 @@ import sys
 from typing import Final, Protocol
 
 import msgspec
-import structlog
 
 from pulsewire import logevents
+from pulsewire._log import get_logger
 from pulsewire.core.keepalive import NEVER_THIN_CONGESTION, UNIT_TOLERANCE, KernelKeepalive
 from pulsewire.errors import PolicyError, UsageError
 from pulsewire.kernel.congestion import (
@@ -55,7 +55,7 @@ __all__ = [
     "apply_keepalive",
 ]
 
-_logger = structlog.get_logger("pulsewire.kernel")
+_logger = get_logger("pulsewire.kernel")
 
 #: structlog event logged (level ``warning``) for an option the platform lacks, once per
 #: process for each (platform, option): the report lists it on every call.
