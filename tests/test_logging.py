@@ -82,7 +82,10 @@ def test_the_readme_sample_prints_only_its_own_two_lines() -> None:
     lines = result.stdout.splitlines()
     print(f"\nREADME sample stdout: {lines}")
     assert len(lines) == 2, result.stdout
-    assert lines[0].split()[0] == "b'hello'"  # the RTT after it may be None on this side
+    message, rtt = lines[0].split()
+    assert message == "b'hello'"
+    assert 0 <= float(rtt) < 1.0  # measured at the handshake: a number, not None
+    assert lines[1] == "Reason.LOCAL_CLOSE"
 
 
 def test_an_application_that_configures_nothing_sees_warnings_on_stderr_only() -> None:
