@@ -47,7 +47,7 @@ connection dropped when that probe goes unanswered for 1 s.
            and dead: 2.5 s by default)
 
 No root and no arguments needed: about 6 s with the default policy, 4.5 s with
---quick; a slower policy takes longer (--policy nat, dead after 80 s: 84 s).
+--quick; a slower policy takes longer (--policy nat, dead after 80 s: 81 s).
 
 With --netns (Linux, root, iproute2 and nftables), two more faults that need a
 real network between two hosts, which the demo builds from network namespaces:
