@@ -434,6 +434,11 @@ def test_kernel_says_whether_linear_timeouts_work_under_this_hosts_congestion_co
             "timeout (1.0 s) must be longer than interval (2.0 s)",
         ),
         (("demo", "--quick", "--policy", "lan"), "give either --quick or --policy"),
+        (
+            ("demo", "--interval", "0.001", "--timeout", "1"),
+            "interval 0.001 s is below pulsewire's floor of 0.01 s",
+        ),
+        (("kernel", "--within", "0.01"), "timeout 0.01 s is below pulsewire's floor of 0.1 s"),
         (("demo", "--policy", "fast"), "invalid choice: 'fast'"),
         (("probe", "localhost"), "expected HOST:PORT, got 'localhost'"),
         (("probe", "localhost:http"), "port must be a number"),

@@ -14,6 +14,7 @@ from pulsewire.asyncio import (
     connect,
     serve,
 )
+from pulsewire.config import Config, load_config, parse_config
 from pulsewire.core import (
     Adaptive,
     Backoff,
@@ -49,6 +50,7 @@ __all__ = [
     "Client",
     "ClientStats",
     "CloseCode",
+    "Config",
     "ConnectError",
     "Connection",
     "ConnectionClosedError",
@@ -75,5 +77,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "connect",
+    "load_config",
+    "parse_config",
     "serve",
 ]
