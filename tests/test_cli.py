@@ -449,6 +449,10 @@ def test_kernel_says_whether_linear_timeouts_work_under_this_hosts_congestion_co
         (("serve", "--timeout", "soon"), "not a number: 'soon'"),
         (("kernel", "--loss", "2"), "--loss must be a fraction in [0, 1)"),
         (("kernel", "--within", "0"), "must be a positive number"),
+        (
+            ("kernel", "--proc-root", "/nonexistent"),
+            "--proc-root /nonexistent: there is no directory /nonexistent/sys/net/ipv4",
+        ),
         (("launch",), "invalid choice: 'launch'"),
         ((), "the following arguments are required: COMMAND"),
     ],
