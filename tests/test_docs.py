@@ -4,8 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pulsewire.core.frames import CloseCode, FrameKind
+import pytest
+
+from pulsewire.core.frames import (
+    FLAG_FIN,
+    PREAMBLE,
+    Close,
+    CloseCode,
+    Credit,
+    FrameKind,
+    Hello,
+    Ping,
+    Pong,
+    ping_frame,
+    pong_frame,
+)
 from pulsewire.core.states import mermaid_diagram
+from pulsewire.testing import control_frame, data_frame, decode_control, parse_frames
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -20,3 +35,75 @@ def test_protocol_page_lists_every_close_code_and_frame_kind() -> None:
         assert f"| {code.value} | {code.name} |" in text
     for kind in FrameKind:
         assert f"| {kind.value} | {kind.name} |" in text
+
+
+# --------------------------------------------------------------------------------------
+# The hex examples in protocol.md, against the encoder and the decoder
+# --------------------------------------------------------------------------------------
+
+
+def _hex_examples() -> list[tuple[str, bytes]]:
+    """``(label, bytes)`` for each line of the examples block under "### Examples"."""
+    text = (DOCS / "protocol.md").read_text()
+    section = text[text.index("### Examples") :]
+    start = section.index("```text\n") + len("```text\n")
+    block = section[start : section.index("\n```", start)]
+    examples: list[tuple[str, str]] = []
+    for line in block.splitlines():
+        if line.startswith(" "):  # the example above continues
+            label, hex_text = examples[-1]
+            examples[-1] = (label, hex_text + line)
+            continue
+        label, _, hex_text = line.partition("  ")
+        examples.append((label.strip(), hex_text))
+    return [(label, bytes.fromhex(hex_text.replace("|", ""))) for label, hex_text in examples]
+
+
+def _data(payload: bytes, fin: bool) -> tuple[bytes, bool]:
+    return payload, fin
+
+
+#: What each label means: the constructors of the values the examples show.
+_LABELS = {
+    "PING": Ping,
+    "PONG": Pong,
+    "CLOSE": Close,
+    "CREDIT": Credit,
+    "HELLO": Hello,
+    "DATA": _data,
+    "preamble": PREAMBLE,
+}
+
+
+def _written(value: object) -> bytes:
+    """The bytes pulsewire writes for ``value``."""
+    if isinstance(value, bytes):
+        return value  # the preamble
+    if isinstance(value, tuple):
+        payload, fin = value
+        return data_frame(payload, fin=fin)
+    if isinstance(value, Ping):
+        return ping_frame(value.seq, value.sent_at)
+    if isinstance(value, Pong):
+        return pong_frame(value.seq, value.sent_at, value.stuck_for)
+    assert isinstance(value, Hello | Close | Credit)
+    return control_frame(value)
+
+
+def test_protocol_page_shows_one_example_of_every_frame_kind() -> None:
+    labels = [label for label, _ in _hex_examples()]
+    assert labels[0] == "preamble"
+    assert {label.partition("(")[0] for label in labels[1:]} == {kind.name for kind in FrameKind}
+
+
+@pytest.mark.parametrize(("label", "data"), _hex_examples(), ids=lambda x: str(x)[:24])
+def test_each_hex_example_is_what_the_code_writes_and_reads(label: str, data: bytes) -> None:
+    value = eval(label, {"__builtins__": {}}, _LABELS)  # the label is a constructor call
+    assert _written(value) == data
+    if value is PREAMBLE:
+        return
+    (frame,) = parse_frames(data, preamble=False)
+    if frame.kind is FrameKind.DATA:
+        assert (frame.payload, bool(frame.flags & FLAG_FIN)) == value
+    else:
+        assert decode_control(frame) == value
