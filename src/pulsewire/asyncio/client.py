@@ -141,13 +141,21 @@ class Client:
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        #: The server's host name or address.
         self.host = host
+        #: The server's port.
         self.port = port
+        #: The policy of the next connection (its interval doubles after TOO_MANY_PINGS).
         self.policy = policy if policy is not None else Policy()
+        #: The limits of every connection.
         self.limits = limits if limits is not None else Limits()
+        #: The socket options of every connection (None: the defaults).
         self.socket_options = socket_options
+        #: The TLS context of every connection (None: plain TCP).
         self.ssl = ssl
+        #: The name it sends in its HELLOs.
         self.name = name
+        #: How long it waits between failed attempts.
         self.backoff = backoff if backoff is not None else Backoff()
         self._rng = rng if rng is not None else random.Random()
         self._current: Connection | None = None
@@ -161,6 +169,7 @@ class Client:
     # ------------------------------------------------------------------ public
 
     def stats(self) -> ClientStats:
+        """A frozen snapshot: handshakes, failed attempts, deaths by reason, the policy."""
         return ClientStats(
             connects=self._connects,
             failed_attempts=self._failed,
@@ -178,7 +187,9 @@ class Client:
             return self._current
 
     async def __aiter__(self) -> AsyncIterator[Connection]:
-        """Each new live connection, as it is established."""
+        """``async for connection in client``: each new live connection, as it is
+        established (after each death, the next one). Runs until the client is closed;
+        raises ``UsageError`` if the client is not running."""
         seen: Connection | None = None
         while True:
             async with self._changed:
@@ -190,6 +201,7 @@ class Client:
             yield seen
 
     async def start(self) -> None:
+        """Start connecting in the background (``async with`` calls it). Idempotent."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 

@@ -71,9 +71,9 @@ class Server:
 class ListenerStats(msgspec.Struct, frozen=True):
     """Counters for a listener: connections accepted, alive now, and deaths by reason."""
 
-    accepted: int
-    active: int
-    deaths: dict[str, int]
+    accepted: int  #: connections accepted so far
+    active: int  #: connections accepted and not yet dead
+    deaths: dict[str, int]  #: deaths so far, by ``Reason`` value
 
 
 @final
@@ -96,9 +96,13 @@ class Listener:
         socket_options: SocketOptions,
         name: str,
     ) -> None:
+        #: The policy of every connection it accepts.
         self.policy = policy
+        #: The limits of every connection it accepts.
         self.limits = limits
+        #: The socket options applied to every accepted TCP socket.
         self.socket_options = socket_options
+        #: The name it sends in its HELLOs.
         self.name = name
         self._hooks = handler if isinstance(handler, Server) else None
         self._handler = None if isinstance(handler, Server) else handler
@@ -117,6 +121,7 @@ class Listener:
 
     @property
     def sockets(self) -> tuple[Any, ...]:
+        """The listening sockets (one per address ``host`` resolved to; empty once closed)."""
         return () if self._server is None else tuple(self._server.sockets)
 
     @property
@@ -131,11 +136,18 @@ class Listener:
         return frozenset(self._connections)
 
     def stats(self) -> ListenerStats:
+        """A frozen snapshot: connections accepted, active, and deaths by reason."""
         return ListenerStats(
             accepted=self._accepted, active=len(self._connections), deaths=dict(self._deaths)
         )
 
     async def serve_forever(self) -> None:
+        """Serve until cancelled (Ctrl-C under ``asyncio.run``, or ``task.cancel()``).
+
+        It only waits: the listener accepts connections from the moment :func:`serve`
+        returns. Cancelling it does not close the listener; ``async with`` around it (or
+        :meth:`close`) does, closing every connection in order.
+        """
         assert self._server is not None
         await self._server.serve_forever()
 
@@ -168,6 +180,9 @@ class Listener:
     # ------------------------------------------------------------------ ConnectionObserver
 
     def connection_ready(self, connection: Connection) -> None:
+        """Called by an accepted connection when its handshake completes (the listener is
+        each connection's ``ConnectionObserver``): runs the handler, or ``on_connect``.
+        Not for applications to call."""
         if self._handler is not None:
             task = asyncio.get_running_loop().create_task(self._run_handler(connection))
             self._handler_tasks.add(task)
@@ -177,6 +192,8 @@ class Listener:
     def message_received(
         self, connection: Connection, message: bytes, consumed: Callable[[int], None]
     ) -> None:
+        """Called by a connection for each message when the server overrides
+        ``on_message``: runs it, then reports the message consumed. Not for applications."""
         assert self._hooks is not None
 
         async def deliver() -> None:
@@ -189,12 +206,16 @@ class Listener:
         self._queue(connection, deliver)
 
     def connection_suspected(self, connection: Connection) -> None:
+        """Called by a connection that turned SUSPECT: runs ``on_suspect``."""
         self._run_hook(connection, "on_suspect", connection)
 
     def connection_recovered(self, connection: Connection) -> None:
+        """Called by a suspect connection that recovered: runs ``on_recover``."""
         self._run_hook(connection, "on_recover", connection)
 
     def connection_dead(self, connection: Connection, death: Death) -> None:
+        """Called by a connection that died: counts it, and runs ``on_dead`` if
+        ``on_connect`` ran."""
         self._connections.discard(connection)
         self._deaths[death.reason.value] += 1
         if connection.negotiated is not None:

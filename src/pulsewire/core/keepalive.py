@@ -149,12 +149,13 @@ class KernelKeepalive(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     2147483 s (an ``int`` of milliseconds).
     """
 
-    idle: float | None = None
-    interval: float | None = None
-    count: int | None = None
-    user_timeout: float | None = None
-    strict: bool = False
-    linear_timeouts: bool = False
+    idle: float | None = None  #: seconds without a received segment before the first probe
+    interval: float | None = None  #: seconds between unanswered probes
+    count: int | None = None  #: unanswered probes after which the kernel drops the connection
+    user_timeout: float | None = None  #: ``TCP_USER_TIMEOUT``, seconds (None: unset)
+    strict: bool = False  #: every option applied exactly, or an error
+    linear_timeouts: bool = False  #: turn on Linux's ``TCP_THIN_LINEAR_TIMEOUTS``
+    #: switch a BBR socket to this congestion control so that linear timeouts apply
     thin_stream_congestion: str | None = None
 
     def __post_init__(self) -> None:
@@ -287,11 +288,12 @@ class SocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     the defaults are in ``docs/tuning.md``.
     """
 
+    #: ``TCP_USER_TIMEOUT``: True derives it from the policy, False leaves it, or seconds
     user_timeout: bool | float = True
-    linear_timeouts: bool = True
-    congestion: str | None = None
-    keepalive: KernelKeepalive | None = None
-    strict: bool = False
+    linear_timeouts: bool = True  #: Linux's ``TCP_THIN_LINEAR_TIMEOUTS`` (inert under BBR)
+    congestion: str | None = None  #: opt-in: the congestion control a BBR socket switches to
+    keepalive: KernelKeepalive | None = None  #: kernel keepalive probing on top
+    strict: bool = False  #: every option applied exactly, or the connection fails
 
     def __post_init__(self) -> None:
         for name in ("linear_timeouts", "strict"):

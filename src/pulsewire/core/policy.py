@@ -177,13 +177,13 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     Unknown fields are rejected when a policy is loaded from JSON, TOML or msgpack.
     """
 
-    interval: float = 1.0
-    timeout: float = 3.0
+    interval: float = 1.0  #: ping an idle connection after this much silence, seconds
+    timeout: float = 3.0  #: DEAD after this much silence: the worst-case detection time
     suspect_after: float | None = None  #: default: halfway between interval and timeout
     min_peer_interval: float = 0.05  #: the fastest the peer may ping us
     jitter: float = 0.25  #: each idle ping is sent up to this fraction of interval early
-    evidence: Evidence = Evidence.ANY
-    handshake_timeout: float = 10.0
+    evidence: Evidence = Evidence.ANY  #: what proves life: any bytes, or only PONGs
+    handshake_timeout: float = 10.0  #: bound on connecting and the handshake, seconds
     close_timeout: float | None = None  #: wait for the peer's CLOSE; default: ``timeout``
     adaptive: Adaptive | None = None  #: adaptive timeout between a floor and ``timeout``
     progress_timeout: float | None = None  #: report our application stuck after this
@@ -343,12 +343,14 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
     @property
     def effective_suspect_after(self) -> float:
+        """``suspect_after``, or its default: halfway between ``interval`` and ``timeout``."""
         if self.suspect_after is not None:
             return self.suspect_after
         return self.interval + (self.timeout - self.interval) / 2
 
     @property
     def effective_close_timeout(self) -> float:
+        """``close_timeout``, or its default: ``timeout``."""
         return self.timeout if self.close_timeout is None else self.close_timeout
 
 
@@ -386,4 +388,5 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
     @property
     def effective_receive_window(self) -> int:
+        """``receive_window``, or its default: ``max_message_size``."""
         return self.max_message_size if self.receive_window is None else self.receive_window

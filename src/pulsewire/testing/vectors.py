@@ -34,10 +34,10 @@ class ValidFrame(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """One well-formed frame and what it means."""
 
     name: str  #: short, unique
-    description: str
+    description: str  #: what the frame is, in words
     hex: str  #: the whole frame (header and payload), lowercase hexadecimal
     kind: str  #: the frame kind's name: ``HELLO``, ``DATA``, ``PING``, ...
-    flags: int
+    flags: int  #: the header's flags byte
     #: A control frame's payload decoded, by field name (``null`` for DATA).
     fields: dict[str, Any] | None
     data: str | None  #: a DATA frame's payload in hexadecimal (``null`` for control frames)
@@ -55,7 +55,7 @@ class MalformedInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Bytes from a peer that break the protocol, and what the receiver does."""
 
     name: str  #: short, unique
-    description: str
+    description: str  #: what is wrong with the bytes, in words
     after: After  #: what the receiver got before these bytes (see :data:`After`)
     hex: str  #: the bytes, lowercase hexadecimal, delivered in one piece
     close_code: int  #: the code of the CLOSE frame the receiver sends before it closes
@@ -74,9 +74,9 @@ class Receiver(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """The receiving side the malformed inputs are fed to: a responder (a server) with
     this policy and these limits, its clock at 0 for every input."""
 
-    role: Literal["responder"]
-    policy: Policy
-    limits: Limits
+    role: Literal["responder"]  #: the receiver is a server: it sends HELLO after the peer's
+    policy: Policy  #: the receiver's policy
+    limits: Limits  #: the receiver's limits
 
 
 class Vectors(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -88,9 +88,9 @@ class Vectors(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     preamble: str  #: the 5-byte preamble, hexadecimal
     #: What a peer sends first: preamble and HELLO, hexadecimal (the ``hello`` context).
     peer_opening: str
-    receiver: Receiver
-    valid: list[ValidFrame]
-    malformed: list[MalformedInput]
+    receiver: Receiver  #: the side the malformed inputs are fed to
+    valid: list[ValidFrame]  #: frames a receiver must decode
+    malformed: list[MalformedInput]  #: inputs a receiver must refuse, and how
 
 
 def load_vectors() -> Vectors:
