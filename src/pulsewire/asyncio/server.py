@@ -20,7 +20,7 @@ from pulsewire.core.events import Death
 from pulsewire.core.frames import CloseCode
 from pulsewire.core.keepalive import SocketOptions
 from pulsewire.core.policy import Limits, Policy
-from pulsewire.errors import ConnectionClosedError
+from pulsewire.errors import ConnectionClosedError, UsageError
 
 __all__ = ["Handler", "Listener", "ListenerStats", "Server", "serve"]
 
@@ -116,6 +116,7 @@ class Listener:
         self._hook_queues: dict[Connection, deque[Callable[[], Awaitable[None]]]] = {}
         self._accepted = 0
         self._deaths: Counter[str] = Counter()
+        self._closed = asyncio.Event()
 
     # ------------------------------------------------------------------ public
 
@@ -142,17 +143,22 @@ class Listener:
         )
 
     async def serve_forever(self) -> None:
-        """Serve until cancelled (Ctrl-C under ``asyncio.run``, or ``task.cancel()``).
+        """Serve until cancelled (Ctrl-C under ``asyncio.run``, or ``task.cancel()``), or
+        until another task calls :meth:`close`.
 
         It only waits: the listener accepts connections from the moment :func:`serve`
         returns. Cancelling it does not close the listener; ``async with`` around it (or
         :meth:`close`) does, closing every connection in order.
         """
-        assert self._server is not None
-        await self._server.serve_forever()
+        if self._server is None:
+            raise UsageError("the listener is not listening: serve() starts it")
+        # Not asyncio.Server.serve_forever(): from Python 3.12, cancelling it waits for
+        # every connection to close, and ours stay open until close() closes them.
+        await self._closed.wait()
 
     async def close(self, code: int = CloseCode.GOING_AWAY, reason: str = "server closing") -> None:
         """Stop accepting, close every connection in order (bounded), and wait."""
+        self._closed.set()
         if self._server is not None:
             self._server.close()
         closing = [connection.close(code, reason) for connection in self._connections]
