@@ -1,6 +1,6 @@
 """JSON logs through structlog: every pulsewire event as one JSON object per line.
 
-Run:  python examples/json_logging.py
+Run:  .venv/bin/python examples/json_logging.py
 
 pulsewire logs through ``structlog.get_logger("pulsewire")`` with stable event names
 (``peer.connected``, ``peer.suspect``, ``peer.dead``, ... listed in ``pulsewire.logevents``)

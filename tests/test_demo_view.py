@@ -205,7 +205,7 @@ def test_the_notes_say_what_happened_to_the_frozen_and_stalled_peers() -> None:
     text = " ".join(" ".join(_render(NETNS_RUN, Policy(), 80)).split())
     assert (
         "pulsewire declared the frozen (SIGSTOP) peer dead when it had been silent for "
-        "3.01 s (the policy's timeout is 3 s): it had last heard from it 0.48 s before the "
+        "3.01 s (this policy's 3 s timeout): it had last heard from it 0.48 s before the "
         "fault, so the verdict came 2.53 s after the fault."
     ) in text
     assert "Kernel keepalive never noticed: frozen (SIGSTOP), loop blocked 2.5 s." in text

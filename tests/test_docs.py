@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,3 +110,82 @@ def test_each_hex_example_is_what_the_code_writes_and_reads(label: str, data: by
         assert (frame.payload, bool(frame.flags & FLAG_FIN)) == value
     else:
         assert decode_control(frame) == value
+
+
+# --------------------------------------------------------------------------------------
+# Code blocks marked runnable, in README.md and docs/, run as written
+# --------------------------------------------------------------------------------------
+
+ROOT = DOCS.parent
+#: The line just before a ```python block that the docs promise runs as written.
+RUNNABLE = "<!-- runnable -->"
+_FENCE = re.compile(
+    r"^```(?P<lang>\w*)(?P<attrs>[^\n]*)\n(?P<body>.*?)^```$", re.MULTILINE | re.DOTALL
+)
+_TITLE = re.compile(r'title="(?P<title>[^"]+)"')
+
+
+def _pages() -> list[Path]:
+    return [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
+
+
+def _runnable_blocks() -> list[tuple[str, str, dict[str, str]]]:
+    """``(where, code, files)``: each runnable block, with the files its page shows
+    (blocks with a ``title="name"``), which it may read from its working directory."""
+    found = []
+    for page in _pages():
+        text = page.read_text()
+        fences = list(_FENCE.finditer(text))
+        files = {
+            title["title"]: fence["body"]
+            for fence in fences
+            if (title := _TITLE.search(fence["attrs"])) and "--8<--" not in fence["body"]
+        }
+        for fence in fences:
+            before = text[: fence.start()].rstrip().rsplit("\n", 1)[-1]
+            if before.strip() == RUNNABLE:
+                assert fence["lang"] == "python", f"{page.name}: only python blocks run"
+                line = text[: fence.start()].count("\n") + 1
+                found.append((f"{page.relative_to(ROOT)}:{line}", fence["body"], files))
+    return found
+
+
+def test_the_runnable_convention_is_in_use() -> None:
+    where = [place for place, _, _ in _runnable_blocks()]
+    pages = {place.split(":")[0] for place in where}
+    assert {"README.md", "docs/quickstart.md", "docs/server.md"} <= pages
+
+
+@pytest.mark.parametrize(
+    ("where", "code", "files"), _runnable_blocks(), ids=lambda value: str(value)[:40]
+)
+def test_each_runnable_block_runs_as_written(
+    tmp_path: Path, where: str, code: str, files: dict[str, str]
+) -> None:
+    for name, body in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(body)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, f"{where}:\n{result.stderr}"
+    assert "Traceback" not in result.stderr
+
+
+def test_commands_in_the_docs_run_from_a_fresh_clone() -> None:
+    """``python examples/x.py`` fails after the README's install unless the venv is
+    active: the docs say ``.venv/bin/python`` (and ``.venv/bin/pulsewire``)."""
+    bare = re.compile(r"(?<![\w/.-])python3? (?:examples/|-m pulsewire)")
+    files = [*_pages(), *sorted((ROOT / "examples").glob("*.py"))]
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in files
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if bare.search(line)
+    ]
+    assert found == []

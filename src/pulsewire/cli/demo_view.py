@@ -359,11 +359,12 @@ def _labels(rows: Sequence[FaultResult]) -> str:
 
 
 def _timeout_words(policy: Policy) -> str:
+    """``this policy's 3 s timeout``, or its adaptive range."""
     if policy.adaptive is None:
-        return f"the policy's timeout is {_seconds(policy.timeout)}"
+        return f"this policy's {_seconds(policy.timeout)} timeout"
     return (
-        f"the policy's adaptive timeout lies between {_seconds(policy.adaptive.min_timeout)} "
-        f"and {_seconds(policy.timeout)}"
+        f"this policy's adaptive timeout (between {_seconds(policy.adaptive.min_timeout)} "
+        f"and {_seconds(policy.timeout)})"
     )
 
 
@@ -431,8 +432,8 @@ def _notes(result: DemoResult, policy: Policy) -> list[str]:
         if row.ok and verdict.verdict == ALIVE and verdict.recovered_after is not None:
             notes.append(
                 f"The {row.label} peer was suspect{_after(verdict.suspect_after)} and alive "
-                f"again{_after(verdict.recovered_after)}: a pause shorter than the timeout "
-                f"({_timeout_words(policy)}) is forgiven, not declared dead."
+                f"again{_after(verdict.recovered_after)}: a pause shorter than "
+                f"{_timeout_words(policy)} is forgiven, not declared dead."
             )
     if result.ok:
         notes.append("pulsewire gave every fault its expected verdict.")
