@@ -1,10 +1,11 @@
 """A chat server: a ``pulsewire.Server`` subclass that relays every line to everyone else.
 
-Run:  python examples/chat_server.py [PORT]
-Then connect clients that send UTF-8 lines (``python examples/reconnecting_client.py PORT``
-is one). When a member's connection dies the others are told why: ``left (eof)`` for a
-client that exited or was killed, ``left (reset)`` for one that aborted, ``vanished
-(timeout)`` for one that froze or lost its network, after the policy's timeout.
+Run:  .venv/bin/python examples/chat_server.py [PORT]
+Then connect clients that send UTF-8 lines
+(``.venv/bin/python examples/reconnecting_client.py PORT`` is one). When a member's
+connection dies the others are told why: ``left (eof)`` for a client that exited or was
+killed, ``left (reset)`` for one that aborted, ``vanished (timeout)`` for one that froze
+or lost its network, after the policy's timeout.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """An echo client: sends a message a second and prints the echo and the RTT.
 
-Run:  python examples/echo_client.py PORT [COUNT [PAUSE]]
+Run:  .venv/bin/python examples/echo_client.py PORT [COUNT [PAUSE]]
 It exits with the reason when the server dies (stop the server with Ctrl-Z to see a
 TIMEOUT, or Ctrl-C it to see EOF).
 """

@@ -1,7 +1,7 @@
 """An echo server: every message comes back to its sender.
 
-Run:  python examples/echo_server.py [PORT]
-Then: python examples/echo_client.py PORT
+Run:  .venv/bin/python examples/echo_server.py [PORT]
+Then: .venv/bin/python examples/echo_client.py PORT
 Freeze the client (Ctrl-Z in its terminal) and watch the server log ``peer.suspect`` and
 then ``peer.dead reason=timeout`` within the policy's timeout.
 """

@@ -1,6 +1,6 @@
 """JSON logs: every pulsewire event as one JSON object per line, in three lines of setup.
 
-Run:  python examples/json_logging.py
+Run:  .venv/bin/python examples/json_logging.py
 
 pulsewire hands its events to the standard ``logging`` logger ``pulsewire``, with stable
 event names (``peer.connected``, ``peer.suspect``, ``peer.dead``, ... listed in

@@ -1,6 +1,6 @@
 """Kernel keepalive only: for a connection whose protocol you cannot change.
 
-Run:  python examples/kernel_keepalive_only.py HOST PORT
+Run:  .venv/bin/python examples/kernel_keepalive_only.py HOST PORT
 
 Connects a plain asyncio stream to HOST:PORT (any TCP server), asks the kernel to probe it
 as tightly as it allows (``pulsewire.kernel.apply_keepalive``; 1 s idle, 1 s between

@@ -1,7 +1,7 @@
 """A client that embeds pulsewire: ``pulsewire.Client`` reconnects, and every death is logged.
 
-Run:  python examples/echo_server.py 8765      (in one terminal)
-      python examples/reconnecting_client.py 8765
+Run:  .venv/bin/python examples/echo_server.py 8765      (in one terminal)
+      .venv/bin/python examples/reconnecting_client.py 8765
 Then stop the server (Ctrl-C: ``eof``), freeze it (Ctrl-Z: ``timeout`` after 1 s), or
 start it again: the client says why each connection died and carries on when the server
 is back, with exponential backoff and jitter between attempts.

@@ -1,7 +1,8 @@
 """A TLS echo pair in one program: heartbeats inside TLS, optionally with client certificates.
 
-Run:  python examples/tls_echo.py [--mutual]
-      python examples/tls_echo.py --ca CA.pem --server-cert SERVER.pem [--client-cert CLIENT.pem]
+Run:  .venv/bin/python examples/tls_echo.py [--mutual]
+      .venv/bin/python examples/tls_echo.py --ca CA.pem --server-cert SERVER.pem \
+          [--client-cert CLIENT.pem]
 
 Without paths, the certificates are made in memory by ``trustme`` (``pip install trustme``):
 a throwaway CA, a server certificate for ``localhost``/``127.0.0.1`` and, with

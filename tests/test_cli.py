@@ -18,9 +18,16 @@ import pytest
 COMMAND = [sys.executable, "-m", "pulsewire"]
 
 
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*COMMAND, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        [*COMMAND, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -107,17 +114,49 @@ def test_demo_json_gives_every_fault_its_verdict_and_reason() -> None:
     assert all(row["ok"] for row in report["faults"])
 
 
-def test_demo_prints_plain_lines_when_stdout_is_not_a_terminal() -> None:
-    result = run_cli("demo", "--quick")
+def test_demo_prints_plain_lines_and_an_80_column_table_when_stdout_is_a_pipe() -> None:
+    result = run_cli("demo", "--quick", env={"COLUMNS": "80"})
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "\x1b[" not in out  # no terminal control sequences in a pipe
     assert "faults injected" in out
-    assert re.search(r"frozen \(SIGSTOP\)\s+DEAD: timeout \(heartbeat\)", out)
-    assert re.search(r"loop blocked 1\.2 s\s+SUSPECT", out)
-    assert re.search(r"loop blocked 1\.2 s\s+ALIVE again", out)
-    assert "still open" in out
+    assert re.search(r"frozen \(SIGSTOP\)\s+pulsewire: DEAD \(timeout: no answer\)", out)
+    assert re.search(r"loop blocked 1\.2 s\s+pulsewire: SUSPECT", out)
+    assert re.search(r"loop blocked 1\.2 s\s+pulsewire: ALIVE again", out)
+    table = out[out.index("What noticed each fault") :]
+    assert max(len(line) for line in table.splitlines()) <= 80
+    assert re.search(r"frozen \(SIGSTOP\)\s+dead after \d\.\d\d s\s+still open:", table)
+    assert re.search(r"killed \(SIGKILL\)\s+dead after \d\.\d\d s\s+dead after \d\.\d\d s", table)
     assert "pulsewire gave every fault its expected verdict." in out
+
+
+def _without_rich(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command line run as where the ``cli`` extra (rich) is not installed."""
+    code = (
+        "import sys; sys.modules['rich'] = None; "  # `import rich` now fails
+        f"from pulsewire.cli import main; sys.exit(main({list(args)!r}))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_without_rich_the_demo_says_how_to_install_it_and_the_rest_works() -> None:
+    result = _without_rich("demo", "--quick")
+    assert result.returncode == 1
+    assert_one_line_error(result)
+    assert "pip install 'pulsewire[cli]'" in result.stderr
+    assert result.stdout == ""
+    # The library and the other commands need no rich (structlog uses it only if present),
+    # nor does the demo's --json, as the error says.
+    assert _without_rich("kernel", "--json").returncode == 0
+    json_only = _without_rich("demo", "--quick", "--json")
+    assert json_only.returncode == 0, json_only.stderr
+    assert json.loads(json_only.stdout)["ok"] is True
 
 
 def _netns_unavailable() -> str | None:
@@ -408,6 +447,11 @@ def test_kernel_says_whether_linear_timeouts_work_under_this_hosts_congestion_co
             "timeout (1.0 s) must be longer than interval (2.0 s)",
         ),
         (("demo", "--quick", "--policy", "lan"), "give either --quick or --policy"),
+        (
+            ("demo", "--interval", "0.001", "--timeout", "1"),
+            "interval 0.001 s is below pulsewire's floor of 0.01 s",
+        ),
+        (("kernel", "--within", "0.01"), "timeout 0.01 s is below pulsewire's floor of 0.1 s"),
         (("demo", "--policy", "fast"), "invalid choice: 'fast'"),
         (("probe", "localhost"), "expected HOST:PORT, got 'localhost'"),
         (("probe", "localhost:http"), "port must be a number"),
@@ -418,6 +462,10 @@ def test_kernel_says_whether_linear_timeouts_work_under_this_hosts_congestion_co
         (("serve", "--timeout", "soon"), "not a number: 'soon'"),
         (("kernel", "--loss", "2"), "--loss must be a fraction in [0, 1)"),
         (("kernel", "--within", "0"), "must be a positive number"),
+        (
+            ("kernel", "--proc-root", "/nonexistent"),
+            "--proc-root /nonexistent: there is no directory /nonexistent/sys/net/ipv4",
+        ),
         (("launch",), "invalid choice: 'launch'"),
         ((), "the following arguments are required: COMMAND"),
     ],

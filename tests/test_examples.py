@@ -103,6 +103,40 @@ def test_echo_client_reports_a_frozen_server_as_timeout(start: Started) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# greeting server (the "write a server" page): hooks, and a clean stop on Ctrl-C/SIGTERM
+# --------------------------------------------------------------------------------------
+
+
+async def _greet_then_stop(server: subprocess.Popen[str], port: int, sig: int) -> pulsewire.Death:
+    connection = await pulsewire.connect("127.0.0.1", port, name="tester")
+    assert await _next_text(connection) == "hello, tester"
+    await connection.send(b"shout")
+    assert await _next_text(connection) == "SHOUT"
+    os.kill(server.pid, sig)
+    async with asyncio.timeout(10):
+        return await connection.wait_dead()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_greeting_server_closes_its_connections_in_order_when_stopped(
+    start: Started, sig: int
+) -> None:
+    server, line = start("greeting_server.py", "0")
+    death = asyncio.run(_greet_then_stop(server, ready_port(line), sig))
+    # An orderly close from the server: GOING_AWAY, not a reset or a silence.
+    assert (death.reason, death.source, death.close_code) == (
+        pulsewire.Reason.EOF,
+        pulsewire.Source.PEER,
+        pulsewire.CloseCode.GOING_AWAY,
+    )
+    output, _ = server.communicate(timeout=10)
+    assert server.returncode == 0
+    assert output.splitlines()[0] == "tester connected"
+    assert "stopping after 1 connection(s)" in output
+    assert output.splitlines()[-1] == "stopped"
+
+
+# --------------------------------------------------------------------------------------
 # chat server (a Server subclass)
 # --------------------------------------------------------------------------------------
 

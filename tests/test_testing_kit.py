@@ -201,16 +201,22 @@ def test_decode_control_refuses_data() -> None:
 
 
 def test_the_kit_exports_only_what_users_tests_need() -> None:
-    # The root-only namespace lab is the CLI's and the fault suite's, not the public kit's.
+    # The root-only namespace lab is the CLI's and the fault suite's, not the public kit's;
+    # the protocol's test vectors are for every implementation's tests, pulsewire's too.
     assert sorted(pulsewire.testing.__all__) == [
         "Control",
+        "MalformedInput",
+        "Receiver",
         "SessionPair",
         "Side",
+        "ValidFrame",
+        "Vectors",
         "Wire",
         "WireMode",
         "control_frame",
         "data_frame",
         "decode_control",
+        "load_vectors",
         "opening_bytes",
         "parse_frames",
     ]

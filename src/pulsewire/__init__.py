@@ -17,6 +17,7 @@ from pulsewire.asyncio import (
     serve_unix,
     wrap_streams,
 )
+from pulsewire.config import Config, load_config, parse_config
 from pulsewire.core import (
     Adaptive,
     Backoff,
@@ -53,6 +54,7 @@ __all__ = [
     "Client",
     "ClientStats",
     "CloseCode",
+    "Config",
     "ConnectError",
     "Connection",
     "ConnectionClosedError",
@@ -81,6 +83,8 @@ __all__ = [
     "__version__",
     "connect",
     "connect_unix",
+    "load_config",
+    "parse_config",
     "serve",
     "serve_unix",
     "wrap_streams",

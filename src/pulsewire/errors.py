@@ -72,6 +72,7 @@ class ProtocolError(PulsewireError):
 
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
+        #: The ``CloseCode`` sent to the peer (``PROTOCOL_ERROR`` unless more precise).
         self.code: int = PROTOCOL_ERROR_CODE if code is None else code
 
 
@@ -102,6 +103,7 @@ class ConnectionClosedError(PulsewireError):
 
     def __init__(self, death: Death) -> None:
         super().__init__(self._message(death))
+        #: The ``Death`` record: reason, source, silence, last RTT, close code.
         self.death = death
 
     @staticmethod

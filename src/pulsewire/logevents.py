@@ -43,11 +43,19 @@ HANDSHAKE_FAILED: Final = "peer.handshake_failed"
 CONNECTION_CLOSE: Final = "connection.close"  #: the local side started an orderly close
 HANDLER_ERROR: Final = "handler.error"  #: a user hook or handler raised
 KERNEL_OPTION_UNSUPPORTED: Final = "kernel.option_unsupported"  #: the platform lacks an option
-SCHEDULER_LATE: Final = "scheduler.late"  #: the deadline timer fired late: local stall
+#: This process's event loop was blocked, so pulsewire's deadline timer ran late: a
+#: blocking call in a coroutine, a long garbage-collection pause, a process stopped
+#: (SIGSTOP, Ctrl-Z, a debugger) or starved of CPU. ``lateness`` is how late the timer ran,
+#: in seconds; ``not_counted`` is the part of it (all but the first 0.1 s) that pulsewire
+#: does not count as any peer's silence, so that no peer is declared dead for this side's
+#: own stall (the local-stall guard: after it, every peer gets a fresh ping and a full
+#: timeout to answer). ``why`` says the same in words. Logged at ``warning``: a loop
+#: blocked for seconds also delays everything else the application does.
+SCHEDULER_LATE: Final = "scheduler.late"
 CLIENT_CONNECT_FAILED: Final = "client.connect_failed"  #: an attempt failed; retry_in says when
 CLIENT_DISCONNECTED: Final = "client.disconnected"  #: the client's connection died (reason)
 CLIENT_RECONNECTED: Final = "client.reconnected"  #: a new connection after a death
 CLIENT_GAVE_UP: Final = "client.gave_up"  #: a refusal retrying cannot fix, or max_attempts
 CLIENT_PING_BACKOFF: Final = "client.ping_backoff"  #: told TOO_MANY_PINGS: interval doubled
-SERVER_LISTENING: Final = "server.listening"
-SERVER_CLOSED: Final = "server.closed"
+SERVER_LISTENING: Final = "server.listening"  #: serve() is listening (host, port)
+SERVER_CLOSED: Final = "server.closed"  #: the listener closed (accepted: connections served)

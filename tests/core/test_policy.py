@@ -5,7 +5,8 @@ import math
 import msgspec
 import pytest
 
-from pulsewire.core import Evidence, Limits, Policy, Session
+from pulsewire.core import Adaptive, Evidence, Limits, Policy, Session
+from pulsewire.core.policy import MIN_INTERVAL, MIN_TIMEOUT
 from pulsewire.errors import PolicyError
 from pulsewire.testing import opening_bytes
 
@@ -169,3 +170,51 @@ def test_for_detection_rejects_impossible_budgets() -> None:
 def test_describe_states_the_detection_bound() -> None:
     assert "dead after 3 s of silence" in Policy().describe()
     assert "between 3 s and 10 s" in Policy.wan().describe()
+
+
+# ---------------------------------------------------------------------------- floors
+
+
+def test_a_detection_budget_too_short_to_be_safe_is_refused_with_the_reason() -> None:
+    # Accepted before the floor: pinged every 3.3 ms and convicted after 10 ms.
+    with pytest.raises(PolicyError) as refused:
+        Policy.for_detection(0.01)
+    message = str(refused.value)
+    assert "timeout 0.01 s is below pulsewire's floor of 0.1 s" in message
+    assert "would convict a live peer" in message
+    assert "Policy.lan()" in message  # what to use instead
+
+
+@pytest.mark.parametrize(
+    ("fields", "refused"),
+    [
+        ({"interval": 0.005, "timeout": 1.0}, "interval 0.005 s is below"),
+        ({"min_peer_interval": 0.005}, "min_peer_interval 0.005 s is below"),
+        ({"interval": 0.02, "timeout": 0.05}, "timeout 0.05 s is below"),
+        (
+            {"interval": 0.02, "timeout": 1.0, "adaptive": Adaptive(min_timeout=0.05)},
+            "adaptive.min_timeout 0.05 s is below",
+        ),
+    ],
+)
+def test_implausibly_short_timings_are_refused_wherever_a_policy_is_built(
+    fields: dict[str, object], refused: str
+) -> None:
+    with pytest.raises(PolicyError, match=refused):
+        Policy(**fields)
+    # Loading from a file builds the same value, with the same checks.
+    with pytest.raises(msgspec.ValidationError, match=refused):
+        msgspec.convert(fields, Policy)
+
+
+def test_the_floors_themselves_are_accepted() -> None:
+    policy = Policy(interval=MIN_INTERVAL, timeout=MIN_TIMEOUT, min_peer_interval=MIN_INTERVAL)
+    assert (policy.interval, policy.timeout) == (0.01, 0.1)
+    assert Policy.for_detection(MIN_TIMEOUT).timeout == MIN_TIMEOUT
+
+
+def test_every_preset_clears_the_floors() -> None:
+    for preset in (Policy(), Policy.lan(), Policy.wan(), Policy.nat(), Policy.mobile()):
+        assert preset.interval >= MIN_INTERVAL
+        assert preset.min_peer_interval >= MIN_INTERVAL
+        assert preset.timeout >= MIN_TIMEOUT

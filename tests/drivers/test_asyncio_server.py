@@ -230,3 +230,42 @@ async def test_async_for_raises_after_timeout_and_send_carries_the_reason(spawn_
             await connection.send(b"anyone?")
         assert raised_by_send.value.reason is Reason.TIMEOUT
         assert raised_by_send.value.death is connection.death
+
+
+async def _nothing(connection: pulsewire.Connection) -> None:
+    await connection.wait_dead()
+
+
+@pytest.mark.asyncio
+async def test_cancelling_serve_forever_closes_the_connections_in_order() -> None:
+    """Ctrl-C under asyncio.run cancels the task in serve_forever(); with a client
+    connected it must still return at once (asyncio's own Server.serve_forever waits for
+    every connection to close from Python 3.12), so that ``async with`` closes them."""
+    port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def main() -> None:  # as a server program's main() runs it
+        async with await pulsewire.serve(_nothing, "127.0.0.1", 0) as listener:
+            port.set_result(listener.port)
+            await listener.serve_forever()
+
+    serving = asyncio.create_task(main())
+    client = await pulsewire.connect("127.0.0.1", await port)
+    serving.cancel()
+    async with asyncio.timeout(5):
+        death = await client.wait_dead()
+        with pytest.raises(asyncio.CancelledError):
+            await serving
+    assert (death.reason, death.source, death.close_code) == (
+        Reason.EOF,
+        Source.PEER,
+        CloseCode.GOING_AWAY,
+    )
+
+
+@pytest.mark.asyncio
+async def test_serve_forever_returns_when_the_listener_is_closed() -> None:
+    listener = await pulsewire.serve(_nothing, "127.0.0.1", 0)
+    serving = asyncio.create_task(listener.serve_forever())
+    await listener.close()
+    async with asyncio.timeout(2):
+        await serving

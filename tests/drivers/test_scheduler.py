@@ -6,7 +6,9 @@ import itertools
 from collections.abc import Callable
 
 import pytest
+import structlog.testing
 
+from pulsewire import logevents
 from pulsewire.asyncio.scheduler import DeadlineScheduler, Tick
 
 TICK = DeadlineScheduler.TICK
@@ -249,3 +251,24 @@ def test_a_stalled_loop_is_not_counted_against_the_deadlines(
     # only the threshold late.
     assert scheduler.stalled == pytest.approx(2.0 - scheduler.STALL_THRESHOLD, abs=1e-9)
     assert log[0][1] == pytest.approx(1.0 + scheduler.STALL_THRESHOLD, abs=1e-9)
+
+
+def test_a_stall_is_logged_with_what_it_means(
+    setup: tuple[FakeLoop, DeadlineScheduler, list[tuple[str, float]]],
+) -> None:
+    loop, scheduler, log = setup
+    scheduler.schedule(Target("t", log), 1.0)
+    timer = loop.armed()
+    assert timer is not None
+    loop.now = 4.5  # blocked for 3.5 s past the timer, as a process stopped and resumed
+    loop.timers.remove(timer)
+    with structlog.testing.capture_logs() as logs:
+        timer.callback()
+    (late,) = [entry for entry in logs if entry["event"] == logevents.SCHEDULER_LATE]
+    assert late["log_level"] == "warning"
+    assert late["lateness"] == pytest.approx(3.5)
+    assert late["not_counted"] == pytest.approx(3.5 - scheduler.STALL_THRESHOLD)
+    assert late["why"] == (
+        "this event loop was blocked for 3.50 s (a blocking call, a long GC pause, or the "
+        "process was stopped); 3.40 s of it is not counted as silence of any peer"
+    )

@@ -197,6 +197,37 @@ class ClientStats(msgspec.Struct, frozen=True):
     policy: Policy  #: the policy in force (its interval doubles after TOO_MANY_PINGS)
 
 
+class _DeathCounter:
+    """The :class:`ConnectionObserver` of a client's connections: counts their deaths as
+    they happen, before anyone waiting on the connection wakes up."""
+
+    takes_messages = False  #: messages stay with the connection, for its user's recv()
+
+    def __init__(self, deaths: Counter[str]) -> None:
+        self._deaths = deaths
+
+    def connection_made(self, connection: Connection) -> None:
+        pass
+
+    def connection_ready(self, connection: Connection) -> None:
+        pass
+
+    def message_received(
+        self, connection: Connection, message: bytes, consumed: Callable[[int], None]
+    ) -> None:
+        pass
+
+    def connection_suspected(self, connection: Connection) -> None:
+        pass
+
+    def connection_recovered(self, connection: Connection) -> None:
+        pass
+
+    def connection_dead(self, connection: Connection, death: Death) -> None:
+        if connection.negotiated is not None:
+            self._deaths[death.reason.value] += 1
+
+
 @final
 class Client:
     """Keeps one pulsewire connection alive, reconnecting after each death.
@@ -253,6 +284,7 @@ class Client:
             if host is not None or port is not None:
                 raise UsageError("Client() takes host and port, or path=, not both")
             check_tls(ssl, server_hostname, needs_hostname=True)
+            #: The server's Unix socket path (None for TCP).
             self.path: str | None = check_path(path)
             self._where = format_address(self.path)
             self._open: OpenTransport = _unix(self.path, ssl, server_hostname)
@@ -267,17 +299,28 @@ class Client:
             isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
         ):
             raise ValueError(f"max_attempts must be a positive int or None, not {max_attempts!r}")
+        #: The server's host name or address (None for a Unix socket).
         self.host = host
+        #: The server's port.
         self.port = port
+        #: The policy of the next connection (its interval doubles after TOO_MANY_PINGS).
         self.policy = policy if policy is not None else Policy()
+        #: The limits of every connection.
         self.limits = limits if limits is not None else Limits()
+        #: The socket options of every connection.
         self.socket_options = socket_options if socket_options is not None else SocketOptions()
         check_settings(self.policy, self.limits, self.socket_options, name)
+        #: The TLS context of every connection (None: plain TCP).
         self.ssl = ssl
+        #: The name TLS checks the server's certificate against (None: the host).
         self.server_hostname = server_hostname
+        #: The name it sends in its HELLOs.
         self.name = name
+        #: How long it waits between failed attempts.
         self.backoff = backoff if backoff is not None else Backoff()
+        #: Consecutive failed attempts before it gives up (None: never).
         self.max_attempts = max_attempts
+        #: Whether a failed attempt is worth retrying (default: :meth:`retryable`).
         self.retry_if = retry_if if retry_if is not None else Client.retryable
         self._log = event_logger(logger, _log)
         self._rng = rng if rng is not None else random.Random()
@@ -290,6 +333,7 @@ class Client:
         self._connects = 0
         self._failed = 0
         self._deaths: Counter[str] = Counter()
+        self._observer = _DeathCounter(self._deaths)
 
     # ------------------------------------------------------------------ public
 
@@ -311,6 +355,7 @@ class Client:
         return True
 
     def stats(self) -> ClientStats:
+        """A frozen snapshot: handshakes, failed attempts, deaths by reason, the policy."""
         return ClientStats(
             connects=self._connects,
             failed_attempts=self._failed,
@@ -331,8 +376,9 @@ class Client:
             return self._current
 
     async def __aiter__(self) -> AsyncIterator[Connection]:
-        """Each new live connection, as it is established; raises the error the client
-        gave up with."""
+        """``async for connection in client``: each new live connection, as it is
+        established (after each death, the next one). Runs until the client is closed;
+        raises the error the client gave up with, or ``UsageError`` if it is not running."""
         seen: Connection | None = None
         while True:
             async with self._changed:
@@ -344,6 +390,7 @@ class Client:
             yield seen
 
     async def start(self) -> None:
+        """Start connecting in the background (``async with`` calls it). Idempotent."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -374,33 +421,6 @@ class Client:
         if exc is None and self._error is not None and not self._error_seen:
             self._error_seen = True
             raise self._error
-
-    # ------------------------------------------------------------------ ConnectionObserver
-
-    #: Messages stay with the connection, for its user's recv().
-    takes_messages = False
-
-    def connection_made(self, connection: Connection) -> None:
-        pass
-
-    def connection_ready(self, connection: Connection) -> None:
-        pass
-
-    def message_received(
-        self, connection: Connection, message: bytes, consumed: Callable[[int], None]
-    ) -> None:
-        pass
-
-    def connection_suspected(self, connection: Connection) -> None:
-        pass
-
-    def connection_recovered(self, connection: Connection) -> None:
-        pass
-
-    def connection_dead(self, connection: Connection, death: Death) -> None:
-        # Counted as it happens, before anyone waiting on the connection wakes up.
-        if connection.negotiated is not None:
-            self._deaths[death.reason.value] += 1
 
     # ------------------------------------------------------------------ internals
 
@@ -439,7 +459,7 @@ class Client:
                     name=self.name,
                     initiator=True,
                     log=self._log,
-                    observer=self,
+                    observer=self._observer,
                 )
             except ConnectError as error:
                 self._failed += 1

@@ -126,10 +126,12 @@ class Connection:
 
     @property
     def policy(self) -> Policy:
+        """How this side watches the peer (the ``policy`` given to connect or serve)."""
         return self._protocol.policy
 
     @property
     def limits(self) -> Limits:
+        """What this side accepts from the peer (the ``limits`` given to connect or serve)."""
         return self._protocol.limits
 
     @property
@@ -203,6 +205,7 @@ class Connection:
 
     @property
     def peer_name(self) -> str:
+        """The name the peer sent in its HELLO (``""`` before the handshake, or if none)."""
         negotiated = self._session.negotiated
         return "" if negotiated is None else negotiated.peer.name
 
@@ -262,9 +265,13 @@ class Connection:
                 self._recv_waiter = None
 
     def __aiter__(self) -> Connection:
+        """``async for message in connection``: each message, in order (see :meth:`__anext__`)."""
         return self
 
     async def __anext__(self) -> bytes:
+        """The next message. The loop ends quietly after an orderly close (a CLOSE with
+        NORMAL from the peer, or this side's ``close()``); any other death is raised
+        (``PeerDeadError``), once the messages received before it are delivered."""
         try:
             return await self.recv()
         except ConnectionClosedError as error:

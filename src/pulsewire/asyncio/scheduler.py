@@ -176,10 +176,15 @@ class DeadlineScheduler:
         now = self.time()
         self._armed_at = self._stall_from = math.inf
         if self.stalled > stalled_before:
+            lateness = self._loop.time() - armed_at
+            not_counted = self.stalled - stalled_before
             _log.warning(
                 logevents.SCHEDULER_LATE,
-                lateness=round(self._loop.time() - armed_at, 4),
-                not_counted=round(self.stalled - stalled_before, 4),
+                lateness=round(lateness, 4),
+                not_counted=round(not_counted, 4),
+                why=f"this event loop was blocked for {lateness:.2f} s (a blocking call, a "
+                f"long GC pause, or the process was stopped); {not_counted:.2f} s of it is "
+                "not counted as silence of any peer",
             )
         last = math.floor((now + self.CLOCK_RESOLUTION) * self._per_second)
         numbers, by_number = self._numbers, self._by_number

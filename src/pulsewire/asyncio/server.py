@@ -83,9 +83,9 @@ class Server:
 class ListenerStats(msgspec.Struct, frozen=True):
     """Counters for a listener: connections accepted, alive now, and how the others ended."""
 
-    accepted: int  #: transports connected (after TLS, if any)
+    accepted: int  #: transports connected so far (after TLS, if any)
     active: int  #: accepted and not dead yet (handshaking or established)
-    deaths: dict[str, int]  #: deaths of established connections, by reason
+    deaths: dict[str, int]  #: deaths of established connections so far, by ``Reason`` value
     #: connections that died before their handshake completed, by reason (a peer that is
     #: not pulsewire, or never sent its HELLO: ``timeout``; a port scan or health check: ``eof``)
     handshake_failures: dict[str, int] = msgspec.field(default_factory=dict)
@@ -113,9 +113,13 @@ class Listener:
         name: str,
         log: EventLogger | None = None,
     ) -> None:
+        #: The policy of every connection it accepts.
         self.policy = policy
+        #: The limits of every connection it accepts.
         self.limits = limits
+        #: The socket options applied to every accepted TCP socket.
         self.socket_options = socket_options
+        #: The name it sends in its HELLOs.
         self.name = name
         self._log = log if log is not None else _log
         self._hooks = handler if isinstance(handler, Server) else None
@@ -133,12 +137,13 @@ class Listener:
         self._handshake_failures: Counter[str] = Counter()
         #: The Unix socket file this listener made, and its inode: removed on close.
         self._made_path: tuple[str, int] | None = None
+        self._closed = asyncio.Event()
 
     # ------------------------------------------------------------------ public
 
     @property
     def sockets(self) -> tuple[Any, ...]:
-        """The listening sockets (``asyncio.Server.sockets``)."""
+        """The listening sockets (one per address ``host`` resolved to; empty once closed)."""
         return () if self._server is None else tuple(self._server.sockets)
 
     @property
@@ -166,6 +171,7 @@ class Listener:
         return frozenset(self._connections)
 
     def stats(self) -> ListenerStats:
+        """A frozen snapshot: connections accepted, active, and deaths by reason."""
         return ListenerStats(
             accepted=self._accepted,
             active=len(self._connections),
@@ -174,11 +180,22 @@ class Listener:
         )
 
     async def serve_forever(self) -> None:
-        assert self._server is not None
-        await self._server.serve_forever()
+        """Serve until cancelled (Ctrl-C under ``asyncio.run``, or ``task.cancel()``), or
+        until another task calls :meth:`close`.
+
+        It only waits: the listener accepts connections from the moment :func:`serve`
+        returns. Cancelling it does not close the listener; ``async with`` around it (or
+        :meth:`close`) does, closing every connection in order.
+        """
+        if self._server is None:
+            raise UsageError("the listener is not listening: serve() starts it")
+        # Not asyncio.Server.serve_forever(): from Python 3.12, cancelling it waits for
+        # every connection to close, and ours stay open until close() closes them.
+        await self._closed.wait()
 
     async def close(self, code: int = CloseCode.GOING_AWAY, reason: str = "server closing") -> None:
         """Stop accepting, close every connection in order (bounded), and wait."""
+        self._closed.set()
         if self._server is not None:
             self._server.close()
         closing = [connection.close(code, reason) for connection in self._connections]
@@ -207,11 +224,15 @@ class Listener:
     # ------------------------------------------------------------------ ConnectionObserver
 
     def connection_made(self, connection: Connection) -> None:
-        # Counted once the transport is up: a client that fails TLS never gets this far.
+        """Called by an accepted connection once its transport is up (after TLS): counts
+        it (a client that fails TLS never gets this far). Not for applications to call."""
         self._connections.add(connection)
         self._accepted += 1
 
     def connection_ready(self, connection: Connection) -> None:
+        """Called by an accepted connection when its handshake completes (the listener is
+        each connection's ``ConnectionObserver``): runs the handler, or ``on_connect``.
+        Not for applications to call."""
         if self._handler is not None:
             task = asyncio.get_running_loop().create_task(self._run_handler(connection))
             self._handler_tasks.add(task)
@@ -221,6 +242,8 @@ class Listener:
     def message_received(
         self, connection: Connection, message: bytes, consumed: Callable[[int], None]
     ) -> None:
+        """Called by a connection for each message when the server overrides
+        ``on_message``: runs it, then reports the message consumed. Not for applications."""
         assert self._hooks is not None
 
         async def deliver() -> None:
@@ -233,12 +256,16 @@ class Listener:
         self._queue(connection, deliver)
 
     def connection_suspected(self, connection: Connection) -> None:
+        """Called by a connection that turned SUSPECT: runs ``on_suspect``."""
         self._run_hook(connection, "on_suspect", connection)
 
     def connection_recovered(self, connection: Connection) -> None:
+        """Called by a suspect connection that recovered: runs ``on_recover``."""
         self._run_hook(connection, "on_recover", connection)
 
     def connection_dead(self, connection: Connection, death: Death) -> None:
+        """Called by a connection that died: counts it, and runs ``on_dead`` if
+        ``on_connect`` ran."""
         self._connections.discard(connection)
         if connection.negotiated is None:
             self._handshake_failures[death.reason.value] += 1

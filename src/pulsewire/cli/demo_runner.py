@@ -11,7 +11,7 @@ at both ends. After a short baseline the demo injects every fault at once:
 - **reset**: the peer aborts both sockets with SO_LINGER 0: RST. pulsewire: RESET.
 - **stalled**: the peer's event loop blocks (a synchronous ``time.sleep``) for a while
   and recovers, as after a blocking call or a long GC pause. The stall lasts halfway
-  between the policy's ``suspect_after`` and its ``timeout`` (4 s with the default
+  between the policy's ``suspect_after`` and its ``timeout`` (2.5 s with the default
   policy): pulsewire shows SUSPECT, then ALIVE, and does not declare it dead.
 
 and shows, live, each peer's state, RTT and silence, then a table: the fault, pulsewire's
@@ -62,6 +62,7 @@ __all__ = [
     "peer_policy",
     "run_demo",
     "stall_for",
+    "verdict_words",
 ]
 
 #: ``--quick``: a fast policy, so that the whole demo takes a few seconds (the tests run it).
@@ -71,6 +72,23 @@ QUICK_POLICY = Policy(interval=0.3, timeout=1.5)
 ALIVE = "alive"
 #: Verdict of a plain socket that the kernel never closed.
 STILL_OPEN = "still open"
+
+# Each verdict in words a reader needs no TCP to follow, the same for pulsewire (a
+# ``Reason`` value) and for the kernel keepalive socket.
+_VERDICT_WORDS = {
+    "timeout": "no answer",
+    "eof": "connection closed",
+    "reset": "connection reset",
+    "unreachable": "host unreachable",
+    "protocol_error": "broke the protocol",
+    "local_close": "closed by this side",
+}
+
+
+def verdict_words(verdict: str) -> str:
+    """``"timeout"`` -> ``"no answer"``; a verdict without words (a socket error's name) as is."""
+    return _VERDICT_WORDS.get(verdict, verdict)
+
 
 # How long after connecting every peer the faults are injected (RTTs show up meanwhile).
 _BASELINE = 1.5
@@ -275,7 +293,7 @@ class DemoServer(Server):
         peer = self.observer.peer(connection.peer_name)
         if peer is not None and message.startswith(STALL_MESSAGE):
             peer.stalled_at = self.observer.loop.time()
-            self.observer.say(peer, "event loop blocked (time.sleep)")
+            self.observer.say(peer, "its event loop is now blocked (time.sleep)")
 
     async def on_suspect(self, connection: Connection) -> None:
         peer = self.observer.peer(connection.peer_name)
@@ -283,14 +301,14 @@ class DemoServer(Server):
             peer.poll()
             if peer.suspected_at is None:
                 peer.suspected_at = self.observer.loop.time()
-            self.observer.say(peer, f"SUSPECT: silent for {peer.silence:.2f} s")
+            self.observer.say(peer, f"pulsewire: SUSPECT, silent for {peer.silence:.2f} s")
 
     async def on_recover(self, connection: Connection) -> None:
         peer = self.observer.peer(connection.peer_name)
         if peer is not None:
             peer.recovered_at = self.observer.loop.time()
             peer.poll()
-            self.observer.say(peer, "ALIVE again")
+            self.observer.say(peer, "pulsewire: ALIVE again")
 
     async def on_dead(self, connection: Connection, death: Death) -> None:
         peer = self.observer.peer(connection.peer_name)
@@ -298,9 +316,10 @@ class DemoServer(Server):
             peer.death = death
             peer.died_at = self.observer.loop.time()
             peer.poll()
+            reason = death.reason.value
             self.observer.say(
                 peer,
-                f"DEAD: {death.reason.value} ({death.source.value}), "
+                f"pulsewire: DEAD ({reason}: {verdict_words(reason)}), "
                 f"silent for {death.silence:.2f} s",
             )
 
@@ -346,7 +365,7 @@ class KeepaliveWatcher(asyncio.Protocol):
         if peer is not None and peer.kernel_at is None:
             peer.kernel_verdict = verdict
             peer.kernel_at = self.observer.loop.time()
-            self.observer.say(peer, f"kernel keepalive socket: {verdict}")
+            self.observer.say(peer, f"kernel keepalive: DEAD ({verdict}: {verdict_words(verdict)})")
 
 
 # --------------------------------------------------------------------------------------

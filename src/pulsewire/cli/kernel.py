@@ -48,7 +48,7 @@ that is frozen while its kernel still answers.
 
 EPILOG = """\
 exit codes: 0 success (settings this host does not have are shown as unknown);
-2 bad arguments (a one-line error on stderr).
+2 bad arguments, such as a --proc-root without sys/net/ipv4 (a one-line error on stderr).
 
 --json prints the same as one JSON object: "host" (the sysctls as read), "kernel" (worst
 cases in seconds, null when unknown or never), "tightest_keepalive" (what the kernel
@@ -82,9 +82,9 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument(
         "--proc-root",
-        default="/proc",
         metavar="PATH",
-        help="where to read the sysctls (default: /proc)",
+        help="where to read the sysctls: a directory holding sys/net/ipv4 (default: /proc, "
+        "where a system other than Linux has none, and its settings show as unknown)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)
@@ -258,7 +258,11 @@ def _print_linear_timeouts(linear: dict[str, Any] | None) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.loss < 1:
         raise CliError(f"--loss must be a fraction in [0, 1), got {args.loss:g}", EXIT_USAGE)
-    facts = HostTcpFacts.read(args.proc_root, platform=sys.platform)
+    proc_root = "/proc" if args.proc_root is None else args.proc_root
+    sysctls = os.path.join(proc_root, "sys", "net", "ipv4")
+    if args.proc_root is not None and not os.path.isdir(sysctls):
+        raise CliError(f"--proc-root {proc_root}: there is no directory {sysctls}", EXIT_USAGE)
+    facts = HostTcpFacts.read(proc_root, platform=sys.platform)
     data = report(facts, args.within, args.loss)
     if args.json:
         print(json.dumps(data, indent=2))

@@ -20,9 +20,9 @@ class Backoff(msgspec.Struct, frozen=True, kw_only=True):
     cut off by the same outage do not come back in one wave.
     """
 
-    initial: float = 0.1
-    maximum: float = 30.0
-    multiplier: float = 2.0
+    initial: float = 0.1  #: the ceiling of the first attempt's delay, seconds
+    maximum: float = 30.0  #: the largest ceiling, seconds
+    multiplier: float = 2.0  #: the ceiling grows by this factor per attempt (>= 1)
 
     def __post_init__(self) -> None:
         for name in ("initial", "maximum"):
@@ -42,4 +42,5 @@ class Backoff(msgspec.Struct, frozen=True, kw_only=True):
         return min(self.maximum, self.initial * self.multiplier**exponent)
 
     def delay(self, attempt: int, rng: random.Random) -> float:
+        """How long attempt ``attempt`` waits: uniform between 0 and its :meth:`ceiling`."""
         return rng.uniform(0.0, self.ceiling(attempt))

@@ -36,12 +36,12 @@ class Source(enum.Enum):
 class Death:
     """Why and how a connection died."""
 
-    reason: Reason
-    source: Source
+    reason: Reason  #: why: TIMEOUT, RESET, EOF, UNREACHABLE, PROTOCOL_ERROR, LOCAL_CLOSE
+    source: Source  #: who established it: the heartbeat, the kernel, the peer, this side
     silence: float  #: seconds since the last evidence of life when the verdict fell
     last_rtt: float | None  #: last measured round-trip time, seconds
     close_code: int | None = None  #: the CLOSE code sent or received, if any
-    close_reason: str = ""
+    close_reason: str = ""  #: the reason text of that CLOSE
     error: Exception | None = None  #: the ProtocolError or OSError behind the verdict
 
     @property
@@ -54,6 +54,7 @@ class Death:
         )
 
     def describe(self) -> str:
+        """One line: ``timeout (heartbeat) after 3.001 s of silence, last RTT 0.4 ms``."""
         rtt = "n/a" if self.last_rtt is None else f"{self.last_rtt * 1000:.1f} ms"
         text = (
             f"{self.reason.value} ({self.source.value}) after {self.silence:.3f} s "

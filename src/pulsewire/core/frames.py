@@ -100,6 +100,7 @@ class CloseCode(enum.IntEnum):
 
     @classmethod
     def is_valid(cls, code: int) -> bool:
+        """True for a code a CLOSE may carry: one of these, or 4000-4999."""
         return code in cls._value2member_map_ or 4000 <= code <= 4999
 
 

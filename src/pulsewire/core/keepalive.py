@@ -168,14 +168,15 @@ class KernelKeepalive(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     2147483 s (an ``int`` of milliseconds).
     """
 
-    idle: float | None = None
-    interval: float | None = None
-    count: int | None = None
-    user_timeout: float | None = None
-    strict: bool = False
-    linear_timeouts: bool = False
+    idle: float | None = None  #: seconds without a received segment before the first probe
+    interval: float | None = None  #: seconds between unanswered probes
+    count: int | None = None  #: unanswered probes after which the kernel drops the connection
+    user_timeout: float | None = None  #: ``TCP_USER_TIMEOUT``, seconds (None: unset)
+    strict: bool = False  #: every option applied exactly, or an error
+    linear_timeouts: bool = False  #: turn on Linux's ``TCP_THIN_LINEAR_TIMEOUTS``
+    #: switch a BBR socket to this congestion control so that linear timeouts apply
     thin_stream_congestion: str | None = None
-    rto_max: float | None = None
+    rto_max: float | None = None  #: Linux's ``TCP_RTO_MAX_MS``, seconds (see above)
 
     def __post_init__(self) -> None:
         for name in ("idle", "interval"):
@@ -323,12 +324,13 @@ class SocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     the defaults are in ``docs/tuning.md``.
     """
 
+    #: ``TCP_USER_TIMEOUT``: False leaves it unset, True derives it from the policy, or seconds
     user_timeout: bool | float = False
-    linear_timeouts: bool = True
-    rto_max: float | None = 1.0
-    congestion: str | None = None
-    keepalive: KernelKeepalive | None = None
-    strict: bool = False
+    linear_timeouts: bool = True  #: Linux's ``TCP_THIN_LINEAR_TIMEOUTS`` (inert under BBR)
+    rto_max: float | None = 1.0  #: Linux's ``TCP_RTO_MAX_MS``, seconds: the kernel backstop
+    congestion: str | None = None  #: opt-in: the congestion control a BBR socket switches to
+    keepalive: KernelKeepalive | None = None  #: kernel keepalive probing on top
+    strict: bool = False  #: every option applied exactly, or the connection fails
 
     def __post_init__(self) -> None:
         for name in ("linear_timeouts", "strict"):

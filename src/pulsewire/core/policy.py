@@ -11,18 +11,29 @@ from __future__ import annotations
 
 import enum
 import math
+from typing import Final
 
 import msgspec
 
 from pulsewire.core.frames import MESSAGE_OVERHEAD
 from pulsewire.errors import PolicyError
 
-__all__ = ["Adaptive", "Evidence", "Limits", "Policy"]
+__all__ = ["MIN_INTERVAL", "MIN_TIMEOUT", "Adaptive", "Evidence", "Limits", "Policy"]
 
 # What HELLO can carry (the bounds in ``frames.Hello``): a policy or limit beyond them would
 # be rejected by every peer as a malformed HELLO, so it is rejected here, at construction.
 _MAX_WIRE_SECONDS = 86_400
 _MAX_WIRE_BYTES = 2**31
+
+#: The shortest ``interval`` and ``min_peer_interval`` a policy takes, in seconds. More than
+#: a hundred pings a second cost CPU and bandwidth and detect nothing sooner (the timeout
+#: decides that); the asyncio driver's deadlines come in ticks of 1/128 s anyway.
+MIN_INTERVAL: Final = 0.01
+#: The shortest ``timeout`` (and ``adaptive.min_timeout``) a policy takes, in seconds. Below
+#: it an ordinary pause of either side's event loop (a GC pass, a slow callback: the asyncio
+#: driver forgives its own stalls only beyond 0.1 s) or one lost packet (TCP resends it
+#: after 0.2 s at the earliest) would convict a live peer.
+MIN_TIMEOUT: Final = 0.1
 
 
 class Evidence(enum.Enum):
@@ -35,6 +46,37 @@ class Evidence(enum.Enum):
 def _positive(name: str, value: float) -> None:
     if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
         raise PolicyError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
+def _check_floors(policy: Policy) -> None:
+    """Refuse the implausible: timings so short that they convict live peers or only burn
+    CPU (see :data:`MIN_TIMEOUT`, :data:`MIN_INTERVAL`), saying why and what to use."""
+    floors = [("timeout", policy.timeout)]
+    if policy.adaptive is not None:
+        floors.append(("adaptive.min_timeout", policy.adaptive.min_timeout))
+    for name, value in floors:
+        if value < MIN_TIMEOUT:
+            raise PolicyError(
+                f"{name} {value!r} s is below pulsewire's floor of {MIN_TIMEOUT} s: an "
+                "ordinary pause of either event loop (a GC pass, a slow callback) or one lost "
+                "packet (TCP resends it after 0.2 s at the earliest) would convict a live "
+                "peer; for the fastest safe detection use Policy.lan() (dead after 0.8 s) "
+                "or, on a link without loss, Policy.for_detection(0.5)"
+            )
+    advice = {
+        "interval": "use at least 0.01 s, typically a third of the timeout, as "
+        "Policy.for_detection(seconds) chooses",
+        "min_peer_interval": "accept pings from the peer at most every 0.01 s (the default "
+        "is 0.05 s)",
+    }
+    for name, hint in advice.items():
+        value = getattr(policy, name)
+        if value < MIN_INTERVAL:
+            raise PolicyError(
+                f"{name} {value!r} s is below pulsewire's floor of {MIN_INTERVAL} s: more than "
+                "a hundred pings a second cost CPU and bandwidth and detect nothing sooner "
+                f"(the timeout decides how soon); {hint}"
+            )
 
 
 class Adaptive(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -135,13 +177,13 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     Unknown fields are rejected when a policy is loaded from JSON, TOML or msgpack.
     """
 
-    interval: float = 1.0
-    timeout: float = 3.0
+    interval: float = 1.0  #: ping an idle connection after this much silence, seconds
+    timeout: float = 3.0  #: DEAD after this much silence: the worst-case detection time
     suspect_after: float | None = None  #: default: halfway between interval and timeout
     min_peer_interval: float = 0.05  #: the fastest the peer may ping us
     jitter: float = 0.25  #: each idle ping is sent up to this fraction of interval early
-    evidence: Evidence = Evidence.ANY
-    handshake_timeout: float = 10.0
+    evidence: Evidence = Evidence.ANY  #: what proves life: any bytes, or only PONGs
+    handshake_timeout: float = 10.0  #: bound on connecting and the handshake, seconds
     close_timeout: float | None = None  #: wait for the peer's CLOSE; default: ``timeout``
     adaptive: Adaptive | None = None  #: adaptive timeout between a floor and ``timeout``
     progress_timeout: float | None = None  #: report our application stuck after this
@@ -149,6 +191,7 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     def __post_init__(self) -> None:
         for name in ("interval", "timeout", "min_peer_interval", "handshake_timeout"):
             _positive(name, getattr(self, name))
+        _check_floors(self)
         for name in ("timeout", "min_peer_interval"):
             if getattr(self, name) > _MAX_WIRE_SECONDS:
                 raise PolicyError(
@@ -300,12 +343,14 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
     @property
     def effective_suspect_after(self) -> float:
+        """``suspect_after``, or its default: halfway between ``interval`` and ``timeout``."""
         if self.suspect_after is not None:
             return self.suspect_after
         return self.interval + (self.timeout - self.interval) / 2
 
     @property
     def effective_close_timeout(self) -> float:
+        """``close_timeout``, or its default: ``timeout``."""
         return self.timeout if self.close_timeout is None else self.close_timeout
 
 
@@ -343,4 +388,5 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
     @property
     def effective_receive_window(self) -> int:
+        """``receive_window``, or its default: ``max_message_size``."""
         return self.max_message_size if self.receive_window is None else self.receive_window

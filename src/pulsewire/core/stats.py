@@ -14,6 +14,7 @@ __all__ = ["SessionStats"]
 class SessionStats(msgspec.Struct, frozen=True, kw_only=True):
     """What one connection has done so far. Durations in seconds."""
 
+    #: The names of the fields that only ever grow (for code that sums or diffs them).
     COUNTERS: ClassVar[tuple[str, ...]] = (
         "messages_sent",
         "messages_received",
@@ -26,27 +27,27 @@ class SessionStats(msgspec.Struct, frozen=True, kw_only=True):
         "pings_refused",
     )
 
-    state: State
+    state: State  #: where the connection stands
     silence: float  #: time since the last evidence of life
-    rtt_last: float | None
-    rtt_smoothed: float | None
-    rtt_variance: float | None
-    rtt_min: float | None
-    rtt_max: float | None
+    rtt_last: float | None  #: the latest round-trip time (None: no PONG yet)
+    rtt_smoothed: float | None  #: the smoothed round-trip time (RFC 6298 SRTT)
+    rtt_variance: float | None  #: its mean deviation (RFC 6298 RTTVAR)
+    rtt_min: float | None  #: the shortest round trip seen
+    rtt_max: float | None  #: the longest round trip seen
     rtt_p50: float | None  #: over the last 64 samples
     rtt_p99: float | None  #: over the last 64 samples
     timeout: float  #: the timeout in force (adaptive policies move it)
     peer_stuck_for: float  #: the peer's last report of its application being stuck, s
     pending_send_bytes: int  #: accepted by send() and not yet written
-    messages_sent: int  #: accepted by send()
-    messages_received: int
+    messages_sent: int  #: messages accepted by send()
+    messages_received: int  #: whole messages received
     messages_consumed: int  #: received messages the application has taken
     #: of the messages sent, how many the peer's application had consumed at its latest
     #: report (None: the peer does not report it)
     peer_consumed: int | None
     bytes_sent: int  #: DATA payload bytes written
     bytes_received: int  #: all bytes read, framing included
-    pings_sent: int
-    pings_received: int
-    pongs_received: int
+    pings_sent: int  #: PINGs this side sent
+    pings_received: int  #: PINGs the peer sent (each answered with a PONG)
+    pongs_received: int  #: answers to this side's PINGs (one RTT sample each)
     pings_refused: int  #: pings beyond the abuse limit (the connection is then closed)

@@ -68,7 +68,7 @@ MACOS_TCP_KEEPALIVE: Final = 0x10
 #: macOS defaults used to compute detection times when the interval or count cannot be set
 #: (sysctl ``net.inet.tcp.keepintvl`` = 75000 ms, ``net.inet.tcp.keepcnt`` = 8).
 MACOS_DEFAULT_KEEPINTVL: Final = 75.0
-MACOS_DEFAULT_KEEPCNT: Final = 8
+MACOS_DEFAULT_KEEPCNT: Final = 8  #: macOS's default probe count (``net.inet.tcp.keepcnt``)
 #: Windows Vista and later send exactly 10 keepalive probes unless ``TCP_KEEPCNT`` is set
 #: (a socket option since Windows 10 1703).
 WINDOWS_FIXED_KEEPCNT: Final = 10
@@ -112,9 +112,11 @@ class KeepaliveSocket(Protocol):
     bytes), and ``thin_stream_congestion`` may call ``setsockopt`` with a bytes value.
     """
 
-    def setsockopt(self, level: int, optname: int, value: int, /) -> None: ...
+    def setsockopt(self, level: int, optname: int, value: int, /) -> None:
+        """Set an option, as ``socket.socket.setsockopt``."""
 
-    def getsockopt(self, level: int, optname: int, /) -> int: ...
+    def getsockopt(self, level: int, optname: int, /) -> int:
+        """Read an option back, as ``socket.socket.getsockopt``."""
 
 
 # --------------------------------------------------------------------------------------
@@ -134,7 +136,7 @@ class AppliedOption(msgspec.Struct, frozen=True, kw_only=True):
     #: what was passed to setsockopt/ioctl (a name for ``TCP_CONGESTION``)
     value: int | tuple[int, ...] | str
     unit: str  #: ``s``, ``ms``, ``probes``, ``on/off``, ``name`` or the ioctl tuple's layout
-    read_back: int | str | None = None
+    read_back: int | str | None = None  #: what ``getsockopt`` returned afterwards, if it could
 
     @property
     def verified(self) -> bool:
@@ -183,12 +185,14 @@ class KeepaliveReport(msgspec.Struct, frozen=True, kw_only=True):
     lossy link convicts live peers; ``notes`` then says so.
     """
 
-    requested: KernelKeepalive
-    platform: str
-    applied: tuple[AppliedOption, ...] = ()
-    unsupported: tuple[UnsupportedOption, ...] = ()
-    notes: tuple[str, ...] = ()
+    requested: KernelKeepalive  #: the settings asked for
+    platform: str  #: the ``sys.platform`` they were applied for
+    applied: tuple[AppliedOption, ...] = ()  #: every option set, in order, as read back
+    unsupported: tuple[UnsupportedOption, ...] = ()  #: every option the platform lacks
+    notes: tuple[str, ...] = ()  #: roundings, assumed defaults, mismatches, semantics
+    #: worst-case seconds before the kernel drops an idle connection to a dead peer
     idle_detection_time: float | None = None
+    #: the bound on a connection with unacknowledged data (None: the host's own)
     unacked_detection_time: float | None = None
 
     @property

@@ -99,8 +99,8 @@ class HostTcpFacts(msgspec.Struct, frozen=True, kw_only=True):
     container reads its own.
     """
 
-    platform: str
-    proc_root: str
+    platform: str  #: the ``sys.platform`` that was read
+    proc_root: str  #: where the sysctls were read (``/proc``)
     keepalive_time: int | None = None  #: seconds idle before the first probe (7200)
     keepalive_intvl: int | None = None  #: seconds between probes (75)
     keepalive_probes: int | None = None  #: unanswered probes before the drop (9)

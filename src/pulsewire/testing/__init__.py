@@ -8,6 +8,9 @@
 - :func:`opening_bytes`, :func:`control_frame`, :func:`data_frame` build raw wire bytes to
   play a misbehaving peer; :func:`parse_frames` and :func:`decode_control` read what a
   session sent (:data:`Control`: any decoded control frame).
+- :func:`load_vectors` reads the protocol's test vectors (:class:`Vectors`: valid frames
+  with their meaning, malformed inputs with the CLOSE code a receiver sends), which
+  implementations in other languages can use as the JSON file ``vectors.json`` beside it.
 """
 
 from pulsewire.testing.frames import (
@@ -19,17 +22,23 @@ from pulsewire.testing.frames import (
     parse_frames,
 )
 from pulsewire.testing.pair import SessionPair, Side
+from pulsewire.testing.vectors import MalformedInput, Receiver, ValidFrame, Vectors, load_vectors
 from pulsewire.testing.wire import Wire, WireMode
 
 __all__ = [
     "Control",
+    "MalformedInput",
+    "Receiver",
     "SessionPair",
     "Side",
+    "ValidFrame",
+    "Vectors",
     "Wire",
     "WireMode",
     "control_frame",
     "data_frame",
     "decode_control",
+    "load_vectors",
     "opening_bytes",
     "parse_frames",
 ]

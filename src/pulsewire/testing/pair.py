@@ -16,6 +16,7 @@ from pulsewire.testing.wire import Wire
 __all__ = ["SessionPair", "Side"]
 
 Side = Literal["client", "server"]
+"""Either end of a :class:`SessionPair`."""
 _SIDES: tuple[Side, Side] = ("client", "server")
 
 
@@ -52,10 +53,13 @@ class SessionPair:
 
         ``seed`` seeds each session's random generator (ping jitter), so runs repeat exactly.
         """
+        #: The shared clock, in seconds: tests read it, and move it with the methods below.
         self.now = now
+        #: The initiator's session.
         self.client = Session(
             client_policy, client_limits, now=now, name="client", rng=random.Random(seed)
         )
+        #: The responder's session.
         self.server = Session(
             server_policy,
             server_limits,

@@ -28,7 +28,7 @@ class Wire:
     """
 
     def __init__(self) -> None:
-        self.mode = WireMode.DELIVER
+        self.mode = WireMode.DELIVER  #: what happens to bytes not yet delivered
         self.in_flight = bytearray()  #: written, not yet delivered nor dropped
         self.end: Reason | None = None  #: EOF or RESET, delivered after the bytes
         self.closed = False  #: the sender's transport is closed; later writes are discarded
