@@ -14,6 +14,7 @@ from pulsewire.core.estimators import ResponseEstimator, phi_to_z
 from pulsewire.core.liveness import Decision, LivenessTracker
 from pulsewire.core.policy import Adaptive, Policy
 from pulsewire.errors import PolicyError
+from pulsewire.testing.pair import SessionPair
 
 ADAPTIVE = Policy(
     interval=1.0, timeout=10.0, jitter=0.0, adaptive=Adaptive(min_timeout=1.25, warmup=5)
@@ -42,6 +43,7 @@ def answer_pings(tracker: LivenessTracker, delays: list[float]) -> float:
         assert Decision.PING in tracker.poll(now)
         now += delay
         tracker.evidence(now)
+        tracker.answered(now)
     return now
 
 
@@ -156,15 +158,44 @@ def test_a_live_peer_answering_after_three_losses_is_not_convicted() -> None:
         now = min(live.next_deadline(), answer_at)
         assert Decision.DEAD not in live.poll(now)
     live.evidence(answer_at)
+    live.answered(answer_at)
     assert live.silence(answer_at) == 0.0
 
 
 def test_evidence_that_came_unasked_is_not_a_response_sample() -> None:
     live = tracker()
-    for step in range(1, 20):
-        live.evidence(step * 0.1)  # busy link: no ping was ever needed
+    for step in range(1, 10):
+        live.evidence(step * 0.1)  # data, before any ping
     assert live.responses is not None
     assert len(live.responses) == 0
+
+
+def test_a_busy_connection_keeps_pinging_and_times_the_answers_not_the_data() -> None:
+    live = tracker()
+    now, pings = 0.0, []
+    while now < 10.0:  # data both ways every 100 ms, and a PONG 5 ms after each PING
+        now = round(now + 0.1, 6)
+        live.evidence(now)
+        live.sent(now)
+        if pings and now >= pings[-1] + 0.005 and live.first_ping is not None:
+            live.answered(pings[-1] + 0.005)
+        if now >= live.next_ping_at():
+            assert Decision.PING in live.poll(now)
+            pings.append(now)
+    # Data never postpones an adaptive policy's ping: one per interval, busy or not.
+    assert len(pings) == 10
+    assert live.responses is not None
+    assert live.responses.mean == pytest.approx(0.005)  # the PONG's delay, not the data's
+    assert live.timeout < ADAPTIVE.timeout  # warmed up on a connection that never fell silent
+
+
+def test_a_fixed_policy_sends_no_ping_on_a_busy_connection() -> None:
+    fixed = LivenessTracker(Policy(interval=1.0, timeout=3.0), now=0.0, rng=random.Random(0))
+    for step in range(1, 100):
+        now = step * 0.1
+        fixed.evidence(now)
+        fixed.sent(now)
+        assert Decision.PING not in fixed.poll(now)
 
 
 def test_response_estimator_matches_the_textbook_mean_and_deviation() -> None:
@@ -203,6 +234,9 @@ def test_the_floor_must_lie_between_interval_and_ceiling(adaptive: Adaptive, mes
         ({"rto_min": float("nan")}, "rto_min"),
         ({"loss_memory": 0}, "loss_memory must be a whole number >= 1"),
         ({"loss_memory": 2.5}, "loss_memory"),
+        ({"tail_extra": 0}, "tail_extra must be a whole number >= 1"),
+        ({"clean_after": 4}, r"clean_after must be a whole number from warmup \(5\)"),
+        ({"clean_after": 101}, "to window"),
     ],
 )
 def test_adaptive_parameters_are_validated(fields: dict[str, object], message: str) -> None:
@@ -213,3 +247,89 @@ def test_adaptive_parameters_are_validated(fields: dict[str, object], message: s
 def test_the_defaults_model_linux() -> None:
     adaptive = Adaptive(min_timeout=2.0)
     assert (adaptive.tail_threshold, adaptive.rto_min, adaptive.loss_memory) == (3.0, 0.2, 1000)
+
+
+# ---------------------------------------------------------------------------- Policy.auto()
+
+AUTO_LIKE = Policy(
+    interval=1.0,
+    timeout=8.0,
+    jitter=0.0,
+    adaptive=Adaptive(
+        min_timeout=1.25, min_std=0.04, tail_threshold=6.0, tail_extra=3, clean_after=30
+    ),
+)
+
+
+def test_the_auto_preset_is_what_these_tests_drive() -> None:
+    auto = Policy.auto()
+    assert (auto.interval, auto.timeout, auto.adaptive) == (1.0, 8.0, AUTO_LIKE.adaptive)
+
+
+def test_with_a_strict_tail_a_clean_window_earns_the_floor_only_through_clean_after() -> None:
+    strict = Policy(
+        interval=1.0,
+        timeout=8.0,
+        jitter=0.0,
+        adaptive=Adaptive(min_timeout=1.25, min_std=0.04, tail_threshold=6.0, tail_extra=3),
+    )
+    auto, plain = tracker(AUTO_LIKE), tracker(strict)
+    for live in (auto, plain):
+        answer_pings(live, [LAN] * 29)
+    # 29 answers: half a late answer in 30 cannot be ruled out at 10**-6: three in a row.
+    assert auto.timeout == pytest.approx(1.0 + LAN + 7 * (LAN + 0.2))
+    answer_pings(auto, [LAN])
+    answer_pings(plain, [LAN] * 200)
+    assert auto.timeout == 1.25  # 30 on time, none late: a clean link, the floor
+    assert plain.timeout > 1.5  # without clean_after, hundreds more answers to get there
+
+
+def test_the_first_late_answer_ends_the_clean_verdict_at_once() -> None:
+    live = tracker(AUTO_LIKE)
+    answer_pings(live, [LAN] * 60)
+    assert live.timeout == 1.25
+    answer_pings(live, [LAN + 0.2])  # one retransmission
+    assert live.timeout > 2.0
+
+
+def test_on_ten_percent_loss_the_auto_preset_waits_for_five_retransmissions() -> None:
+    # Answers over a 10 %-loss path, each way: about 19 % late once, 2 % twice.
+    delays = [LAN + (0.6 if i % 50 == 7 else 0.2 if i % 5 == 2 else 0.0) for i in range(1000)]
+    live = tracker(AUTO_LIKE)
+    answer_pings(live, delays)
+    responses = live.responses
+    assert responses is not None
+    assert responses.retransmissions_allowed(1e-6) == 5
+    assert live.timeout == pytest.approx(1.0 + responses.top + 31 * responses.rto)
+    assert live.timeout > 7.0
+
+
+def test_tail_extra_bounds_the_room_above_the_worst_answer_seen() -> None:
+    delays = [LAN + (0.2 if i % 5 == 2 else 0.0) for i in range(300)]  # late once, never twice
+    for extra, retries in ((2, 3), (3, 4)):
+        adaptive = Adaptive(min_timeout=1.25, tail_threshold=6.0, tail_extra=extra)
+        live = tracker(Policy(interval=1.0, timeout=8.0, jitter=0.0, adaptive=adaptive))
+        answer_pings(live, delays)
+        assert live.responses is not None
+        assert live.responses.retransmissions_allowed(1e-6) == retries
+
+
+def _pings_in_two_minutes(busy: bool) -> tuple[int, SessionPair]:
+    pair = SessionPair(client_policy=Policy.auto(), server_policy=Policy.auto(), seed=3)
+    client, server = pair.session("client"), pair.session("server")
+    for _ in range(1200):  # two minutes; busy: a message each way every 100 ms
+        if busy:
+            client.send_message(b"x")
+            server.send_message(b"y")
+            pair.exchange()
+        pair.advance(0.1)
+    return client.stats(pair.now).pings_sent + server.stats(pair.now).pings_sent, pair
+
+
+def test_a_busy_session_keeps_timing_its_pongs_and_settles_on_the_floor() -> None:
+    busy, pair = _pings_in_two_minutes(busy=True)
+    idle, _ = _pings_in_two_minutes(busy=False)
+    assert abs(busy - idle) <= 0.1 * idle  # one exchange per interval, busy or idle
+    tracker = pair.session("client").tracker
+    assert tracker is not None
+    assert tracker.timeout == 1.25  # its own PONGs timed, none late: the clean-link floor

@@ -170,6 +170,7 @@ def test_for_detection_rejects_impossible_budgets() -> None:
 def test_describe_states_the_detection_bound() -> None:
     assert "dead after 3 s of silence" in Policy().describe()
     assert "between 3 s and 10 s" in Policy.wan().describe()
+    assert "Pings every 0.75-1 s, busy or idle" in Policy.auto().describe()
 
 
 # ---------------------------------------------------------------------------- floors
@@ -214,7 +215,8 @@ def test_the_floors_themselves_are_accepted() -> None:
 
 
 def test_every_preset_clears_the_floors() -> None:
-    for preset in (Policy(), Policy.lan(), Policy.wan(), Policy.nat(), Policy.mobile()):
+    presets = (Policy(), Policy.auto(), Policy.lan(), Policy.wan(), Policy.nat(), Policy.mobile())
+    for preset in presets:
         assert preset.interval >= MIN_INTERVAL
         assert preset.min_peer_interval >= MIN_INTERVAL
         assert preset.timeout >= MIN_TIMEOUT

@@ -1,8 +1,8 @@
 """benchmarks/detection.py: the smoke run works, so the benchmark cannot rot unnoticed.
 
-``--smoke`` runs the idle blackhole and the graceful exit once, for pulsewire's LAN preset,
-kernel keepalive 1/1/3 and websockets, plus a few seconds of the lossy link, in well
-under a minute, and prints the report without writing any file. Its ``--json`` dump,
+``--smoke`` runs the idle blackhole and the graceful exit once, for pulsewire's recommended
+and LAN presets, kernel keepalive 1/1/3 and websockets, plus a few seconds of the 10 % loss
+link, in about a minute, and prints the report without writing any file. Its ``--json`` dump,
 rendered again with ``--report-from`` (which tests/test_bench_detection_targets.py feeds
 crafted dumps), gives the same tables and verdicts.
 """
@@ -42,8 +42,9 @@ def test_detection_benchmark_smoke_run(tmp_path: Path) -> None:
     )
     assert "TIMEOUT hb" in lan_row
     assert "EOF kernel" in lan_row
-    assert "### Lossy link: false deaths" in report
-    assert "`Policy.lan()` detects every failure scenario" in report
+    assert "### 10 % loss: false deaths" in report
+    assert "`Policy.lan()` detects every fault" in report
+    assert "| Policy.auto() |" in report  # the summary: the recommended policy's row
     assert not results.exists(), "--smoke must not write the results file"
     assert not docs.exists()
 

@@ -106,9 +106,13 @@ class ResponseEstimator:
       - ``k`` is the fewest retransmissions (at least 1) with ``r ** (k + 1) <= target``,
         ``r`` being taken as the chance of each further retransmission; at least one more
         than the slowest of the last :attr:`RECENT` answers needed (a retransmission
-        raises the allowance at once, before ``r`` catches up), and at most two more
-        than the slowest answer in the window needed (jitter wide enough to pass for
-        retransmissions cannot push the allowance without bound).
+        raises the allowance at once, before ``r`` catches up), and at most ``extra``
+        (default two) more than the slowest answer in the window needed (jitter wide
+        enough to pass for retransmissions cannot push the allowance without bound);
+      - with ``clean_after`` set, a window of at least that many answers none of which
+        was late is a clean link: ``k`` is 1 whatever the start of ``r`` says (with a
+        strict target the half-answer start would take hundreds of answers to fade), and
+        the first late answer raises it at once.
 
     Updates are O(1) (amortised: monotonic queues keep the maxima); the sums are recomputed
     once per window so floating-point drift cannot accumulate. Pure: no clock, no I/O.
@@ -121,7 +125,9 @@ class ResponseEstimator:
         "_base_count",
         "_base_sum",
         "_base_sum_sq",
+        "_clean_after",
         "_decay",
+        "_extra",
         "_late",
         "_late_weight",
         "_maximum",
@@ -134,8 +140,18 @@ class ResponseEstimator:
         "samples",
     )
 
-    def __init__(self, window: int, *, rto_min: float = 0.2, loss_memory: int = 1000) -> None:
+    def __init__(
+        self,
+        window: int,
+        *,
+        rto_min: float = 0.2,
+        loss_memory: int = 1000,
+        extra: int = 2,
+        clean_after: int | None = None,
+    ) -> None:
         self.samples: deque[float] = deque(maxlen=window)
+        self._extra = extra
+        self._clean_after = clean_after
         self._late: deque[bool] = deque(maxlen=window)  #: whether each sample was late
         self.rto_min = rto_min
         self._decay = 1.0 - 1.0 / loss_memory
@@ -259,10 +275,14 @@ class ResponseEstimator:
 
     def retransmissions_allowed(self, target: float) -> int:
         """``k``: retransmissions in a row the tail allows for (see the class docstring)."""
-        share = self.late_share
-        wanted = max(1, math.ceil(math.log(target) / math.log(share) - 1e-9) - 1)
+        clean_after = self._clean_after
+        if clean_after is not None and self.late_count == 0 and len(self.samples) >= clean_after:
+            wanted = 1
+        else:
+            share = self.late_share
+            wanted = max(1, math.ceil(math.log(target) / math.log(share) - 1e-9) - 1)
         wanted = max(wanted, self.retransmissions(self.recent_maximum) + 1)
-        return min(wanted, self.retransmissions(self.maximum) + 2)
+        return min(wanted, self.retransmissions(self.maximum) + self._extra)
 
     def tail_allowance(self, target: float) -> float:
         """``top + (2**k - 1) * rto``: on time, or ``k`` retransmissions late."""

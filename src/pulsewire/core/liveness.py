@@ -6,6 +6,8 @@ framing and only want dead-peer detection. Feed it, with a monotonic ``now``:
 - :meth:`LivenessTracker.evidence` whenever the peer shows it is alive (any bytes, or only
   answers to your pings: your choice, see :class:`~pulsewire.core.policy.Evidence`);
 - :meth:`LivenessTracker.sent` whenever you write anything to the peer;
+- :meth:`LivenessTracker.answered` when a heartbeat frame arrives that answers a ping (a
+  PONG, or the peer's own PING; adaptive policies time these);
 - :meth:`LivenessTracker.peer_pinged` when the peer pings you.
 
 Ask it :meth:`LivenessTracker.next_deadline` (pure), and at that time call
@@ -25,13 +27,21 @@ busy connection costs one comparison per read. The rules, each written once belo
   ``interval`` lengthened by as much. While the leader's pings arrive the follower never
   pings; when they stop, it pings within ``interval * (1 + jitter)`` of silence. Delays are
   drawn afresh after every ping, sent or received, so that thousands of connections do not
-  ping in lockstep. With an adaptive policy both sides lead: each must time answers to its
-  own pings to learn the link.
+  ping in lockstep.
+- **next ping, adaptive policy**: ``max(last_ping, last_peer_ping) + ping_delay``: one
+  exchange per interval, busy or idle. Application data keeps the peer alive but does not
+  postpone pings: the policy must keep timing answers to know the link (a busy connection
+  that never pinged would be judged by the ceiling). Both sides lead: each must time
+  answers to its own pings.
 - **suspect** (:meth:`~LivenessTracker.suspect_at`): ``last_evidence + suspect_after``.
 - **dead** (:meth:`~LivenessTracker.dead_at`): ``last_evidence + timeout``.
 
 With an adaptive policy, ``timeout`` (and ``suspect_after`` unless the policy fixes it) is
-recomputed when a response delay is sampled: once per answered silence, never per frame.
+recomputed when a response delay is sampled: once per answered ping, never per frame. A
+response delay runs from the first PING not yet answered to :meth:`LivenessTracker.answered`,
+the next heartbeat frame from the peer (its PONG, or its own PING). Application data is
+evidence of life, not an answer: on a busy connection it would time the application's
+traffic, not the path.
 """
 
 from __future__ import annotations
@@ -72,6 +82,7 @@ class LivenessTracker:
         "first_ping",
         "interval",
         "last_evidence",
+        "last_peer_ping",
         "last_ping",
         "last_sent",
         "ping_delay",
@@ -121,7 +132,11 @@ class LivenessTracker:
         if policy.adaptive is not None:
             adaptive = policy.adaptive
             self.responses = ResponseEstimator(
-                adaptive.window, rto_min=adaptive.rto_min, loss_memory=adaptive.loss_memory
+                adaptive.window,
+                rto_min=adaptive.rto_min,
+                loss_memory=adaptive.loss_memory,
+                extra=adaptive.tail_extra,
+                clean_after=adaptive.clean_after,
             )
             self._z = phi_to_z(adaptive.threshold)
             if adaptive.tail_threshold is not None:
@@ -129,7 +144,8 @@ class LivenessTracker:
         self.last_evidence = now  #: the latest evidence of life
         self.last_sent = now  #: when we last wrote anything to the peer
         self.last_ping = now  #: when we last sent a PING
-        self.first_ping: float | None = None  #: the first PING sent into the current silence
+        self.last_peer_ping = now  #: when the peer last pinged us
+        self.first_ping: float | None = None  #: adaptive: the first PING not yet answered
         self.suspected = False
         self.ping_delay = self._draw_delay()
 
@@ -139,27 +155,33 @@ class LivenessTracker:
         """Record evidence of life; return True when it ends a suspicion."""
         if now > self.last_evidence:
             self.last_evidence = now
-        first = self.first_ping
-        if first is not None:
-            if self.responses is not None:
-                self._learn(now - first)
-            self.first_ping = None
         if self.suspected:
             self.suspected = False
             return True
         return False
+
+    def answered(self, now: float) -> None:
+        """A heartbeat frame came from the peer: a PONG, or its own PING. With an adaptive
+        policy, the first one after our unanswered PING is a response sample. (Record it as
+        :meth:`evidence` too, if it counts as evidence.)"""
+        first = self.first_ping
+        if first is not None:
+            self.first_ping = None
+            self._learn(now - first)
 
     def sent(self, now: float) -> None:
         """Record that something went out to the peer."""
         if now > self.last_sent:
             self.last_sent = now
 
-    def peer_pinged(self) -> None:
-        """The peer pinged us: draw our next delay afresh, as if we had pinged.
+    def peer_pinged(self, now: float) -> None:
+        """The peer pinged us at ``now``: draw our next delay afresh, as if we had pinged.
 
         Otherwise the side that loses the race once keeps its (longer) delay and keeps
         losing: it would never ask, and so never learn response delays of its own.
         """
+        if now > self.last_peer_ping:
+            self.last_peer_ping = now
         self.ping_delay = self._draw_delay()
 
     def poll(self, now: float) -> Decision:
@@ -179,7 +201,7 @@ class LivenessTracker:
 
     def pinged(self, now: float) -> None:
         """A PING went out at ``now`` (as :meth:`poll` records the ones it asks for)."""
-        if self.first_ping is None:
+        if self.first_ping is None and self.responses is not None:
             self.first_ping = now
         self.last_ping = self.last_sent = now
         self.ping_delay = self._draw_delay()
@@ -188,7 +210,11 @@ class LivenessTracker:
 
     def next_ping_at(self) -> float:
         """When a PING is due (see the module docstring)."""
-        evidence, sent, last_ping = self.last_evidence, self.last_sent, self.last_ping
+        last_ping = self.last_ping
+        if self.responses is not None:  # adaptive: data does not postpone pings
+            heard = self.last_peer_ping
+            return (last_ping if last_ping > heard else heard) + self.ping_delay
+        evidence, sent = self.last_evidence, self.last_sent
         quiet_since = evidence if evidence < sent else sent
         return (last_ping if last_ping > quiet_since else quiet_since) + self.ping_delay
 

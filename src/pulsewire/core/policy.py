@@ -99,8 +99,9 @@ class Adaptive(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
       answers (weighted over about ``loss_memory`` answers, restarting from the window's
       share when the path visibly changes), ``k`` is the fewest retransmissions (at least
       one) with ``r ** (k + 1) <= 10 ** -tail_threshold``; at least one more than the
-      slowest of the last five answers needed, at most two more than the slowest in the
-      window needed. See :class:`~pulsewire.core.estimators.ResponseEstimator`.
+      slowest of the last five answers needed, at most ``tail_extra`` more than the
+      slowest in the window needed; 1 when ``clean_after`` answers or more fill the window
+      and none was late. See :class:`~pulsewire.core.estimators.ResponseEstimator`.
 
     ``Policy.timeout`` is the ceiling, and it is also the timeout until ``warmup`` delays
     have been observed: a connection is never convicted on too little evidence.
@@ -129,6 +130,11 @@ class Adaptive(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rto_min: float = 0.2
     #: answers over which the share of late ones is weighted (an exponential average)
     loss_memory: int = 1000
+    #: retransmissions allowed beyond the most the window's slowest answer needed
+    tail_extra: int = 2
+    #: a window of at least this many answers, none late, is a clean link: room for one
+    #: retransmission (None: as many as the share of late answers asks for)
+    clean_after: int | None = None
 
     def __post_init__(self) -> None:
         _positive("min_timeout", self.min_timeout)
@@ -142,10 +148,17 @@ class Adaptive(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise PolicyError(
                 f"tail_threshold (phi) must be in (0, 15] or None, got {self.tail_threshold!r}"
             )
-        for name in ("window", "warmup", "loss_memory"):
+        for name in ("window", "warmup", "loss_memory", "tail_extra"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise PolicyError(f"{name} must be a whole number >= 1, got {value!r}")
+        if self.clean_after is not None and not (
+            isinstance(self.clean_after, int) and self.warmup <= self.clean_after <= self.window
+        ):
+            raise PolicyError(
+                f"clean_after must be a whole number from warmup ({self.warmup}) to window "
+                f"({self.window}), or None; got {self.clean_after!r}"
+            )
         if self.warmup > self.window:
             raise PolicyError(
                 f"warmup ({self.warmup}) cannot exceed window ({self.window}): the estimate "
@@ -161,8 +174,9 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
       0-``jitter`` of it, drawn per ping so that thousands of connections do not ping in
       lockstep), send a PING: a busy connection sends none. The responder waits
       ``interval`` *plus* 0-``jitter`` of it instead, so on an idle connection the
-      initiator's PINGs do the work and the responder only answers (with ``adaptive`` set,
-      both sides ping, to learn the link from their own round trips).
+      initiator's PINGs do the work and the responder only answers. With ``adaptive``
+      set, both sides ping, to learn the link from their own round trips, and data does
+      not replace pings: one exchange per interval, busy or idle.
     - After ``suspect_after`` seconds of silence the peer is SUSPECT (pings continue).
     - After ``timeout`` seconds of silence the peer is DEAD with reason TIMEOUT: the worst
       case detection time of a dead peer is ``timeout`` after its last frame arrived.
@@ -233,6 +247,36 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             )
 
     # ------------------------------------------------------------------ presets
+
+    @classmethod
+    def auto(cls) -> Policy:
+        """The policy to use when you do not know the link: fast where it is clean, patient
+        where it loses packets. Ping every second, busy or idle; adaptive between 1.25 s
+        and 8 s.
+
+        - A young connection: the 8 s ceiling until five answers have been timed, then
+          room for three retransmissions in a row (about 2.6 s) until 30 have.
+        - A clean link (30 answers, none late, about a minute): 1.25 s, one interval and
+          a quarter of a second for the answer: a dead or hung peer is found in about a
+          second. Every answer that comes a retransmission late raises it at once.
+        - A lossy link: room for as many retransmissions in a row as a live peer needs
+          with probability below 10**-6 (``tail_threshold=6``), at most three more than the
+          worst answer seen: at 10 % loss each way, about 7.4 s.
+
+        One exchange per interval, taken in turns by both sides, as ``Policy()`` (whose
+        idle cost it shares); application data does not replace pings, so the timeout
+        stays measured on busy connections. A link that turns lossy after a clean spell
+        can cost a false death while the timeout rises (a late answer must be seen
+        first). Measured against ``Policy()``, kernel keepalive and websockets in
+        docs/detection.md; which to pick when: docs/tuning.md.
+        """
+        return cls(
+            interval=1.0,
+            timeout=8.0,
+            adaptive=Adaptive(
+                min_timeout=1.25, min_std=0.04, tail_threshold=6.0, tail_extra=3, clean_after=30
+            ),
+        )
 
     @classmethod
     def lan(cls) -> Policy:
@@ -336,7 +380,10 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
                 f"(a responder: {self.interval:g}-{late:g} s, so that the initiator leads)"
             )
         else:
-            pings = f"Pings after {early:g}-{self.interval:g} s of silence"
+            pings = (
+                f"Pings every {early:g}-{self.interval:g} s, busy or idle (one exchange per "
+                "interval, whichever side asks first)"
+            )
         return f"{pings}, suspect after {suspect}, {verdict}; evidence: {evidence}."
 
     # ------------------------------------------------------------------ derived values

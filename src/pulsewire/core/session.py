@@ -850,7 +850,9 @@ class Session:
                 self._rtt.add(rtt)
         tracker = self._tracker
         if tracker is not None:
-            tracker.peer_pinged()
+            tracker.peer_pinged(now)
+            if tracker.first_ping is not None and self._any_evidence:
+                tracker.answered(now)  # crossed our PING: an answer as good as a PONG
         stuck_for = self._stuck_for(now) if self._unconsumed_since else 0.0
         stamp: float | None = None
         if self._echo:
@@ -902,6 +904,9 @@ class Session:
         self._pongs_received += 1
         rtt = now - sent_at
         self._rtt.add(rtt)
+        tracker = self._tracker
+        if tracker is not None and tracker.first_ping is not None:
+            tracker.answered(now)  # adaptive policies time the answer, not the data before it
         consumed = pong.consumed
         if consumed is not None and consumed != self._peer_consumed and self._progress:
             self._peer_consumed_up_to(consumed)
