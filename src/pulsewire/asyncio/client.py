@@ -19,22 +19,16 @@ from pulsewire.asyncio.connection import Connection
 from pulsewire.asyncio.protocol import PulsewireProtocol
 from pulsewire.asyncio.scheduler import scheduler_for
 from pulsewire.core.backoff import Backoff
-from pulsewire.core.events import Death, Source
-from pulsewire.core.frames import CloseCode
+from pulsewire.core.events import Death
 from pulsewire.core.keepalive import SocketOptions
 from pulsewire.core.policy import Limits, Policy
 from pulsewire.core.states import State
-from pulsewire.errors import ConnectError, ConnectionClosedError, HandshakeError, UsageError
+from pulsewire.driverkit.connecting import handshake_failure, policy_after_death
+from pulsewire.errors import ConnectError, ConnectionClosedError, UsageError
 
 __all__ = ["Client", "ClientStats", "connect"]
 
 _log = structlog.get_logger("pulsewire")
-
-# Caps for the TOO_MANY_PINGS back-off: a timeout of a day is the protocol's limit.
-_MAX_TIMEOUT = 86_400.0
-_MAX_INTERVAL = _MAX_TIMEOUT / 2
-
-_CLOSE_CODES = frozenset(CloseCode)
 
 
 async def connect(
@@ -81,21 +75,7 @@ async def connect(
             f"could not connect to {where} within {policy.handshake_timeout} s"
         ) from None
     except ConnectionClosedError as error:
-        death = error.death
-        if isinstance(death.error, HandshakeError):
-            raise HandshakeError(
-                f"handshake with {where} failed: {death.error}", death.error.code
-            ) from error
-        if death.close_code is not None:
-            # Carry the peer's code (which the session echoed), not a generic PROTOCOL_ERROR.
-            code = CloseCode(death.close_code) if death.close_code in _CLOSE_CODES else None
-            why = f" ({death.close_reason})" if death.close_reason else ""
-            raise HandshakeError(
-                f"{where} closed during the handshake with code {death.close_code}{why}", code
-            ) from error
-        raise ConnectError(
-            f"connection to {where} died during the handshake: {death.describe()}"
-        ) from error
+        raise handshake_failure(where, error.death) from error
     except OSError as error:
         raise ConnectError(f"could not connect to {where}: {error}") from error
     return connection
@@ -277,18 +257,14 @@ class Client:
             source=death.source.value,
             silence=round(death.silence, 4),
         )
-        if death.source is Source.PEER and death.close_code == CloseCode.TOO_MANY_PINGS:
-            old = self.policy
-            interval = min(old.interval * 2, _MAX_INTERVAL)
-            timeout = old.timeout if old.timeout > interval else min(old.timeout * 2, _MAX_TIMEOUT)
-            if interval >= timeout:  # already at the caps: nothing more to give
-                return
-            self.policy = msgspec.structs.replace(old, interval=interval, timeout=timeout)
+        old, new = self.policy, policy_after_death(self.policy, death)
+        if new is not None:
+            self.policy = new
             _log.error(
                 logevents.CLIENT_PING_BACKOFF,
                 peer=where,
                 old_interval=old.interval,
-                new_interval=interval,
-                timeout=timeout,
+                new_interval=new.interval,
+                timeout=new.timeout,
                 hint="the server refuses pings this frequent: align the two policies",
             )

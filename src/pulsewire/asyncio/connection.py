@@ -25,6 +25,7 @@ from pulsewire.core.policy import Limits, Policy
 from pulsewire.core.session import Negotiated, Session
 from pulsewire.core.states import Reason, State
 from pulsewire.core.stats import SessionStats
+from pulsewire.driverkit.logs import log_event
 from pulsewire.errors import (
     ConnectionClosedError,
     LocalClosedError,
@@ -39,8 +40,6 @@ _log = structlog.get_logger("pulsewire")
 
 #: ``send()`` returns once no more than this many bytes wait in user space.
 SEND_BUFFER_LIMIT = 1024 * 1024
-
-_QUIET_REASONS = (Reason.LOCAL_CLOSE, Reason.EOF)
 
 
 class ConnectionObserver(Protocol):
@@ -323,6 +322,7 @@ class Connection:
             elif isinstance(event, Recovered):
                 self._recovered(event)
             elif isinstance(event, Died):
+                log_event(event, self.peer_address)
                 self._died(event.death)
 
     def _send_progressed(self) -> None:
@@ -352,46 +352,24 @@ class Connection:
         self._wake(self._recv_waiter)
 
     def _handshake(self, event: HandshakeCompleted) -> None:
-        _log.info(
-            logevents.PEER_CONNECTED,
-            peer=self.peer_address,
-            name=event.peer_name,
-            ping_interval=event.ping_interval,
-            peer_ping_interval=event.peer_ping_interval,
-        )
+        log_event(event, self.peer_address)
         self._state_changed()
         if self._observer is not None:
             self._observer.connection_ready(self)
 
     def _suspected(self, event: Suspected) -> None:
-        _log.warning(
-            logevents.PEER_SUSPECT,
-            peer=self.peer_address,
-            silence=round(event.silence, 4),
-            cause=event.cause.value,
-        )
+        log_event(event, self.peer_address)
         self._state_changed()
         if self._observer is not None:
             self._observer.connection_suspected(self)
 
     def _recovered(self, event: Recovered) -> None:
-        _log.info(logevents.PEER_RECOVERED, peer=self.peer_address, silence=round(event.silence, 4))
+        log_event(event, self.peer_address)
         self._state_changed()
         if self._observer is not None:
             self._observer.connection_recovered(self)
 
     def _died(self, death: Death) -> None:
-        log = _log.info if death.reason in _QUIET_REASONS else _log.warning
-        log(
-            logevents.PEER_DEAD,
-            peer=self.peer_address,
-            reason=death.reason.value,
-            source=death.source.value,
-            silence=round(death.silence, 4),
-            last_rtt=death.last_rtt,
-            close_code=death.close_code,
-            error=None if death.error is None else str(death.error),
-        )
         self._wake_all(death)
         if self._observer is not None:
             self._observer.connection_dead(self, death)

@@ -13,11 +13,10 @@ turns between which reads, PONGs and other connections get their share.
 from __future__ import annotations
 
 import asyncio
-import errno
 import socket
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import cast
 
 import structlog
 
@@ -28,6 +27,7 @@ from pulsewire.core.keepalive import SocketOptions
 from pulsewire.core.policy import Limits, Policy
 from pulsewire.core.session import Session
 from pulsewire.core.states import Reason
+from pulsewire.driverkit.reasons import format_address, reason_for_error
 from pulsewire.errors import PolicyError
 from pulsewire.kernel import KeepaliveReport, apply_keepalive
 
@@ -39,32 +39,6 @@ _log = structlog.get_logger("pulsewire")
 WRITE_BUDGET = 256 * 1024
 #: Size of the read buffer shared by every connection of a loop (reads are synchronous).
 READ_BUFFER_SIZE = 64 * 1024
-
-_UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
-_RESET = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ECONNREFUSED}
-
-
-def reason_for_error(error: BaseException | None) -> tuple[Reason, Source]:
-    """Map what the transport reported to a death reason: the kernel is the source."""
-    if error is None:
-        return Reason.EOF, Source.KERNEL
-    code = getattr(error, "errno", None)
-    if isinstance(error, ConnectionResetError | BrokenPipeError) or code in _RESET:
-        return Reason.RESET, Source.KERNEL
-    if code in _UNREACHABLE:
-        return Reason.UNREACHABLE, Source.KERNEL
-    if isinstance(error, TimeoutError) or code == errno.ETIMEDOUT:
-        return Reason.TIMEOUT, Source.KERNEL
-    return Reason.RESET, Source.KERNEL
-
-
-def format_address(address: Any) -> str:
-    """``host:port`` (``[host]:port`` for IPv6), a Unix path, or ``?``."""
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = address[0]
-        return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
-    return str(address) if address else "?"
-
 
 _read_buffers: weakref.WeakKeyDictionary[DeadlineScheduler, memoryview] = (
     weakref.WeakKeyDictionary()

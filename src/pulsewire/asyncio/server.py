@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl as _ssl
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import Any, ClassVar, final
+from typing import Any, final
 
-import msgspec
 import structlog
 
 from pulsewire import logevents
@@ -20,7 +18,7 @@ from pulsewire.core.events import Death
 from pulsewire.core.frames import CloseCode
 from pulsewire.core.keepalive import SocketOptions
 from pulsewire.core.policy import Limits, Policy
-from pulsewire.errors import ConnectionClosedError
+from pulsewire.driverkit.hooks import HookRunner, ListenerStats, ServerHooks
 
 __all__ = ["Handler", "Listener", "ListenerStats", "Server", "serve"]
 
@@ -28,10 +26,8 @@ _log = structlog.get_logger("pulsewire")
 
 Handler = Callable[[Connection], Awaitable[None]]
 
-_HOOKS = ("on_connect", "on_message", "on_suspect", "on_recover", "on_dead")
 
-
-class Server:
+class Server(ServerHooks[Connection]):
     """Subclass and override the hooks you need; every default does nothing.
 
     Hooks of one connection run one at a time, in the order of their events, in a task
@@ -41,39 +37,10 @@ class Server:
     If ``on_message`` is overridden, every message goes to it (and is acknowledged to the
     peer's flow control once it returns); otherwise messages queue for ``connection.recv()``,
     so ``on_connect`` may also run a receive loop of its own.
+
+    The hooks and the rules that run them are shared with the anyio driver
+    (:class:`pulsewire.driverkit.hooks.ServerHooks`).
     """
-
-    #: The hooks this class overrides: the others are not even scheduled.
-    _overridden: ClassVar[frozenset[str]] = frozenset()
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls._overridden = frozenset(
-            name for name in _HOOKS if getattr(cls, name) is not getattr(Server, name)
-        )
-
-    async def on_connect(self, connection: Connection) -> None:
-        """The handshake completed."""
-
-    async def on_message(self, connection: Connection, message: bytes) -> None:
-        """A message arrived."""
-
-    async def on_suspect(self, connection: Connection) -> None:
-        """The peer has been silent past ``suspect_after``; it may still recover."""
-
-    async def on_recover(self, connection: Connection) -> None:
-        """A suspect peer sent evidence of life again."""
-
-    async def on_dead(self, connection: Connection, death: Death) -> None:
-        """The connection died; ``death.reason`` says why."""
-
-
-class ListenerStats(msgspec.Struct, frozen=True):
-    """Counters for a listener: connections accepted, alive now, and deaths by reason."""
-
-    accepted: int
-    active: int
-    deaths: dict[str, int]
 
 
 @final
@@ -100,18 +67,12 @@ class Listener:
         self.limits = limits
         self.socket_options = socket_options
         self.name = name
-        self._hooks = handler if isinstance(handler, Server) else None
-        self._handler = None if isinstance(handler, Server) else handler
-        overridden = frozenset() if self._hooks is None else self._hooks._overridden
-        self._overridden: frozenset[str] = overridden
-        #: Messages go to the server's ``on_message``, not to ``recv()``.
-        self.takes_messages = "on_message" in overridden
         self._server: asyncio.Server | None = None
-        self._connections: set[Connection] = set()
         self._handler_tasks: set[asyncio.Task[None]] = set()
-        self._hook_queues: dict[Connection, deque[Callable[[], Awaitable[None]]]] = {}
-        self._accepted = 0
-        self._deaths: Counter[str] = Counter()
+        #: Runs the handler or the hooks, and counts the connections (the observer).
+        self._runner: HookRunner[Connection] = HookRunner(handler, self._spawn)
+        #: Messages go to the server's ``on_message``, not to ``recv()``.
+        self.takes_messages = self._runner.takes_messages
 
     # ------------------------------------------------------------------ public
 
@@ -128,12 +89,10 @@ class Listener:
     @property
     def connections(self) -> frozenset[Connection]:
         """Connections accepted and not yet dead (including those still handshaking)."""
-        return frozenset(self._connections)
+        return self._runner.connections
 
     def stats(self) -> ListenerStats:
-        return ListenerStats(
-            accepted=self._accepted, active=len(self._connections), deaths=dict(self._deaths)
-        )
+        return self._runner.stats()
 
     async def serve_forever(self) -> None:
         assert self._server is not None
@@ -143,16 +102,16 @@ class Listener:
         """Stop accepting, close every connection in order (bounded), and wait."""
         if self._server is not None:
             self._server.close()
-        closing = [connection.close(code, reason) for connection in self._connections]
+        closing = [connection.close(code, reason) for connection in self.connections]
         if closing:
             await asyncio.gather(*closing, return_exceptions=True)
-        for connection in list(self._connections):
+        for connection in self.connections:
             connection.abort()
         if self._server is not None:
             await self._server.wait_closed()
         if self._handler_tasks:
             await asyncio.gather(*self._handler_tasks, return_exceptions=True)
-        _log.info(logevents.SERVER_CLOSED, name=self.name, accepted=self._accepted)
+        _log.info(logevents.SERVER_CLOSED, name=self.name, accepted=self.stats().accepted)
 
     async def __aenter__(self) -> Listener:
         return self
@@ -168,38 +127,21 @@ class Listener:
     # ------------------------------------------------------------------ ConnectionObserver
 
     def connection_ready(self, connection: Connection) -> None:
-        if self._handler is not None:
-            task = asyncio.get_running_loop().create_task(self._run_handler(connection))
-            self._handler_tasks.add(task)
-            task.add_done_callback(self._handler_tasks.discard)
-        self._run_hook(connection, "on_connect", connection)
+        self._runner.connection_ready(connection)
 
     def message_received(
         self, connection: Connection, message: bytes, consumed: Callable[[int], None]
     ) -> None:
-        assert self._hooks is not None
-
-        async def deliver() -> None:
-            assert self._hooks is not None
-            try:
-                await self._hooks.on_message(connection, message)
-            finally:
-                consumed(len(message))
-
-        self._queue(connection, deliver)
+        self._runner.message_received(connection, message, consumed)
 
     def connection_suspected(self, connection: Connection) -> None:
-        self._run_hook(connection, "on_suspect", connection)
+        self._runner.connection_suspected(connection)
 
     def connection_recovered(self, connection: Connection) -> None:
-        self._run_hook(connection, "on_recover", connection)
+        self._runner.connection_recovered(connection)
 
     def connection_dead(self, connection: Connection, death: Death) -> None:
-        self._connections.discard(connection)
-        self._deaths[death.reason.value] += 1
-        if connection.negotiated is not None:
-            # Only connections that reached on_connect get on_dead: hooks come in pairs.
-            self._run_hook(connection, "on_dead", connection, death)
+        self._runner.connection_dead(connection, death)
 
     # ------------------------------------------------------------------ internals
 
@@ -222,57 +164,14 @@ class Listener:
             name=self.name,
             initiator=False,
         )
-        self._connections.add(Connection(protocol, observer=self))
-        self._accepted += 1
+        self._runner.accepted(Connection(protocol, observer=self))
         return protocol
 
-    async def _run_handler(self, connection: Connection) -> None:
-        assert self._handler is not None
-        code, reason = CloseCode.NORMAL, ""
-        try:
-            await self._handler(connection)
-        except ConnectionClosedError:
-            return
-        except Exception:
-            _log.exception(logevents.HANDLER_ERROR, peer=connection.peer_address)
-            code, reason = CloseCode.INTERNAL_ERROR, "handler error"
-        if connection.death is None:
-            # The handler is done with the connection: close it in order.
-            await connection.close(code, reason)
-
-    def _run_hook(self, connection: Connection, name: str, *args: Any) -> None:
-        """Run the server's hook ``name``, unless the server left it empty."""
-        if name in self._overridden:
-            hook = getattr(self._hooks, name)
-            self._queue(connection, lambda: hook(*args))
-
-    def _queue(self, connection: Connection, call: Callable[[], Awaitable[None]]) -> None:
-        """Hooks of one connection run one at a time, in the order of their events."""
-        queue = self._hook_queues.get(connection)
-        if queue is not None:
-            queue.append(call)
-            return
-        self._hook_queues[connection] = deque([call])
-        task = asyncio.get_running_loop().create_task(self._drain_hooks(connection))
+    def _spawn(self, connection: Connection, call: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        task = asyncio.get_running_loop().create_task(call())
         # Keep a reference: the loop holds tasks only weakly.
         self._handler_tasks.add(task)
         task.add_done_callback(self._handler_tasks.discard)
-
-    async def _drain_hooks(self, connection: Connection) -> None:
-        queue = self._hook_queues[connection]
-        try:
-            while queue:
-                call = queue.popleft()
-                try:
-                    await call()
-                except ConnectionClosedError:
-                    pass  # the death is reported through on_dead and the log already
-                except Exception:
-                    _log.exception(logevents.HANDLER_ERROR, peer=connection.peer_address)
-                    if connection.death is None:
-                        await connection.close(CloseCode.INTERNAL_ERROR, "handler error")
-        finally:
-            del self._hook_queues[connection]
 
 
 async def serve(

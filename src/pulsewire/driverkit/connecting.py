@@ -1,0 +1,51 @@
+"""What a failed handshake raises, and how a reconnecting client backs off its pings."""
+
+from __future__ import annotations
+
+import msgspec
+
+from pulsewire.core.events import Death, Source
+from pulsewire.core.frames import CloseCode
+from pulsewire.core.policy import Policy
+from pulsewire.errors import ConnectError, HandshakeError
+
+__all__ = ["handshake_failure", "policy_after_death"]
+
+# Caps for the TOO_MANY_PINGS back-off: a timeout of a day is the protocol's limit.
+_MAX_TIMEOUT = 86_400.0
+_MAX_INTERVAL = _MAX_TIMEOUT / 2
+
+_CLOSE_CODES = frozenset(CloseCode)
+
+
+def handshake_failure(where: str, death: Death) -> ConnectError:
+    """The error ``connect()`` raises for a connection that died during its handshake.
+
+    :class:`~pulsewire.HandshakeError` when the peer is not a compatible pulsewire peer
+    (its close code carried over), :class:`~pulsewire.ConnectError` for any other death.
+    """
+    if isinstance(death.error, HandshakeError):
+        return HandshakeError(f"handshake with {where} failed: {death.error}", death.error.code)
+    if death.close_code is not None:
+        # Carry the peer's code (which the session echoed), not a generic PROTOCOL_ERROR.
+        code = CloseCode(death.close_code) if death.close_code in _CLOSE_CODES else None
+        why = f" ({death.close_reason})" if death.close_reason else ""
+        return HandshakeError(
+            f"{where} closed during the handshake with code {death.close_code}{why}", code
+        )
+    return ConnectError(f"connection to {where} died during the handshake: {death.describe()}")
+
+
+def policy_after_death(policy: Policy, death: Death) -> Policy | None:
+    """The policy a reconnecting client uses after ``death``; ``None``: keep ``policy``.
+
+    A peer that closed with TOO_MANY_PINGS refuses pings this frequent: the interval doubles
+    (and the timeout with it, when it would no longer exceed the interval), up to caps.
+    """
+    if death.source is not Source.PEER or death.close_code != CloseCode.TOO_MANY_PINGS:
+        return None
+    interval = min(policy.interval * 2, _MAX_INTERVAL)
+    timeout = policy.timeout if policy.timeout > interval else min(policy.timeout * 2, _MAX_TIMEOUT)
+    if interval >= timeout:  # already at the caps: nothing more to give
+        return None
+    return msgspec.structs.replace(policy, interval=interval, timeout=timeout)
