@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import final
 
-import msgspec
 import structlog
 
 from pulsewire import logevents
@@ -23,7 +22,7 @@ from pulsewire.core.events import Death
 from pulsewire.core.keepalive import SocketOptions
 from pulsewire.core.policy import Limits, Policy
 from pulsewire.core.states import State
-from pulsewire.driverkit.connecting import handshake_failure, policy_after_death
+from pulsewire.driverkit.connecting import ClientStats, handshake_failure, policy_after_death
 from pulsewire.errors import ConnectError, ConnectionClosedError, UsageError
 
 __all__ = ["Client", "ClientStats", "connect"]
@@ -79,15 +78,6 @@ async def connect(
     except OSError as error:
         raise ConnectError(f"could not connect to {where}: {error}") from error
     return connection
-
-
-class ClientStats(msgspec.Struct, frozen=True):
-    """What a ``Client`` has been through."""
-
-    connects: int  #: successful handshakes
-    failed_attempts: int  #: connection attempts that failed
-    deaths: dict[str, int]  #: deaths of its connections, by reason
-    policy: Policy  #: the policy in force (its interval doubles after TOO_MANY_PINGS)
 
 
 @final
@@ -250,21 +240,4 @@ class Client:
                 await asyncio.sleep(self.backoff.delay(0, self._rng))
 
     def _on_death(self, death: Death, where: str) -> None:
-        _log.warning(
-            logevents.CLIENT_DISCONNECTED,
-            peer=where,
-            reason=death.reason.value,
-            source=death.source.value,
-            silence=round(death.silence, 4),
-        )
-        old, new = self.policy, policy_after_death(self.policy, death)
-        if new is not None:
-            self.policy = new
-            _log.error(
-                logevents.CLIENT_PING_BACKOFF,
-                peer=where,
-                old_interval=old.interval,
-                new_interval=new.interval,
-                timeout=new.timeout,
-                hint="the server refuses pings this frequent: align the two policies",
-            )
+        self.policy = policy_after_death(self.policy, death, where)

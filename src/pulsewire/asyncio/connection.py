@@ -26,6 +26,7 @@ from pulsewire.core.session import Negotiated, Session
 from pulsewire.core.states import Reason, State
 from pulsewire.core.stats import SessionStats
 from pulsewire.driverkit.logs import log_event
+from pulsewire.driverkit.sockets import SEND_BUFFER_LIMIT
 from pulsewire.errors import (
     ConnectionClosedError,
     LocalClosedError,
@@ -37,9 +38,6 @@ from pulsewire.kernel import KeepaliveReport
 __all__ = ["SEND_BUFFER_LIMIT", "Connection", "ConnectionObserver"]
 
 _log = structlog.get_logger("pulsewire")
-
-#: ``send()`` returns once no more than this many bytes wait in user space.
-SEND_BUFFER_LIMIT = 1024 * 1024
 
 
 class ConnectionObserver(Protocol):

@@ -13,7 +13,6 @@ turns between which reads, PONGs and other connections get their share.
 from __future__ import annotations
 
 import asyncio
-import socket
 import weakref
 from collections.abc import Callable, Sequence
 from typing import cast
@@ -28,8 +27,9 @@ from pulsewire.core.policy import Limits, Policy
 from pulsewire.core.session import Session
 from pulsewire.core.states import Reason
 from pulsewire.driverkit.reasons import format_address, reason_for_error
+from pulsewire.driverkit.sockets import apply_socket_options
 from pulsewire.errors import PolicyError
-from pulsewire.kernel import KeepaliveReport, apply_keepalive
+from pulsewire.kernel import KeepaliveReport
 
 __all__ = ["WRITE_BUDGET", "PulsewireProtocol", "format_address", "reason_for_error"]
 
@@ -110,14 +110,10 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
 
     def _apply_socket_options(self, transport: asyncio.Transport) -> None:
         """Set the socket options on a TCP socket; a strict failure kills the connection."""
-        sock = transport.get_extra_info("socket")
-        if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-            return  # Unix sockets and pipes have no keepalive or user timeout
-        request = self.socket_options.resolve(self.policy.timeout)
-        if request is None or sock.type != socket.SOCK_STREAM:
-            return
         try:
-            self.kernel_report = apply_keepalive(sock, request)
+            self.kernel_report = apply_socket_options(
+                transport.get_extra_info("socket"), self.socket_options, self.policy
+            )
         except PolicyError as error:  # strict options the platform lacks
             _log.error(logevents.KERNEL_OPTION_UNSUPPORTED, error=str(error), strict=True)
             assert self.session is not None

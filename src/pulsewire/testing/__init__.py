@@ -8,6 +8,10 @@
 - :func:`opening_bytes`, :func:`control_frame`, :func:`data_frame` build raw wire bytes to
   play a misbehaving peer; :func:`parse_frames` and :func:`decode_control` read what a
   session sent (:data:`Control`: any decoded control frame).
+- :func:`memory_stream_pair` joins two in-memory anyio byte streams
+  (:class:`MemoryByteStream`, which can :meth:`~MemoryByteStream.freeze` like a stopped
+  peer), to run :mod:`pulsewire.anyio` connections without sockets, on trio's
+  ``MockClock`` if you like.
 """
 
 from pulsewire.testing.frames import (
@@ -19,10 +23,12 @@ from pulsewire.testing.frames import (
     parse_frames,
 )
 from pulsewire.testing.pair import SessionPair, Side
+from pulsewire.testing.streams import MemoryByteStream, memory_stream_pair
 from pulsewire.testing.wire import Wire, WireMode
 
 __all__ = [
     "Control",
+    "MemoryByteStream",
     "SessionPair",
     "Side",
     "Wire",
@@ -30,6 +36,7 @@ __all__ = [
     "control_frame",
     "data_frame",
     "decode_control",
+    "memory_stream_pair",
     "opening_bytes",
     "parse_frames",
 ]
