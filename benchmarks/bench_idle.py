@@ -65,7 +65,7 @@ from idle.harness import Variant
 from idle.worker import run_worker
 
 VARIANTS = tuple(variants.SIDES)
-HEARTBEAT_VARIANTS = ("tasks", "floor", "websockets", "pulsewire")
+HEARTBEAT_VARIANTS = ("tasks", "floor", "websockets", "pulsewire", "anyio")
 LOOPS = ("asyncio", "uvloop")
 
 

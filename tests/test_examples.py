@@ -10,6 +10,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -261,3 +262,28 @@ def test_json_logging_prints_one_json_object_per_event() -> None:
     assert dead["silence"] == pytest.approx(0.5, abs=0.2)
     assert all("timestamp" in event for event in events)
     assert any(event["side"] == "client" and event["event"] == "peer.dead" for event in events)
+
+
+# --------------------------------------------------------------------------------------
+# bring your own protocol: newline-delimited JSON with pulsewire.Heartbeat
+# --------------------------------------------------------------------------------------
+
+
+def test_ndjson_heartbeat_convicts_a_frozen_peer_of_timeout(start: Started) -> None:
+    timeout = 1.0
+    server, line = start("ndjson_heartbeat.py", "server")
+    client, _ = start(
+        "ndjson_heartbeat.py", "client", str(ready_port(line)), "--timeout", str(timeout),
+        ready="READY",
+    )  # fmt: skip
+    read_until(client, "PONG")  # the heartbeat runs over the application's own messages
+    os.kill(server.pid, signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    dead = read_until(client, "DEAD").split()
+    detected = time.monotonic() - frozen_at
+    assert dead[1] == "timeout"
+    silence = float(dead[2].removeprefix("silence="))
+    # Convicted after the policy's timeout of silence, not sooner; and at most that long
+    # after the freeze plus an honest margin for a loaded machine (reading the line too).
+    assert timeout - 0.01 <= silence <= timeout + 0.3
+    assert detected <= timeout + 0.5
