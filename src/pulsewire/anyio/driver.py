@@ -12,10 +12,14 @@ else. Each connection has two tasks:
   stops reading blocks the writer and nothing else: the reader keeps reading, the timer
   keeps running, and the heartbeat convicts the peer.
 
-After every input the driver takes the control frames at once (``data_to_send(0)``, into
-a buffer the writer empties first), dispatches the events and moves the timer; DATA is
-taken by the writer, at most ``WRITE_BUDGET`` bytes per send, so PINGs and PONGs
-interleave with a large message.
+After every input the driver takes the control frames at once (``data_to_send(0)``),
+dispatches the events and moves the timer; DATA is taken by the writer, at most
+``WRITE_BUDGET`` bytes per send, so PINGs and PONGs interleave with a large message.
+Control frames go to a buffer the writer empties first, except on a plain socket
+stream (TCP or Unix, not TLS) while the writer has nothing in flight: they are then
+written at once with one non-blocking ``send`` on the socket, and only what the kernel
+does not take is left to the writer. An idle connection's PING or PONG thus costs no
+task switch, and nothing can block the reader.
 
 Time is ``anyio.current_time()``, so trio's ``MockClock`` drives the heartbeat in
 virtual time. A timer may expire up to ``CLOCK_RESOLUTION`` before its deadline (uvloop's
@@ -26,12 +30,13 @@ clock never goes back on a time it has handed out.
 from __future__ import annotations
 
 import math
+import os
 import ssl
 from collections.abc import Callable, Sequence
 
 import anyio
 import structlog
-from anyio.abc import ByteStream, SocketAttribute
+from anyio.abc import ByteStream, SocketAttribute, SocketStream
 
 from pulsewire import logevents
 from pulsewire.core.events import Died, Event, Source
@@ -97,6 +102,12 @@ class StreamDriver:
         self._timer: anyio.CancelScope | None = None  # the reader's scope, while it reads
         self._tasks: anyio.CancelScope | None = None  # reader and writer
         self._out = bytearray()  # control frames taken, not yet sent
+        # A plain socket stream's descriptor, written directly while the writer is idle
+        # (forgotten before the stream closes: the number may then be reused).
+        self._fd: int | None = None
+        if isinstance(stream, SocketStream):
+            self._fd = stream.extra(SocketAttribute.raw_socket).fileno()
+        self._writing = False  # the writer has bytes in flight
         self._output = anyio.Event()  # set: the writer has work
         self._abort = False
         self._send_interrupted = False  # a send was cancelled midway: the stream is unusable
@@ -195,7 +206,7 @@ class StreamDriver:
                     break
                 if not out:
                     break  # DATA waits for the peer's credit
-                self._send_interrupted = True
+                self._send_interrupted = self._writing = True
                 try:
                     await stream.send(out)
                 except anyio.ClosedResourceError:
@@ -203,7 +214,7 @@ class StreamDriver:
                 except _BROKEN as error:
                     self._broken(error)
                     return
-                self._send_interrupted = False
+                self._send_interrupted = self._writing = False
                 if pending and self.on_send_progress is not None:
                     self.on_send_progress()
             if session.death is not None:
@@ -217,6 +228,8 @@ class StreamDriver:
         assert session is not None
         control = session.data_to_send(0, self.time() if now is None else now)
         if control:
+            if self._fd is not None and not self._writing and not self._out:
+                control = self._send_now(self._fd, control)
             self._out += control
         if self._out or session.pending_send_bytes:
             self._output.set()
@@ -233,6 +246,20 @@ class StreamDriver:
             self._deadline = armed
             if self._timer is not None:
                 self._timer.deadline = armed
+
+    @staticmethod
+    def _send_now(fd: int, data: bytes | bytearray) -> bytes | bytearray:
+        """One non-blocking write to the socket; return what the kernel did not take.
+
+        Only while the writer has nothing in flight, so no byte of the stream's own can be
+        waiting ahead of these (anyio's socket streams return from ``send`` only once the
+        kernel has taken everything).
+        """
+        try:
+            sent = os.write(fd, data)
+        except OSError:  # full (BlockingIOError) or broken: the writer will find out which
+            return data
+        return data[sent:]
 
     def abort(self) -> None:
         """Drop the connection now, as this side's own decision (no CLOSE frame)."""
@@ -284,6 +311,7 @@ class StreamDriver:
         self._lost(Reason.LOCAL_CLOSE, Source.LOCAL, None)
 
     async def _close_stream(self) -> None:
+        self._fd = None
         if not self._abort and not self._send_interrupted:
             with anyio.move_on_after(FLUSH_TIMEOUT):
                 try:
