@@ -1,44 +1,49 @@
 """The anyio driver: moves bytes between an anyio ``ByteStream`` and a sans-I/O ``Session``.
 
 It follows the session's driver contract (:mod:`pulsewire.core.session`) and nothing
-else. Each connection has two tasks:
+else. Each connection has a reader and a writer, so that no wait can hold up another:
 
-- the **reader** (the task that calls :meth:`StreamDriver.run`) receives inside a cancel
-  scope whose deadline is the session's ``next_deadline()``: that scope is the
-  connection's one timer. When it expires the reader calls ``handle_timer``. Receiving
-  is safe to cancel on anyio's streams (a cancelled receive loses no byte), which is
-  what lets one task both read and keep time.
+- the **reader** (the task that calls :meth:`StreamDriver.run`) receives and feeds the
+  session; it never sends and never waits on a timer.
 - the **writer** is the only task that waits on the stream's send side. A peer that
   stops reading blocks the writer and nothing else: the reader keeps reading, the timer
   keeps running, and the heartbeat convicts the peer.
 
+The **timer** depends on the backend. On asyncio (and uvloop) the connection registers
+its deadline with the loop-wide :class:`~pulsewire.asyncio.scheduler.DeadlineScheduler`
+the asyncio driver uses: the same ticks, the same handling of early timers and the same
+local-stall guard, and no task or timer of its own; the session's clock is the
+scheduler's. On other backends (trio) a third task sleeps in a cancel scope whose
+deadline is the session's ``next_deadline()``, moved after every input, and the clock is
+``anyio.current_time()``: trio's ``MockClock`` then drives the heartbeat in virtual time.
+Either way ``handle_timer`` gets a ``now`` no earlier than the deadline, and the clock
+never goes back on a time it has handed out.
+
 After every input the driver takes the control frames at once (``data_to_send(0)``),
-dispatches the events and moves the timer; DATA is taken by the writer, at most
+dispatches the events and re-arms the timer; DATA is taken by the writer, at most
 ``WRITE_BUDGET`` bytes per send, so PINGs and PONGs interleave with a large message.
 Control frames go to a buffer the writer empties first, except on a plain socket
 stream (TCP or Unix, not TLS) while the writer has nothing in flight: they are then
-written at once with one non-blocking ``send`` on the socket, and only what the kernel
-does not take is left to the writer. An idle connection's PING or PONG thus costs no
-task switch, and nothing can block the reader.
-
-Time is ``anyio.current_time()``, so trio's ``MockClock`` drives the heartbeat in
-virtual time. A timer may expire up to ``CLOCK_RESOLUTION`` before its deadline (uvloop's
-clock ticks in milliseconds): the session is then told the deadline itself, and the
-clock never goes back on a time it has handed out.
+written at once with one non-blocking write to the socket, and only what the kernel does
+not take is left to the writer. An idle connection's PING or PONG thus costs no task
+switch, and nothing can block the reader or the timer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import ssl
 from collections.abc import Callable, Sequence
 
 import anyio
+import sniffio
 import structlog
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
 
 from pulsewire import logevents
+from pulsewire.asyncio.scheduler import DeadlineScheduler, Tick, scheduler_for
 from pulsewire.core.events import Died, Event, Source
 from pulsewire.core.frames import CloseCode
 from pulsewire.core.keepalive import SocketOptions
@@ -98,8 +103,12 @@ class StreamDriver:
         #: What the kernel applied of the socket options (None: nothing asked, or not TCP).
         self.kernel_report: KeepaliveReport | None = None
         self._floor = -math.inf  # the latest time handed to the session
-        self._deadline = math.inf  # the session's next deadline, as armed
-        self._timer: anyio.CancelScope | None = None  # the reader's scope, while it reads
+        self._clock = anyio.current_time  # replaced by the backend's own clock in run()
+        #: asyncio: the loop-wide scheduler this connection's deadline is registered with.
+        self._scheduler: DeadlineScheduler | None = None
+        #: The tick this connection is registered in; owned by the scheduler.
+        self.scheduled_in: Tick | None = None
+        self._timer: anyio.CancelScope | None = None  # other backends: the timer's sleep
         self._tasks: anyio.CancelScope | None = None  # reader and writer
         self._out = bytearray()  # control frames taken, not yet sent
         # A plain socket stream's descriptor, written directly while the writer is idle
@@ -114,7 +123,7 @@ class StreamDriver:
 
     def time(self) -> float:
         """The clock sessions run on: ``anyio.current_time()``, never going back."""
-        now = anyio.current_time()
+        now = self._clock()
         return now if now > self._floor else self._floor
 
     # ------------------------------------------------------------------ the run
@@ -125,6 +134,9 @@ class StreamDriver:
         Cancelled, it says goodbye (CLOSE GOING_AWAY, best effort, within
         ``GOODBYE_TIMEOUT``), records ``Death(LOCAL_CLOSE)`` and drops the stream.
         """
+        if sniffio.current_async_library() == "asyncio":
+            self._scheduler = scheduler_for(asyncio.get_running_loop())
+            self._clock = self._scheduler.time
         session = self.session = Session(
             self.policy, self.limits, now=self.time(), name=self.name, initiator=self.initiator
         )
@@ -132,6 +144,8 @@ class StreamDriver:
             async with anyio.create_task_group() as tasks:
                 self._tasks = tasks.cancel_scope
                 tasks.start_soon(self._write_loop)
+                if self._scheduler is None:
+                    tasks.start_soon(self._timer_loop)
                 self._apply_socket_options()
                 self.after_input()
                 await self._read_loop()
@@ -140,7 +154,7 @@ class StreamDriver:
                     tasks.cancel_scope.cancel()
                 else:  # the writer flushes what is left, briefly, then ends
                     self._output.set()
-                    tasks.cancel_scope.deadline = anyio.current_time() + FLUSH_TIMEOUT
+                    tasks.cancel_scope.deadline = self._clock() + FLUSH_TIMEOUT
         except BaseException:
             if session.death is None:  # cancelled from outside
                 with anyio.CancelScope(shield=True):
@@ -153,39 +167,53 @@ class StreamDriver:
     async def _read_loop(self) -> None:
         session, stream = self.session, self.stream
         assert session is not None
-        while session.death is None:
-            with anyio.CancelScope(deadline=self._deadline) as timer:
-                self._timer = timer
-                try:
-                    while True:
-                        data = await stream.receive(READ_SIZE)
-                        now = self.time()
-                        session.receive_data(data, now)
-                        self.after_input(now)
-                        if session.death is not None:
-                            return
-                except anyio.EndOfStream:
-                    session.receive_eof(self.time())
-                    self.after_input()
+        try:
+            while True:
+                data = await stream.receive(READ_SIZE)
+                now = self.time()
+                session.receive_data(data, now)
+                self.after_input(now)
+                if session.death is not None:
                     return
-                except anyio.ClosedResourceError:
-                    self._lost(Reason.LOCAL_CLOSE, Source.LOCAL, None)
-                    return
-                except _BROKEN as error:
-                    self._broken(error)
-                    return
-                finally:
-                    self._timer = None
-            # Only the deadline cancels this scope: the timer has fired (contract, step 4).
-            self._fire()
+        except anyio.EndOfStream:
+            session.receive_eof(self.time())
+            self.after_input()
+        except anyio.ClosedResourceError:
+            self._lost(Reason.LOCAL_CLOSE, Source.LOCAL, None)
+        except _BROKEN as error:
+            self._broken(error)
 
-    def _fire(self) -> None:
+    async def _timer_loop(self) -> None:
+        """Backends other than asyncio: sleep until the deadline, in a movable cancel scope."""
         session = self.session
         assert session is not None
-        now = self.time()
+        while session.death is None:
+            deadline = session.next_deadline()
+            with anyio.CancelScope(deadline=math.inf if deadline is None else deadline) as timer:
+                self._timer = timer
+                await anyio.sleep_forever()
+            self._timer = None
+            if session.death is None:
+                self._fire()
+
+    def _fire(self) -> None:
+        """The timer's scope expired: call ``handle_timer`` if the deadline has come."""
+        session = self.session
+        assert session is not None
         due = session.next_deadline()
-        if due is not None and now < due <= now + CLOCK_RESOLUTION:
+        if due is None:
+            return
+        now = self.time()
+        if now + CLOCK_RESOLUTION < due:
+            return  # not due (the deadline moved as the scope expired): sleep again
+        if now < due:
             now = self._floor = due  # woke early by the clock's resolution: act at the deadline
+        self.on_deadline(now)
+
+    def on_deadline(self, now: float) -> None:
+        """The deadline has come (``now`` is no earlier than it): contract, step 4."""
+        session = self.session
+        assert session is not None
         session.handle_timer(now)
         self.after_input(now)
 
@@ -241,10 +269,11 @@ class StreamDriver:
             if self.on_events is not None:
                 self.on_events(events)
         deadline = session.next_deadline()
-        armed = math.inf if deadline is None else deadline
-        if armed != self._deadline:
-            self._deadline = armed
-            if self._timer is not None:
+        if self._scheduler is not None:
+            self._scheduler.schedule(self, deadline)
+        elif self._timer is not None:
+            armed = math.inf if deadline is None else deadline
+            if armed != self._timer.deadline:
                 self._timer.deadline = armed
 
     @staticmethod
@@ -268,6 +297,8 @@ class StreamDriver:
 
     def _died(self, abort: bool) -> None:
         self._abort = abort
+        if self._timer is not None:
+            self._timer.cancel()  # the timer task ends with the session
         if abort and self._tasks is not None:
             self._tasks.cancel()
 
