@@ -94,17 +94,16 @@ SpawnPeer = Callable[..., Awaitable[Peer]]
 @contextlib.asynccontextmanager
 async def peer_spawner() -> AsyncIterator[SpawnPeer]:
     """``spawn = ...; await spawn("server", "--interval", "0.2")`` starts a peer, waits for
-    READY; every peer started is killed when the block ends."""
+    its READY line (or the word given as ``ready``); every peer started is killed when the
+    block ends."""
     peers: list[Peer] = []
 
-    async def spawn(mode: str, *flags: str) -> Peer:
+    async def spawn(mode: str, *flags: str, ready: str = "READY") -> Peer:
         args = (mode, *flags)
-        process = await anyio.open_process(
-            [sys.executable, str(PEER_SCRIPT), *args], stderr=None
-        )
+        process = await anyio.open_process([sys.executable, str(PEER_SCRIPT), *args], stderr=None)
         peer = Peer(process, args)
         peers.append(peer)
-        peer.ready = await peer.expect("READY", STARTUP_TIMEOUT)
+        peer.ready = await peer.expect(ready, STARTUP_TIMEOUT)
         return peer
 
     try:

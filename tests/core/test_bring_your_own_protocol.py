@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -32,7 +33,7 @@ def test_an_answered_idle_connection_pings_each_interval_and_never_suspects() ->
         pinged_at.append(now)
         heartbeat.sent(now)
         heartbeat.pong(sent_at=now, now=now + 0.01)
-    gaps = [b - a for a, b in zip(pinged_at, pinged_at[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(pinged_at)]
     # The leader pings 75-100 % of the interval after its last ping (its last output).
     assert all(0.75 - 1e-9 <= gap <= 1.0 + 1e-9 for gap in gaps)
     assert max(gaps) - min(gaps) > 0.1  # jittered, not in lockstep
@@ -78,7 +79,8 @@ def test_a_busy_connection_never_pings() -> None:
         heartbeat.heard_from(now)
         heartbeat.sent(now)
         deadline = heartbeat.next_deadline()
-        assert deadline is not None and deadline > now
+        assert deadline is not None
+        assert deadline > now
     assert heartbeat.pings_sent == 0
 
 

@@ -15,8 +15,14 @@ Modes (every policy value comes from a flag; see ``--help``)::
 ``RECEIVED <length> <sha256>`` per message, as ``slow-sink`` does. With ``--plain`` it also
 listens on a second, plain TCP port and holds every connection accepted there (for
 comparison with kernel keepalive). ``client`` closes in order on a stdin line ``close``
-and prints ``DEAD <reason>`` when its connection dies. Every line on stdout is flushed at
-once; logs go to stderr.
+and prints ``DEAD <reason>`` when its connection dies, or ``REFUSED <close code>`` when
+the handshake fails. Every line on stdout is flushed at once; logs go to stderr.
+
+Transports (for the conformance suite): ``--unix PATH`` listens on / connects to a Unix
+socket instead of TCP (``server`` prints ``READY 0``); ``--tls DIR`` speaks TLS with the
+``server.pem`` (certificate and key) and ``ca.pem`` found in DIR. ``--driver anyio`` runs
+``server`` and ``client`` on ``pulsewire.anyio`` (asyncio backend) instead of the asyncio
+driver; a Unix socket always does, until the asyncio driver has one.
 """
 
 from __future__ import annotations
@@ -27,10 +33,13 @@ import contextlib
 import hashlib
 import signal
 import socket
+import ssl
 import struct
 import sys
 import time
+from pathlib import Path
 
+import anyio
 import structlog
 
 import pulsewire
@@ -59,7 +68,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--handshake-timeout", type=float, default=10.0)
     parser.add_argument("--max-message-size", type=int, default=4 * 1024 * 1024)
     parser.add_argument("--name", default="peer")
-    return parser.parse_args(argv)
+    parser.add_argument("--unix", default=None, help="a Unix socket path instead of TCP")
+    parser.add_argument("--tls", default=None, help="directory with server.pem and ca.pem")
+    parser.add_argument("--driver", choices=["asyncio", "anyio"], default="asyncio")
+    args = parser.parse_args(argv)
+    if args.unix:
+        args.driver = "anyio"
+    return args
+
+
+def tls_context(args: argparse.Namespace, server: bool) -> ssl.SSLContext | None:
+    """The TLS context ``--tls`` asks for (None: plain)."""
+    if args.tls is None:
+        return None
+    directory = Path(args.tls)
+    if server:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(directory / "server.pem")
+    else:
+        context = ssl.create_default_context(cafile=str(directory / "ca.pem"))
+    return context
 
 
 def policy_of(args: argparse.Namespace) -> Policy:
@@ -84,6 +112,68 @@ def received(message: bytes) -> None:
     say(f"RECEIVED {len(message)} {hashlib.sha256(message).hexdigest()}")
 
 
+async def run_anyio_server(args: argparse.Namespace) -> None:
+    import pulsewire.anyio
+
+    async def echo(connection: pulsewire.anyio.Connection) -> None:
+        async for message in connection:
+            await connection.send(message)
+
+    async def sink(connection: pulsewire.anyio.Connection) -> None:
+        async for message in connection:
+            received(message)
+
+    options = {"policy": policy_of(args), "limits": limits_of(args), "name": args.name}
+    async with anyio.create_task_group() as tasks:
+        if args.unix:
+            await tasks.start(
+                lambda task_status: pulsewire.anyio.serve_unix(
+                    sink if args.sink else echo, args.unix, task_status=task_status, **options
+                )
+            )
+            say("READY 0")
+        else:
+            listener = await tasks.start(
+                lambda task_status: pulsewire.anyio.serve(
+                    sink if args.sink else echo,
+                    "127.0.0.1",
+                    0,
+                    ssl_context=tls_context(args, server=True),
+                    task_status=task_status,
+                    **options,
+                )
+            )
+            say(f"READY {listener.port}")
+
+
+async def run_anyio_client(args: argparse.Namespace) -> None:
+    import pulsewire.anyio
+
+    options = {"policy": policy_of(args), "limits": limits_of(args), "name": args.name}
+    try:
+        if args.unix:
+            opened = pulsewire.anyio.connect_unix(args.unix, **options)
+        else:
+            context = tls_context(args, server=False)
+            opened = pulsewire.anyio.connect(
+                "127.0.0.1", args.port, ssl_context=context, tls_hostname="localhost", **options
+            )
+        async with opened as connection:
+            say("READY 0")
+
+            async def echo() -> None:
+                with contextlib.suppress(pulsewire.ConnectionClosedError):
+                    async for message in connection:
+                        await connection.send(message)
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(echo)
+                death = await connection.wait_dead()
+                say(f"DEAD {death.reason.value}")
+    except pulsewire.HandshakeError as error:
+        say(f"REFUSED {error.code}")
+
+
 async def run_server(args: argparse.Namespace) -> None:
     held: list[asyncio.StreamWriter] = []
 
@@ -105,6 +195,7 @@ async def run_server(args: argparse.Namespace) -> None:
         0,
         policy=policy_of(args),
         limits=limits_of(args),
+        ssl=tls_context(args, server=True),
         name=args.name,
     )
     if args.rcvbuf:
@@ -120,9 +211,19 @@ async def run_server(args: argparse.Namespace) -> None:
 
 
 async def run_client(args: argparse.Namespace) -> None:
-    connection = await pulsewire.connect(
-        "127.0.0.1", args.port, policy=policy_of(args), limits=limits_of(args), name=args.name
-    )
+    try:
+        connection = await pulsewire.connect(
+            "127.0.0.1",
+            args.port,
+            policy=policy_of(args),
+            limits=limits_of(args),
+            ssl=tls_context(args, server=False),
+            server_hostname="localhost" if args.tls else None,
+            name=args.name,
+        )
+    except pulsewire.HandshakeError as error:
+        say(f"REFUSED {error.code}")
+        return
     say(f"READY {connection.get_extra_info('sockname')[1]}")
 
     async def echo() -> None:
@@ -152,7 +253,15 @@ async def run_client(args: argparse.Namespace) -> None:
 def raw_handshake(args: argparse.Namespace) -> socket.socket:
     """Connect and exchange HELLOs, using the sans-I/O session only to make and parse bytes."""
     session = Session(policy_of(args), limits_of(args), now=time.monotonic(), name=args.name)
-    sock = socket.create_connection(("127.0.0.1", args.port))
+    sock: socket.socket
+    if args.unix:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(args.unix)
+    else:
+        sock = socket.create_connection(("127.0.0.1", args.port))
+        context = tls_context(args, server=False)
+        if context is not None:
+            sock = context.wrap_socket(sock, server_hostname="localhost")
     sock.sendall(session.data_to_send())  # preamble + HELLO
     while session.negotiated is None:
         data = sock.recv(65536)
@@ -237,9 +346,9 @@ def main(argv: list[str] | None = None) -> None:
     # The application configures structlog, not the library: keep stdout for protocol lines.
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     if args.mode == "server":
-        asyncio.run(run_server(args))
+        anyio.run(run_anyio_server if args.driver == "anyio" else run_server, args)
     elif args.mode == "client":
-        asyncio.run(run_client(args))
+        anyio.run(run_anyio_client if args.driver == "anyio" else run_client, args)
     elif args.mode == "raw-rst":
         run_raw_rst(args)
     elif args.mode == "silent-reader":

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import socket
 import ssl
 from collections.abc import Callable, Sequence
 
@@ -70,6 +71,16 @@ CLOCK_RESOLUTION = 1e-3
 FLUSH_TIMEOUT = 1.0
 #: On cancellation: how long a goodbye (CLOSE GOING_AWAY) may take before it is dropped.
 GOODBYE_TIMEOUT = 0.25
+
+
+def _shut_down(fd: int) -> None:
+    """Shut both directions of the socket ``fd`` down (FIN; every wait on it wakes up)."""
+    try:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already gone
+
 
 #: What a broken stream raises (anyio wraps the OS error, as ``__cause__``).
 _BROKEN = (anyio.BrokenResourceError, OSError, ssl.SSLError)
@@ -113,9 +124,10 @@ class StreamDriver:
         self._out = bytearray()  # control frames taken, not yet sent
         # A plain socket stream's descriptor, written directly while the writer is idle
         # (forgotten before the stream closes: the number may then be reused).
-        self._fd: int | None = None
-        if isinstance(stream, SocketStream):
-            self._fd = stream.extra(SocketAttribute.raw_socket).fileno()
+        sock = stream.extra(SocketAttribute.raw_socket, None)
+        #: The socket under the stream (also under TLS), shut down to abort.
+        self._socket_fd: int | None = None if sock is None else sock.fileno()
+        self._fd = self._socket_fd if isinstance(stream, SocketStream) else None
         self._writing = False  # the writer has bytes in flight
         self._output = anyio.Event()  # set: the writer has work
         self._abort = False
@@ -150,9 +162,9 @@ class StreamDriver:
                 self.after_input()
                 await self._read_loop()
                 # Dead, and the reader has stopped (contract, step 5).
-                if self._abort:
+                if self._abort and self._socket_fd is None:
                     tasks.cancel_scope.cancel()
-                else:  # the writer flushes what is left, briefly, then ends
+                else:  # the writer flushes what is left (or fails on the shut socket), briefly
                     self._output.set()
                     tasks.cancel_scope.deadline = self._clock() + FLUSH_TIMEOUT
         except BaseException:
@@ -299,7 +311,16 @@ class StreamDriver:
         self._abort = abort
         if self._timer is not None:
             self._timer.cancel()  # the timer task ends with the session
-        if abort and self._tasks is not None:
+        if not abort:
+            return
+        if self._socket_fd is not None:
+            # Abort through the socket: the reader and a blocked writer wake up through their
+            # own waits (EOF, EPIPE). Cancelling them instead would race anyio's raw-socket
+            # streams (asyncio, Unix sockets), whose wait futures the selector may resolve
+            # after a cancellation: "InvalidStateError" from the event loop.
+            _shut_down(self._socket_fd)
+            self._output.set()
+        elif self._tasks is not None:
             self._tasks.cancel()
 
     def _broken(self, error: BaseException) -> None:
@@ -342,7 +363,7 @@ class StreamDriver:
         self._lost(Reason.LOCAL_CLOSE, Source.LOCAL, None)
 
     async def _close_stream(self) -> None:
-        self._fd = None
+        self._fd = self._socket_fd = None
         if not self._abort and not self._send_interrupted:
             with anyio.move_on_after(FLUSH_TIMEOUT):
                 try:

@@ -201,8 +201,16 @@ async def serve(
         local_host=host, local_port=port, backlog=backlog
     )
     if ssl_context is not None:
-        inner = TLSListener(inner, ssl_context)
+        inner = _TLSListener(inner, ssl_context)
     await _serve_on(inner, handler, policy, limits, socket_options, name, task_status)
+
+
+class _TLSListener(TLSListener):
+    """anyio's ``TLSListener``, passing the TCP listener's attributes through (its port)."""
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return {**self.listener.extra_attributes, **super().extra_attributes}
 
 
 async def serve_unix(
