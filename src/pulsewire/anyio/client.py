@@ -17,10 +17,10 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import final
 
-import anyio
 import structlog
 from anyio.abc import ByteStream, TaskGroup
 
+import anyio
 from pulsewire import logevents
 from pulsewire.anyio.connection import Connection
 from pulsewire.anyio.driver import StreamDriver
@@ -239,16 +239,16 @@ class Client:
         assert self._current is not None
         return self._current
 
-    async def __aiter__(self) -> AsyncIterator[Connection]:
-        """Each new live connection, as it is established."""
-        seen: Connection | None = None
-        while True:
-            while self._current is seen or not self._usable(self._current):
-                self._check_running()
-                await self._changed.wait()
-            seen = self._current
-            assert seen is not None
-            yield seen
+    def __aiter__(self) -> _NewConnections:
+        """Each new live connection, as it is established (leaving the loop is safe)."""
+        return _NewConnections(self)
+
+    async def _next_after(self, seen: Connection | None) -> Connection:
+        while self._current is seen or not self._usable(self._current):
+            self._check_running()
+            await self._changed.wait()
+        assert self._current is not None
+        return self._current
 
     async def __aenter__(self) -> Client:
         self._tasks = anyio.create_task_group()
@@ -327,3 +327,18 @@ class Client:
             self._notify()
             self.policy = policy_after_death(self.policy, death, where)
             await anyio.sleep(self.backoff.delay(0, self._rng))
+
+
+class _NewConnections:
+    """``async for connection in client``: a plain iterator, nothing to finalize."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._seen: Connection | None = None
+
+    def __aiter__(self) -> _NewConnections:
+        return self
+
+    async def __anext__(self) -> Connection:
+        self._seen = await self._client._next_after(self._seen)
+        return self._seen

@@ -15,13 +15,13 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import Any, final
 
-import anyio
 import structlog
-from anyio import TASK_STATUS_IGNORED, TypedAttributeProvider
 from anyio.abc import ByteStream, SocketAttribute, TaskGroup, TaskStatus
 from anyio.abc import Listener as AnyioListener
 from anyio.streams.tls import TLSListener
 
+import anyio
+from anyio import TASK_STATUS_IGNORED, TypedAttributeProvider
 from pulsewire import logevents
 from pulsewire.anyio.connection import Connection
 from pulsewire.anyio.driver import StreamDriver
@@ -120,9 +120,15 @@ class Listener(TypedAttributeProvider):
         )
         try:
             await self.listener.serve(self._serve_one, task_group)
-        except anyio.ClosedResourceError:
+        except (anyio.ClosedResourceError, BaseExceptionGroup) as error:
+            # aclose() closed the inner listener under its accept loop (a MultiListener
+            # reports it from a task group of its own): the end of serving, not an error.
             if not self._closing:
                 raise
+            if isinstance(error, BaseExceptionGroup):
+                _, rest = error.split(anyio.ClosedResourceError)
+                if rest is not None:
+                    raise
 
     async def aclose(
         self, code: int = CloseCode.GOING_AWAY, reason: str = "server closing"
