@@ -119,7 +119,8 @@ def report(args: argparse.Namespace, results: Sequence[dict[str, Any]], started:
         table,
         findings,
         measured=common.measured_on(started, revision),
-        command="python benchmarks/bench_anyio_idle.py" + ("" if args.n == 1000 else f" --n {args.n}"),
+        command="python benchmarks/bench_anyio_idle.py"
+        + ("" if args.n == 1000 else f" --n {args.n}"),
         how=f"{args.runs} round(s) of {args.window:g} s after {args.warmup:g} s warm-up, "
         "a fresh process pair per variant per round",
     )

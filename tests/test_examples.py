@@ -287,3 +287,35 @@ def test_ndjson_heartbeat_convicts_a_frozen_peer_of_timeout(start: Started) -> N
     # after the freeze plus an honest margin for a loaded machine (reading the line too).
     assert timeout - 0.01 <= silence <= timeout + 0.3
     assert detected <= timeout + 0.5
+
+
+# --------------------------------------------------------------------------------------
+# a pulsewire.anyio server on trio, asyncio clients
+# --------------------------------------------------------------------------------------
+
+
+async def _visit_trio_server(port: int) -> None:
+    policy = pulsewire.Policy(interval=0.2, timeout=1.0)
+    polite = await pulsewire.connect("127.0.0.1", port, policy=policy, name="polite")
+    await polite.send(b"hello trio")
+    async with asyncio.timeout(10):
+        assert await polite.recv() == b"hello trio"
+    await polite.close()
+    # A client that vanishes without a word: its kernel resets the connection.
+    silent = await pulsewire.connect("127.0.0.1", port, policy=policy, name="silent")
+    silent.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+    )
+    silent.abort()
+
+
+def test_trio_server_echoes_and_reports_each_death(start: Started) -> None:
+    server, line = start("trio_server.py", "0")
+    asyncio.run(_visit_trio_server(ready_port(line)))
+    lines = [readline(server).strip() for _ in range(4)]
+    assert lines == [
+        "polite joined",
+        "polite is gone: eof (peer)",
+        "silent joined",
+        "silent is gone: reset (kernel)",
+    ]

@@ -587,6 +587,7 @@ class AnyioSide(PulsewireSide):
 
     async def start_server(self, host: str) -> int:
         import anyio
+
         import pulsewire.anyio
 
         class Hooks(pulsewire.anyio.Server):
