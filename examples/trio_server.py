@@ -29,9 +29,7 @@ class EchoServer(pulsewire.anyio.Server):
     async def on_message(self, connection: pulsewire.anyio.Connection, message: bytes) -> None:
         await connection.send(message)
 
-    async def on_dead(
-        self, connection: pulsewire.anyio.Connection, death: pulsewire.Death
-    ) -> None:
+    async def on_dead(self, connection: pulsewire.anyio.Connection, death: pulsewire.Death) -> None:
         who = connection.peer_name or connection.peer_address
         print(f"{who} is gone: {death.reason.value} ({death.source.value})", flush=True)
 
