@@ -204,6 +204,7 @@ def test_the_kit_exports_only_what_users_tests_need() -> None:
     # The root-only namespace lab is the CLI's and the fault suite's, not the public kit's.
     assert sorted(pulsewire.testing.__all__) == [
         "Control",
+        "MemoryByteStream",
         "SessionPair",
         "Side",
         "Wire",
@@ -211,6 +212,7 @@ def test_the_kit_exports_only_what_users_tests_need() -> None:
         "control_frame",
         "data_frame",
         "decode_control",
+        "memory_stream_pair",
         "opening_bytes",
         "parse_frames",
     ]

@@ -166,7 +166,8 @@ class StreamDriver:
                     tasks.cancel_scope.cancel()
                 else:  # the writer flushes what is left (or fails on the shut socket), briefly
                     self._output.set()
-                    tasks.cancel_scope.deadline = self._clock() + FLUSH_TIMEOUT
+                    # (anyio's own clock: on asyncio the session's discounts local stalls)
+                    tasks.cancel_scope.deadline = anyio.current_time() + FLUSH_TIMEOUT
         except BaseException:
             if session.death is None:  # cancelled from outside
                 with anyio.CancelScope(shield=True):

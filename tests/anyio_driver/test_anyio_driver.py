@@ -11,12 +11,12 @@ import socket
 import time
 from typing import Any
 
+import anyio
 import pytest
 import structlog
 import trio.testing
 from anyio.abc import SocketAttribute
 
-import anyio
 import pulsewire
 import pulsewire.anyio
 from pulsewire import Backoff, CloseCode, Policy, Reason, Source, State
