@@ -107,10 +107,12 @@ def report(args: argparse.Namespace, results: Sequence[dict[str, Any]], started:
     )
     ratio = common.median(pair)
     verdict = "meets" if ratio <= TARGET else "MISSES"
+    others = common.median(d["others_pct"] for r in measured for d in r.values())
     findings = [
         f"anyio / asyncio idle CPU (server + client), median of {len(measured)} round(s): "
         f"**{ratio:.2f}x** (rounds: {', '.join(f'{x:.2f}' for x in pair)}); "
         f"server side alone {common.median(server):.2f}x. Target ≤ {TARGET:g}x: {verdict}.",
+        f"Other processes kept {others:.0f} % of a core busy during the windows (median).",
     ]
     revision = common.git_revision(Path(__file__).parent, "src")
     return common.claim_section(
