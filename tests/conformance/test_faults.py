@@ -74,10 +74,10 @@ async def test_killed_peer_dies_of_eof_promptly(adapter: Adapter, spawn) -> None
 
 async def test_peer_reset_dies_of_reset_promptly(adapter: Adapter, spawn) -> None:
     async with adapter.listen(policy=SLOW) as listening:
-        peer = await spawn("raw-rst", *listening.peer_flags, *SLOW_PEER)
+        peer = await spawn("raw-rst", "--unread", *listening.peer_flags, *SLOW_PEER)
         connection = await listening.next()
-        # Bytes the peer never reads: over a Unix socket, closing with unread data is
-        # what resets the other end (TCP's SO_LINGER 0 sends an RST anyway).
+        # Bytes the peer never reads (it waits for them): over a Unix socket, closing with
+        # unread data is what resets the other end (TCP's SO_LINGER 0 sends an RST anyway).
         await connection.send(b"unread")
         await peer.write_line("reset")
         asked_at = anyio.current_time()
@@ -96,18 +96,23 @@ async def test_peer_reset_dies_of_reset_promptly(adapter: Adapter, spawn) -> Non
 
 
 async def test_busy_connection_sends_no_pings(adapter: Adapter, spawn) -> None:
-    peer = await spawn("server", "--interval", "0.2", "--timeout", "1", *adapter.peer_flags)
-    async with adapter.connect(adapter.peer_target(peer.ready), policy=POLICY) as connection:
+    # No jitter on either side: a ping is due only after a full interval (0.2 s) without a
+    # message, four message periods, so a scheduling hiccup of ~0.15 s cannot fake one.
+    flags = ("--interval", "0.2", "--timeout", "1", "--jitter", "0")
+    peer = await spawn("server", *flags, *adapter.peer_flags)
+    policy = Policy(interval=0.2, timeout=1.0, jitter=0.0)
+    period = 0.05
+    async with adapter.connect(adapter.peer_target(peer.ready), policy=policy) as connection:
         before = connection.stats()
-        started = anyio.current_time()
+        start = anyio.current_time()
         exchanged = 0
         with anyio.fail_after(10):
             # Both directions busy for five intervals: a message each way every 50 ms.
-            while anyio.current_time() - started < 5 * POLICY.interval:
+            while (now := anyio.current_time()) < start + 5 * policy.interval:
                 await connection.send(b"busy %d" % exchanged)
                 assert await connection.recv() == b"busy %d" % exchanged
                 exchanged += 1
-                await anyio.sleep(0.05)
+                await anyio.sleep(max(0.0, start + exchanged * period - now))
         after = connection.stats()
     assert exchanged >= 10
     assert after.pings_sent == before.pings_sent

@@ -6,6 +6,8 @@ Modes (every policy value comes from a flag; see ``--help``)::
     peer.py client --port P             connect, print "READY <local port>", echo every message
     peer.py raw-rst --port P            handshake on a raw socket, print "READY"; on a stdin
                                         line or SIGUSR1: SO_LINGER (1, 0) and close -> RST
+                                        (--unread: first wait for unread bytes, which is
+                                        what makes a Unix socket's close reset the other end)
     peer.py silent-reader --port P      handshake on a raw socket, print "READY", then never
                                         read or write again
     peer.py slow-sink --read-rate R     serve one connection on a raw socket, port 0, print
@@ -31,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import select
 import signal
 import socket
 import ssl
@@ -71,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--unix", default=None, help="a Unix socket path instead of TCP")
     parser.add_argument("--tls", default=None, help="directory with server.pem and ca.pem")
     parser.add_argument("--driver", choices=["asyncio", "anyio"], default="asyncio")
+    parser.add_argument("--unread", action="store_true", help="raw-rst: reset over unread bytes")
     args = parser.parse_args(argv)
     if args.unix:
         args.driver = "anyio"
@@ -281,6 +285,8 @@ def run_raw_rst(args: argparse.Namespace) -> None:
     say("READY")
     with contextlib.suppress(InterruptedError):
         sys.stdin.readline()
+    if args.unread:
+        select.select([sock], [], [], 10.0)  # bytes are waiting, never to be read
     # Linger on, timeout 0: close() discards the buffers and sends RST instead of FIN.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
