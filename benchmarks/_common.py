@@ -124,14 +124,24 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
 
 
 def quiet_structlog(level: int) -> None:
-    """Print pulsewire's structlog events at ``level`` and above to stderr, drop the rest:
-    stdout carries the report (and, in a child, its answers to the parent)."""
+    """Print pulsewire's log events at ``level`` and above to stderr, drop the rest:
+    stdout carries the report (and, in a child, its answers to the parent).
+
+    pulsewire hands its events to the ``logging`` logger ``pulsewire``; structlog is
+    configured too, for older builds that logged through its configuration.
+    """
+    import logging
+
     import structlog
 
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
+    logger = logging.getLogger("pulsewire")
+    logger.addHandler(logging.StreamHandler(sys.stderr))
+    logger.setLevel(level)
+    logger.propagate = False
 
 
 def emit(message: dict[str, Any], stream: TextIO = sys.stdout) -> None:

@@ -173,6 +173,7 @@ class Model:
             logger_factory=structlog.ReturnLoggerFactory(),  # log events go nowhere
             cache_logger_on_first_use=True,
         )
+        logging.getLogger("pulsewire").setLevel(logging.CRITICAL)  # nor through logging
         settings = {
             "policy": Policy(interval=1.0, timeout=3.0),
             "limits": Limits(),

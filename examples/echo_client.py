@@ -8,9 +8,8 @@ TIMEOUT, or Ctrl-C it to see EOF).
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
-
-import structlog
 
 import pulsewire
 
@@ -34,8 +33,9 @@ async def main(port: int, count: int, pause: float) -> int:
 
 
 if __name__ == "__main__":
-    # pulsewire logs through structlog; the application decides where logs go.
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    # pulsewire logs through `logging` (logger "pulsewire"); the application decides where
+    # its events go: here every event from INFO up, on stderr.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8765
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 10
     pause = float(sys.argv[3]) if len(sys.argv) > 3 else 1.0

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
-
-import structlog
 
 import pulsewire
 
@@ -34,7 +33,8 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    # pulsewire logs through structlog; the application decides where logs go.
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    # pulsewire logs through `logging` (logger "pulsewire"); the application decides where
+    # its events go: here every event from INFO up, on stderr.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 8765))

@@ -1,14 +1,15 @@
-"""JSON logs through structlog: every pulsewire event as one JSON object per line.
+"""JSON logs: every pulsewire event as one JSON object per line, in three lines of setup.
 
 Run:  python examples/json_logging.py
 
-pulsewire logs through ``structlog.get_logger("pulsewire")`` with stable event names
-(``peer.connected``, ``peer.suspect``, ``peer.dead``, ... listed in ``pulsewire.logevents``)
-and never configures structlog: the application does, here for JSON lines on stdout,
-ready for a log shipper. The example serves, connects a client whose event loop then
-hangs (it runs in a thread that blocks), and logs what happens: the server suspects the
-client, convicts it (``"reason": "timeout"``), and the client, once it runs again, finds
-its connection gone.
+pulsewire hands its events to the standard ``logging`` logger ``pulsewire``, with stable
+event names (``peer.connected``, ``peer.suspect``, ``peer.dead``, ... listed in
+``pulsewire.logevents``) and the event's fields as structured data. It configures nothing:
+the application does, here with structlog's ``ProcessorFormatter`` for JSON lines on
+stdout, ready for a log shipper. The example serves, connects a client whose event loop
+then hangs (it runs in a thread that blocks), and logs what happens: the server suspects
+the client, convicts it (``"reason": "timeout"``), and the client, once it runs again,
+finds its connection gone. ``merge_contextvars`` adds each side's ``side`` field.
 """
 
 from __future__ import annotations
@@ -25,19 +26,20 @@ import pulsewire
 
 POLICY = pulsewire.Policy(interval=0.1, timeout=0.5)
 
+JSON_LINES = [
+    structlog.contextvars.merge_contextvars,
+    structlog.processors.add_log_level,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    structlog.processors.format_exc_info,
+    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+    structlog.processors.JSONRenderer(sort_keys=True),
+]
+
 
 def configure_json_logging() -> None:
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(sort_keys=True),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
-    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(processors=JSON_LINES))
+    logging.basicConfig(handlers=[handler], level=logging.INFO)
 
 
 class EchoServer(pulsewire.Server):

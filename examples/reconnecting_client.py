@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
-
-import structlog
 
 import pulsewire
 
@@ -52,8 +51,8 @@ async def main(port: int, messages: int | None) -> None:
 
 
 if __name__ == "__main__":
-    # pulsewire logs through structlog (client.disconnected, client.connect_failed, ...);
-    # the application decides where logs go: stderr here, our own lines on stdout.
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    # pulsewire logs through `logging` (client.disconnected, client.connect_failed, ...);
+    # the application decides where its events go: stderr here, our own lines on stdout.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None))

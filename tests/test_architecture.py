@@ -164,6 +164,10 @@ def test_the_asyncio_driver_depends_one_way() -> None:
     assert graph["connection"] == {"protocol"}
     assert not graph["server"] & {"client"}
     assert not graph["client"] & {"server"}
+    # Opening a connection (every way in) knows the connection and below, nothing above.
+    assert graph["arguments"] == set()
+    assert graph["opening"] <= {"arguments", "connection", "protocol", "scheduler"}
+    assert not graph["streams"] & {"client", "server"}
     # And no cycle anywhere.
     visiting: list[str] = []
 

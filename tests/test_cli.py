@@ -171,6 +171,19 @@ def server() -> Iterator[tuple[subprocess.Popen[str], int]]:
             stop(process, signal.SIGKILL)
 
 
+def test_verbose_logs_one_line_per_event_on_stderr() -> None:
+    process = start_cli("serve", "--port", "0", "-v")
+    assert process.stderr is not None
+    first = process.stderr.readline()
+    stop(process)
+    # The shape the command line has always printed: time, [level], event, fields.
+    assert re.fullmatch(
+        r"\d\d:\d\d:\d\d \[info\s*\] server\.listening\s+"
+        r"addresses=\['127\.0\.0\.1:\d+'\] name=pulsewire-serve\n",
+        first,
+    ), first
+
+
 def test_probe_counts_answers_and_serve_reports_the_orderly_close(
     server: tuple[subprocess.Popen[str], int],
 ) -> None:

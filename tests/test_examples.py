@@ -265,6 +265,61 @@ def test_json_logging_prints_one_json_object_per_event() -> None:
 
 
 # --------------------------------------------------------------------------------------
+# TLS echo
+# --------------------------------------------------------------------------------------
+
+
+def _tls_echo(*args: str) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "tls_echo.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.splitlines()
+
+
+@pytest.mark.parametrize("mutual", [False, True], ids=["server-auth", "mutual"])
+def test_tls_echo_runs_heartbeats_inside_tls(mutual: bool) -> None:
+    lines = _tls_echo(*(["--mutual"] if mutual else []))
+    assert lines[0].startswith("server: listening on 127.0.0.1:")
+    client_certificate = "echo-client@example.org" if mutual else "none"
+    assert f"server: client certificate: {client_certificate}" in lines
+    assert "client: TLSv1.3, server certificate for localhost, 127.0.0.1" in lines
+    assert [line for line in lines if line.startswith("echo:")] == [
+        "echo: hello 0",
+        "echo: hello 1",
+        "echo: hello 2",
+    ]
+    (heartbeats,) = [line for line in lines if "pings" in line]
+    pings = int(heartbeats.split()[1])
+    assert pings >= 1
+    assert heartbeats.endswith("inside TLS, state alive")
+    assert lines[-1] == "client: closed (local_close, clean: True)"
+
+
+def test_tls_echo_takes_certificates_from_files(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    server = ca.issue_cert("localhost", "127.0.0.1")
+    server.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    client = ca.issue_cert("files-client@example.org")
+    client.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "client.pem"))
+    lines = _tls_echo(
+        "--ca",
+        str(tmp_path / "ca.pem"),
+        "--server-cert",
+        str(tmp_path / "server.pem"),
+        "--client-cert",
+        str(tmp_path / "client.pem"),
+    )
+    assert "server: client certificate: files-client@example.org" in lines
+    assert lines[-1] == "client: closed (local_close, clean: True)"
+
+
+# --------------------------------------------------------------------------------------
 # bring your own protocol: newline-delimited JSON with pulsewire.Heartbeat
 # --------------------------------------------------------------------------------------
 

@@ -633,20 +633,39 @@ def _loop_scheduler(loop: asyncio.AbstractEventLoop) -> Any:
 
 
 def _count_structlog_events(counts: Counter[str]) -> None:
-    """Configure structlog (this is the application) to count events by name and drop them."""
+    """Count pulsewire's log events by name and drop them (this is the application).
+
+    Builds that hand their events to the ``logging`` logger ``pulsewire`` are counted by a
+    handler there; older builds, which logged through structlog's configuration, by a
+    structlog processor.
+    """
+    import logging
+
     import structlog
 
-    def count(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Never:
+    def tally(event_dict: MutableMapping[str, Any]) -> None:
         event = str(event_dict.get("event"))
         reason = event_dict.get("reason")
         counts[event if reason is None else f"{event}:{reason}"] += 1
+
+    def count(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Never:
+        tally(event_dict)
         raise structlog.DropEvent
+
+    class Count(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if isinstance(record.msg, dict):
+                tally(record.msg)
 
     structlog.configure(
         processors=[count],
         logger_factory=structlog.ReturnLoggerFactory(),
         cache_logger_on_first_use=True,
     )
+    logger = logging.getLogger("pulsewire")
+    logger.addHandler(Count())
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 SIDES: dict[str, type[Side]] = {

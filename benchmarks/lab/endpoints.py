@@ -26,7 +26,8 @@ every message back; ``watch`` opens ``connections`` connections to each endpoint
 one JSON object per line, each with an ``"event"`` key:
 
 - ``ready``: ``serve``: ``{"ports": {name: port}}``; ``watch``: once every connection is
-  open, with each socket's ``TCP_USER_TIMEOUT`` as read back (``user_timeout_ms``);
+  open, with each socket's ``TCP_USER_TIMEOUT`` and ``TCP_RTO_MAX_MS`` as read back
+  (``user_timeout_ms``, ``rto_max_ms``: None where the kernel lacks the option);
 - ``dead``: a connection ended: ``endpoint``, ``conn`` (its index), ``at``
   (``time.monotonic()``, which every process on the machine shares), ``reason``
   (``timeout``, ``reset``, ``eof``, ``unreachable``, or pulsewire's own reason),
@@ -53,6 +54,7 @@ import asyncio
 import contextlib
 import errno
 import json
+import logging
 import socket
 import struct
 import sys
@@ -67,6 +69,7 @@ import msgspec
 import pulsewire
 from pulsewire import Policy, SocketOptions
 from pulsewire.cli.netns import HostProcess, TwoHosts
+from pulsewire.kernel import LINUX_TCP_RTO_MAX_MS
 
 __all__ = ["Endpoint", "Kind", "Plan", "Running", "main", "serve_and_watch"]
 
@@ -148,6 +151,15 @@ def classify(error: BaseException | None) -> tuple[str, str]:
     return f"error:{type(error).__name__}", "kernel"
 
 
+def _rto_max_ms(sock: Any) -> int | None:
+    """``TCP_RTO_MAX_MS`` as read back; None where the kernel lacks it (before 6.15)."""
+    try:
+        value: int = sock.getsockopt(socket.IPPROTO_TCP, LINUX_TCP_RTO_MAX_MS)
+    except OSError:
+        return None
+    return value
+
+
 def tcp_info(sock: Any) -> dict[str, Any]:
     """The kernel's view of a TCP socket: RTT, RTO (seconds), retransmissions, user timeout.
 
@@ -164,6 +176,7 @@ def tcp_info(sock: Any) -> dict[str, Any]:
         return {}
     kernel = {
         "user_timeout_ms": user_timeout,
+        "rto_max_ms": _rto_max_ms(sock),
         "linear_timeouts": linear,
         "congestion": congestion.split(b"\0", 1)[0].decode(errors="replace"),
     }
@@ -472,6 +485,7 @@ async def watch(plan: Plan) -> None:
                 "endpoint": w.endpoint.name,
                 "conn": w.index,
                 "user_timeout_ms": tcp_info(w.link.socket()).get("user_timeout_ms"),
+                "rto_max_ms": tcp_info(w.link.socket()).get("rto_max_ms"),
             }
             for w in watched
         ],
@@ -694,11 +708,9 @@ def main(argv: list[str] | None = None) -> None:
     if len(args) != 2 or args[0] not in ("serve", "watch"):
         sys.stderr.write(__doc__ or "")
         raise SystemExit(2)
-    # The library logs with structlog; the application (this) configures it: away from
+    # The library logs through `logging`; the application (this) says where: away from
     # stdout, which carries the protocol.
-    import structlog
-
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
     plan = msgspec.json.decode(args[1], type=Plan)
     run = serve if args[0] == "serve" else watch
     with contextlib.suppress(KeyboardInterrupt):

@@ -12,7 +12,10 @@ from pulsewire.asyncio import (
     ListenerStats,
     Server,
     connect,
+    connect_unix,
     serve,
+    serve_unix,
+    wrap_streams,
 )
 from pulsewire.core import (
     Adaptive,
@@ -40,6 +43,7 @@ from pulsewire.errors import (
     PolicyError,
     ProtocolError,
     PulsewireError,
+    TLSError,
     UsageError,
 )
 
@@ -76,8 +80,12 @@ __all__ = [
     "SocketOptions",
     "Source",
     "State",
+    "TLSError",
     "UsageError",
     "__version__",
     "connect",
+    "connect_unix",
     "serve",
+    "serve_unix",
+    "wrap_streams",
 ]

@@ -9,9 +9,12 @@ peer breaking the protocol, or the connection being gone::
      ├── ProtocolError          the peer broke the wire protocol (carries a close code)
      │    └── HandshakeError    bad magic or version, incompatible proposals (also a ConnectError)
      ├── ConnectError           connect() failed: refused, unreachable, timed out, handshake failed
+     │    ├── HandshakeError    (see above: the peer is not a compatible pulsewire peer)
+     │    └── TLSError          TLS failed: a certificate was refused (by either side), or the
+     │                          two sides share no TLS version or cipher
      └── ConnectionClosedError  the connection is dead; carries the ``Death`` record
           ├── PeerDeadError     the peer died, vanished, reset or closed (reason != LOCAL_CLOSE)
-          └── LocalClosedError  you closed it
+          └── LocalClosedError  you closed it (``close()`` or ``abort()`` was called)
 
 A peer's misbehaviour never escapes to the user as a ``ProtocolError``: the session closes
 the connection with the matching close code and reports ``Death(PROTOCOL_ERROR)``; the
@@ -38,6 +41,7 @@ __all__ = [
     "PolicyError",
     "ProtocolError",
     "PulsewireError",
+    "TLSError",
     "UsageError",
 ]
 
@@ -56,6 +60,8 @@ class UsageError(PulsewireError, RuntimeError):
 
 #: The close code of a generic protocol violation (``CloseCode.PROTOCOL_ERROR``).
 PROTOCOL_ERROR_CODE: Final = 1002
+#: The close code of an orderly close (``CloseCode.NORMAL``).
+NORMAL_CODE: Final = 1000
 
 
 class ProtocolError(PulsewireError):
@@ -74,15 +80,33 @@ class ConnectError(PulsewireError):
 
 
 class HandshakeError(ProtocolError, ConnectError):
-    """The handshake failed: wrong magic or version, or incompatible proposals."""
+    """The handshake failed: wrong magic or version, or incompatible proposals.
+
+    Also raised when the peer accepted the connection but sent no pulsewire greeting within
+    the handshake timeout (``code`` is then ``CloseCode.HANDSHAKE_TIMEOUT``), and when it
+    closed during the handshake (``code`` is the peer's close code).
+    """
+
+
+class TLSError(ConnectError):
+    """TLS could not be set up: a certificate was refused, or no common version or cipher.
+
+    The message names the cause, for example ``certificate verify failed: Hostname
+    mismatch, certificate is not valid for 'example.org'``; the ``ssl.SSLError`` behind it
+    is the ``__cause__``. Retrying does not help until a certificate or a context changes.
+    """
 
 
 class ConnectionClosedError(PulsewireError):
     """The connection is dead; ``death`` says why, with the last RTT and the silence."""
 
     def __init__(self, death: Death) -> None:
-        super().__init__(death.describe())
+        super().__init__(self._message(death))
         self.death = death
+
+    @staticmethod
+    def _message(death: Death) -> str:
+        return death.describe()
 
     @property
     def reason(self) -> Reason:
@@ -95,4 +119,18 @@ class PeerDeadError(ConnectionClosedError):
 
 
 class LocalClosedError(ConnectionClosedError):
-    """The connection was closed by this side."""
+    """The connection was closed by this side: ``close()`` or ``abort()`` was called.
+
+    The message says so (what the caller did, not the silence that followed); ``death``
+    keeps the record all the same.
+    """
+
+    @staticmethod
+    def _message(death: Death) -> str:
+        if death.close_code is None:
+            return "the connection was closed by this side (abort() was called)"
+        code = "" if death.close_code == NORMAL_CODE else f" with code {death.close_code}"
+        text = f"the connection was closed by this side (close() was called{code})"
+        if death.error is not None:  # e.g. the peer never answered our CLOSE
+            text += f"; {death.error}"
+        return text

@@ -1,8 +1,11 @@
-"""Stable structlog event names. Match on these, not on message text.
+"""Stable log event names. Match on these, not on message text.
 
 Every event carries ``peer`` (the remote address) and, where known, ``name`` (the peer's
-HELLO name). pulsewire logs through ``structlog.get_logger("pulsewire")`` and never
-configures structlog: that is the application's job.
+HELLO name). pulsewire hands its events to the standard ``logging`` logger ``pulsewire``
+(``pulsewire.kernel`` for the kernel module), or to the ``logger=`` given to ``connect()``,
+``serve()`` or ``Client``; the record's ``msg`` is the event dict (the event name under
+``"event"``, then the fields), ready for structlog's ``ProcessorFormatter``. pulsewire never
+configures logging or structlog: that is the application's job (see the logging page).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Final
 __all__ = [
     "CLIENT_CONNECT_FAILED",
     "CLIENT_DISCONNECTED",
+    "CLIENT_GAVE_UP",
     "CLIENT_PING_BACKOFF",
     "CLIENT_RECONNECTED",
     "CONNECTION_CLOSE",
@@ -31,9 +35,11 @@ __all__ = [
 PEER_CONNECTED: Final = "peer.connected"  #: handshake done; negotiated intervals
 PEER_SUSPECT: Final = "peer.suspect"  #: silent past suspect_after
 PEER_RECOVERED: Final = "peer.recovered"  #: evidence arrived from a suspect peer
-PEER_DEAD: Final = "peer.dead"  #: every death, with reason, source, silence, last_rtt
+PEER_DEAD: Final = "peer.dead"  #: a connection died, with reason, source, silence, last_rtt
 PEER_RTT: Final = "peer.rtt"  #: one RTT sample (only tools such as ``probe`` log these)
-HANDSHAKE_FAILED: Final = "peer.handshake_failed"  #: bad magic, version or proposals
+#: the connection died before its handshake completed (instead of ``peer.dead``): not a
+#: pulsewire peer, no HELLO in time, incompatible proposals, a refusal
+HANDSHAKE_FAILED: Final = "peer.handshake_failed"
 CONNECTION_CLOSE: Final = "connection.close"  #: the local side started an orderly close
 HANDLER_ERROR: Final = "handler.error"  #: a user hook or handler raised
 KERNEL_OPTION_UNSUPPORTED: Final = "kernel.option_unsupported"  #: the platform lacks an option
@@ -41,6 +47,7 @@ SCHEDULER_LATE: Final = "scheduler.late"  #: the deadline timer fired late: loca
 CLIENT_CONNECT_FAILED: Final = "client.connect_failed"  #: an attempt failed; retry_in says when
 CLIENT_DISCONNECTED: Final = "client.disconnected"  #: the client's connection died (reason)
 CLIENT_RECONNECTED: Final = "client.reconnected"  #: a new connection after a death
+CLIENT_GAVE_UP: Final = "client.gave_up"  #: a refusal retrying cannot fix, or max_attempts
 CLIENT_PING_BACKOFF: Final = "client.ping_backoff"  #: told TOO_MANY_PINGS: interval doubled
 SERVER_LISTENING: Final = "server.listening"
 SERVER_CLOSED: Final = "server.closed"

@@ -21,6 +21,7 @@ import pulsewire
 import pulsewire.anyio
 from pulsewire import Backoff, CloseCode, Policy, Reason, Source, State
 from pulsewire.anyio import PulsewireAttribute
+from pulsewire.kernel import LINUX_TCP_THIN_LINEAR_TIMEOUTS
 from pulsewire.testing import MemoryByteStream, memory_stream_pair
 
 pytestmark = pytest.mark.anyio
@@ -113,11 +114,9 @@ async def test_typed_attributes_show_the_state_and_pass_the_socket_through() -> 
             report = connection.extra(PulsewireAttribute.kernel_report)
             assert report is connection.kernel_report
             assert report is not None
-            timeout_ms = round(connection.policy.timeout * 1000)
-            assert ("TCP_USER_TIMEOUT", timeout_ms) in [
-                (o.option, o.read_back) for o in report.applied
-            ]
-            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == timeout_ms
+            applied = {option.option: option.read_back for option in report.applied}
+            assert applied["TCP_THIN_LINEAR_TIMEOUTS"] == 1  # the default socket options
+            assert sock.getsockopt(socket.IPPROTO_TCP, LINUX_TCP_THIN_LINEAR_TIMEOUTS) == 1
         assert connection.extra(PulsewireAttribute.state) is State.DEAD
         assert connection.extra(PulsewireAttribute.death).reason is Reason.LOCAL_CLOSE
         tasks.cancel_scope.cancel()

@@ -6,10 +6,6 @@ asyncio driver runs on asyncio and uvloop only) and **transport** (TCP, TLS, Uni
 socket). A (driver, transport) pair is one small :class:`Adapter`: how the side under
 test connects to a peer process, and how it listens for one. Peers are real
 ``tests/drivers/peer.py`` processes (:mod:`peers`), signalled by PID.
-
-The asyncio driver has no Unix sockets yet (another branch adds ``connect_unix`` and
-``serve_unix``): its Unix adapter skips, naming the missing API, until they exist, and
-then runs with no change here.
 """
 
 from __future__ import annotations
@@ -187,8 +183,7 @@ class Adapter:
                 yield connection
             return
         if self.transport == "unix":
-            connect_unix = _asyncio_unix_api("connect_unix")
-            connection = await connect_unix(str(target), **options)
+            connection = await pulsewire.connect_unix(str(target), **options)
         else:
             tls = self.transport == "tls"
             connection = await pulsewire.connect(
@@ -240,8 +235,7 @@ class Adapter:
                     tasks.cancel_scope.cancel()
                 return
             if self.transport == "unix":
-                serve_unix = _asyncio_unix_api("serve_unix")
-                listener = await serve_unix(handler, str(self.socket_path), **options)
+                listener = await pulsewire.serve_unix(handler, str(self.socket_path), **options)
                 flags = ["--unix", str(self.socket_path)]
             else:
                 listener = await pulsewire.serve(handler, ssl=context, **options)
@@ -257,13 +251,6 @@ def _starter(serve: Callable[..., Awaitable[None]], *args: Any, **kwargs: Any) -
         await serve(*args, task_status=task_status, **kwargs)
 
     return start
-
-
-def _asyncio_unix_api(name: str) -> Callable[..., Awaitable[Any]]:
-    function = getattr(pulsewire, name, None)
-    if function is None:
-        pytest.skip(f"the asyncio driver has no pulsewire.{name}() yet (branch asyncio-edges)")
-    return function  # type: ignore[no-any-return]
 
 
 @pytest.fixture

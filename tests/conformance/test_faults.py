@@ -186,5 +186,6 @@ async def test_server_refuses_a_peer_it_cannot_watch_in_time(adapter: Adapter, s
             ready="REFUSED",
         )  # fmt: skip
         assert peer.ready == [str(int(CloseCode.POLICY_MISMATCH))]
-        # Our side recorded the death in the same step that wrote the CLOSE the peer read.
-        assert listening.stats().deaths == {"protocol_error": 1}
+        # Our side recorded the failure in the same step that wrote the CLOSE the peer read.
+        stats = listening.stats()
+        assert (stats.handshake_failures, stats.deaths) == ({"protocol_error": 1}, {})

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import random
 
-import pytest
-
 from pulsewire.core import Death, Limits, Policy, Session
 from pulsewire.core.codec import Frame
 from pulsewire.testing import Control, decode_control, opening_bytes, parse_frames
-
-#: The session classes whose fast paths the tests compare.
-FAST_PATHS = [pytest.param(Session, id="python")]
 
 
 def connected(
@@ -22,13 +17,18 @@ def connected(
     peer_limits: Limits | None = None,
     now: float = 0.0,
     seed: int = 0,
-    cls: type[Session] = Session,
+    initiator: bool = True,
 ) -> Session:
-    """A session that has received a valid preamble and HELLO; its own output is discarded."""
-    session = cls(policy, limits, now=now, rng=random.Random(seed))
+    """A session that has received a valid preamble and HELLO; its own output is discarded.
+
+    An initiator takes its first RTT sample at the handshake (0.0 here: the HELLO comes back
+    at the same ``now``); a responder (``initiator=False``) has none until a PONG.
+    """
+    session = Session(policy, limits, now=now, rng=random.Random(seed), initiator=initiator)
     session.data_to_send()
     session.receive_data(opening_bytes(peer_policy, peer_limits), now)
     session.events_received()
+    session.data_to_send()  # a responder's HELLO goes after the initiator's
     return session
 
 

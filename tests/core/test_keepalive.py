@@ -20,7 +20,7 @@ def test_value_semantics() -> None:
     assert hash(a) == hash(b)
     assert repr(a) == (
         "KernelKeepalive(idle=10, interval=5, count=3, user_timeout=30, strict=False, "
-        "linear_timeouts=False, thin_stream_congestion=None)"
+        "linear_timeouts=False, thin_stream_congestion=None, rto_max=None)"
     )
     assert a.nominal_detection_time == 25
     with pytest.raises(AttributeError):
@@ -98,7 +98,7 @@ def test_user_timeout_alone_turns_probing_off() -> None:
     assert ka.nominal_detection_time is None
     assert repr(ka) == (
         "KernelKeepalive(idle=None, interval=None, count=None, user_timeout=5, strict=False, "
-        "linear_timeouts=False, thin_stream_congestion=None)"
+        "linear_timeouts=False, thin_stream_congestion=None, rto_max=None)"
     )
     assert KernelKeepalive(user_timeout=0.25, strict=True).user_timeout == 0.25
     assert msgspec.json.decode(b'{"user_timeout": 5}', type=KernelKeepalive) == ka
@@ -225,3 +225,17 @@ def test_thin_stream_congestion_is_validated_when_decoding() -> None:
 def test_thin_stream_congestion_alone_is_nothing_to_apply() -> None:
     with pytest.raises(PolicyError, match=r"^nothing to apply"):
         KernelKeepalive(thin_stream_congestion="reno")
+
+
+# ---------------------------------------------------------------- rto_max
+
+
+@pytest.mark.parametrize("value", [1.0, 1.5, 120])
+def test_rto_max_alone_is_something_to_apply(value: float) -> None:
+    assert KernelKeepalive(rto_max=value).rto_max == value
+
+
+@pytest.mark.parametrize("value", [0.5, 0, -1, 121, float("nan"), float("inf"), "1", True])
+def test_rto_max_is_within_what_linux_accepts(value: object) -> None:
+    with pytest.raises(PolicyError, match=r"^rto_max must be between 1 and 120 seconds"):
+        KernelKeepalive(rto_max=value)  # type: ignore[arg-type]

@@ -325,7 +325,7 @@ def test_rtt_through_a_pair_equals_the_delay_of_the_pong() -> None:
 
 
 def test_session_smooths_rtt_as_rfc_6298() -> None:
-    session = connected(POLICY)
+    session = connected(POLICY, initiator=False)  # no handshake sample: the PONGs alone
     now = 0.0
     for delay in (0.2, 0.6):
         now = session.next_deadline() or 0.0
@@ -350,8 +350,8 @@ def test_session_smooths_rtt_as_rfc_6298() -> None:
     ],
 )
 def test_bogus_pong_is_a_protocol_error(seq: int, sent_at: float, now: float) -> None:
-    session = connected(Policy(interval=0.5, timeout=5.0, jitter=0.0))
-    session.handle_timer(0.5)
+    session = connected(Policy(interval=0.5, timeout=5.0, jitter=0.0), initiator=False)
+    session.handle_timer(0.5)  # the responder's first ping is due at its interval
     session.data_to_send()
     session.receive_data(control_frame(Pong(seq, sent_at)), now)
     death = death_of(session)

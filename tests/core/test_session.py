@@ -20,6 +20,7 @@ from pulsewire.core import (
     State,
 )
 from pulsewire.core.frames import (
+    FEATURES,
     FLAG_FIN,
     PREAMBLE,
     Close,
@@ -82,7 +83,7 @@ def test_session_opens_with_preamble_then_hello() -> None:
     data = Session(Policy(interval=2, timeout=9), now=0.0, name="me").data_to_send()
     assert data.startswith(PREAMBLE)
     assert sent_controls_of(bytes(data)) == [
-        Hello(2.0, 0.05, 9.0, 64 * 1024, 4 * 1024 * 1024, 4 * 1024 * 1024 + 16, "me")
+        Hello(2.0, 0.05, 9.0, 64 * 1024, 4 * 1024 * 1024, 4 * 1024 * 1024 + 16, "me", FEATURES)
     ]
 
 
@@ -256,6 +257,20 @@ def test_messages_arrive_whole_and_in_order() -> None:
     pair.exchange()
     assert pair.messages("server") == [b"one", b"", b"three" * 1000]
     assert pair.client.pending_send_bytes == 0
+
+
+@pytest.mark.parametrize(
+    ("message", "named"), [(5, "int"), (None, "NoneType"), ("text", "str"), ([1], "list")]
+)
+def test_only_bytes_like_messages_are_accepted(message: object, named: str) -> None:
+    # bytes(5) is five zero bytes and bytes(None) a puzzling TypeError: neither may pass.
+    session = connected()
+    with pytest.raises(TypeError, match=f"bytes, bytearray or memoryview, not {named}"):
+        session.send_message(message)  # type: ignore[arg-type]
+    assert session.pending_send_bytes == 0
+    assert sent_frames(session) == []
+    session.send_message(memoryview(array.array("H", [1, 2])))  # bytes-like: sized in bytes
+    assert session.pending_send_bytes == 4
 
 
 def test_empty_message_is_one_final_empty_frame() -> None:
@@ -443,7 +458,7 @@ def test_pong_goes_out_ahead_of_queued_data() -> None:
     session.receive_data(control_frame(Ping(9, 0.0)), 0.1)
     frames = sent_frames(session, budget=20_000)
     assert frames[0].kind is FrameKind.PONG
-    assert decode_control(frames[0]) == Pong(9, 0.0)
+    assert decode_control(frames[0]) == Pong(9, 0.0, 0.0, 0.1, 0)  # stamp, consumed: features
     assert {f.kind for f in frames[1:]} == {FrameKind.DATA}
     assert sum(len(f.payload) for f in frames[1:]) == 20_000
 

@@ -9,32 +9,33 @@ from pulsewire.core import KernelKeepalive, Policy, SocketOptions
 from pulsewire.errors import PolicyError
 
 
-def test_the_defaults_ask_for_a_user_timeout_and_linear_timeouts_and_leave_congestion_alone() -> (
-    None
-):
+def test_the_defaults_cap_the_rto_turn_on_linear_timeouts_and_leave_the_rest_alone() -> None:
     options = SocketOptions()
+    # TCP_USER_TIMEOUT is off: Linux can fire it on a live connection after local drops.
+    assert options.user_timeout is False
     assert options.congestion is None  # switching congestion control is opt-in, never a default
-    assert options.resolve(4.0) == KernelKeepalive(user_timeout=4.0, linear_timeouts=True)
+    assert options.resolve(4.0) == KernelKeepalive(linear_timeouts=True, rto_max=1.0)
 
 
 def test_each_option_can_be_turned_off() -> None:
-    assert SocketOptions(user_timeout=False).resolve(3.0) == KernelKeepalive(linear_timeouts=True)
-    assert SocketOptions(linear_timeouts=False).resolve(3.0) == KernelKeepalive(user_timeout=3.0)
-    assert SocketOptions(user_timeout=False, linear_timeouts=False).resolve(3.0) is None
+    assert SocketOptions(rto_max=None).resolve(3.0) == KernelKeepalive(linear_timeouts=True)
+    assert SocketOptions(linear_timeouts=False).resolve(3.0) == KernelKeepalive(rto_max=1.0)
+    assert SocketOptions(linear_timeouts=False, rto_max=None).resolve(3.0) is None
 
 
-def test_an_explicit_user_timeout_is_applied_as_given() -> None:
-    assert SocketOptions(user_timeout=7.5).resolve(3.0) == KernelKeepalive(
-        user_timeout=7.5, linear_timeouts=True
-    )
+def test_a_user_timeout_is_derived_from_the_policy_or_applied_as_given() -> None:
+    derived = SocketOptions(user_timeout=True, rto_max=None).resolve(4.0)
+    assert derived == KernelKeepalive(user_timeout=4.0, linear_timeouts=True)
+    given = SocketOptions(user_timeout=7.5, rto_max=None).resolve(3.0)
+    assert given == KernelKeepalive(user_timeout=7.5, linear_timeouts=True)
 
 
 def test_the_congestion_switch_goes_only_with_linear_timeouts() -> None:
-    assert SocketOptions(congestion="reno").resolve(3.0) == KernelKeepalive(
-        user_timeout=3.0, linear_timeouts=True, thin_stream_congestion="reno"
+    assert SocketOptions(congestion="reno", rto_max=None).resolve(3.0) == KernelKeepalive(
+        linear_timeouts=True, thin_stream_congestion="reno"
     )
     assert SocketOptions(congestion="reno", linear_timeouts=False).resolve(3.0) == (
-        KernelKeepalive(user_timeout=3.0)
+        KernelKeepalive(rto_max=1.0)
     )
 
 
@@ -50,22 +51,26 @@ def test_the_congestion_switch_goes_only_with_linear_timeouts() -> None:
         ((30, 10, 3), 5.0, 60),  # NAT-keeping probes
     ],
 )
-def test_kernel_probing_raises_the_derived_user_timeout_to_keep_its_probe_count(
+def test_kernel_probing_raises_a_derived_user_timeout_to_keep_its_probe_count(
     probing: tuple[float, float, int], timeout: float, user_timeout: float
 ) -> None:
     idle, interval, count = probing
     keepalive = KernelKeepalive(idle=idle, interval=interval, count=count)
-    assert SocketOptions(keepalive=keepalive).resolve(timeout) == KernelKeepalive(
+    derived = SocketOptions(keepalive=keepalive, user_timeout=True, rto_max=None)
+    assert derived.resolve(timeout) == KernelKeepalive(
         idle=idle, interval=interval, count=count, user_timeout=user_timeout, linear_timeouts=True
     )
-    assert SocketOptions(keepalive=keepalive, user_timeout=False).resolve(timeout) == (
+    assert SocketOptions(keepalive=keepalive, rto_max=None).resolve(timeout) == (
         KernelKeepalive(idle=idle, interval=interval, count=count, linear_timeouts=True)
     )
 
 
-def test_the_probings_own_user_timeout_and_strictness_win() -> None:
-    keepalive = KernelKeepalive(idle=1, interval=1, count=3, user_timeout=2.0, strict=True)
-    assert SocketOptions(keepalive=keepalive, linear_timeouts=False).resolve(3.0) == keepalive
+def test_the_probings_own_settings_win() -> None:
+    keepalive = KernelKeepalive(
+        idle=1, interval=1, count=3, user_timeout=2.0, strict=True, rto_max=2.0
+    )
+    options = SocketOptions(keepalive=keepalive, linear_timeouts=False)
+    assert options.resolve(3.0) == keepalive
 
 
 def test_keepalive_must_ask_for_probing() -> None:
@@ -77,6 +82,12 @@ def test_keepalive_must_ask_for_probing() -> None:
 def test_user_timeout_is_a_switch_or_positive_seconds(value: object) -> None:
     with pytest.raises(PolicyError, match="user_timeout must be True"):
         SocketOptions(user_timeout=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [0.5, 200.0, float("nan")])
+def test_rto_max_is_validated(value: float) -> None:
+    with pytest.raises(PolicyError, match="rto_max must be between"):
+        SocketOptions(rto_max=value)
 
 
 @pytest.mark.parametrize("field", ["linear_timeouts", "strict"])

@@ -24,7 +24,7 @@ Transports (for the conformance suite): ``--unix PATH`` listens on / connects to
 socket instead of TCP (``server`` prints ``READY 0``); ``--tls DIR`` speaks TLS with the
 ``server.pem`` (certificate and key) and ``ca.pem`` found in DIR. ``--driver anyio`` runs
 ``server`` and ``client`` on ``pulsewire.anyio`` (asyncio backend) instead of the asyncio
-driver; a Unix socket always does, until the asyncio driver has one.
+driver; ``--unix`` always does (the peer's driver is not what a test watches).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import logging
 import select
 import signal
 import socket
@@ -43,7 +44,6 @@ import time
 from pathlib import Path
 
 import anyio
-import structlog
 
 import pulsewire
 from pulsewire.core import Limits, MessageReceived, Policy, Reason, Session
@@ -349,8 +349,8 @@ def run_slow_sink(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    # The application configures structlog, not the library: keep stdout for protocol lines.
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    # The application configures logging, not the library: keep stdout for protocol lines.
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
     if args.mode == "server":
         anyio.run(run_anyio_server if args.driver == "anyio" else run_server, args)
     elif args.mode == "client":

@@ -53,30 +53,33 @@ async def raw_exchange(port: int, data: bytes, within: float = 5.0) -> tuple[byt
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize(
-    ("garbage", "code", "kinds"),
+    ("garbage", "code", "kinds", "handshaken"),
     [
         # The server (the responder) sends its HELLO only once it has accepted ours.
         pytest.param(
             b"GET / HTTP/1.1\r\n\r\n",
             CloseCode.UNSUPPORTED_VERSION,
             [FrameKind.CLOSE],
+            False,
             id="wrong-magic",
         ),
         pytest.param(
             b"PWIR\x02" + hello_bytes()[5:],
             CloseCode.UNSUPPORTED_VERSION,
             [FrameKind.CLOSE],
+            False,
             id="version",
         ),
         pytest.param(
             hello_bytes() + frame_header(FrameKind.DATA, 0, LIMITS.max_frame_size + 1),
             CloseCode.TOO_LARGE,
             [FrameKind.HELLO, FrameKind.CLOSE],
+            True,
             id="oversized-frame",
         ),
     ],
 )
-async def test_bad_input_kills_only_its_connection(garbage, code, kinds, accepting):
+async def test_bad_input_kills_only_its_connection(garbage, code, kinds, handshaken, accepting):
     async with await pulsewire.serve(accepting, limits=LIMITS) as listener:
         good = await pulsewire.connect("127.0.0.1", listener.port, limits=LIMITS)
         served_good = await accepting.next()
@@ -97,7 +100,11 @@ async def test_bad_input_kills_only_its_connection(garbage, code, kinds, accepti
             assert await good.recv() == b"yes"
         assert good.state is pulsewire.State.ALIVE
         stats = listener.stats()
-        assert stats.deaths == {"protocol_error": 1}
+        # Counted as a death once the handshake completed, as a failed handshake before.
+        failed = {"protocol_error": 1}
+        assert (stats.deaths, stats.handshake_failures) == (
+            (failed, {}) if handshaken else ({}, failed)
+        )
         assert stats.accepted == 2
         assert stats.active == 1
 
@@ -122,7 +129,9 @@ async def test_every_bad_connection_is_counted_by_reason(accepting):
         assert [frame.kind for frame in frames] == [FrameKind.CLOSE]
         close = msgspec.msgpack.decode(frames[0].payload, type=Close)
         assert close.code == CloseCode.HANDSHAKE_TIMEOUT
-        assert listener.stats().deaths == {"protocol_error": 3, "timeout": 1}
+        # The PING too large came after a HELLO: a death; the others failed the handshake.
+        assert listener.stats().deaths == {"protocol_error": 1}
+        assert listener.stats().handshake_failures == {"protocol_error": 2, "timeout": 1}
         assert listener.stats().active == 1
         assert good.state is pulsewire.State.ALIVE
 
@@ -138,10 +147,14 @@ async def test_handshake_that_never_comes_dies_of_timeout():
     with structlog.testing.capture_logs() as logs:
         async with await pulsewire.serve(Watch(), policy=policy) as listener:
             _, waited = await raw_exchange(listener.port, b"")  # returns when the server closes
-            assert listener.stats().deaths == {"timeout": 1}
-    (dead,) = [event for event in logs if event["event"] == logevents.PEER_DEAD]
-    print(f"\nno HELLO: DEAD({dead['reason']}) after {waited:.3f} s (deadline 0.5 s)")
+            assert listener.stats().handshake_failures == {"timeout": 1}
+            assert listener.stats().deaths == {}
+    # One line, and it says what happened: not a death of a connection, a failed handshake.
+    assert [event for event in logs if event["event"] == logevents.PEER_DEAD] == []
+    (dead,) = [event for event in logs if event["event"] == logevents.HANDSHAKE_FAILED]
+    print(f"\nno HELLO: {dead['event']} ({dead['reason']}) after {waited:.3f} s (deadline 0.5 s)")
     assert (dead["reason"], dead["source"]) == ("timeout", "heartbeat")
+    assert dead["log_level"] == "warning"
     assert "no HELLO within 0.5 s" in dead["error"]
     assert dead["close_code"] == CloseCode.HANDSHAKE_TIMEOUT
     assert policy.handshake_timeout - 0.05 <= waited <= policy.handshake_timeout + 0.5

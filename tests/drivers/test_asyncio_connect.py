@@ -10,7 +10,9 @@ import pytest
 from structlog.testing import capture_logs
 
 import pulsewire
-from pulsewire import CloseCode, Policy, Reason
+from pulsewire import CloseCode, Policy, Reason, logevents
+from pulsewire.core.frames import FrameKind
+from pulsewire.testing import decode_control, parse_frames
 
 
 @pytest.mark.asyncio
@@ -94,3 +96,103 @@ async def test_server_refusing_our_proposal_is_reported_with_its_code(spawn_peer
         assert isinstance(refused.value.__cause__, pulsewire.PeerDeadError)
         assert refused.value.__cause__.death.close_code == CloseCode.POLICY_MISMATCH
     print(f"\nrefused by the server: {refused.value}")
+
+
+# --------------------------------------------------------------------------------------
+# A peer that is not pulsewire is reported as what it is
+# --------------------------------------------------------------------------------------
+
+
+class RawServer:
+    """A plain TCP server that accepts, optionally says ``banner``, and records what it
+    receives until the client goes."""
+
+    def __init__(self, banner: bytes = b"") -> None:
+        self.banner = banner
+        self.received = bytearray()
+        self.done = asyncio.Event()
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(self.banner)
+        while chunk := await reader.read(4096):
+            self.received += chunk
+        self.done.set()
+        writer.close()
+
+
+@pytest.mark.asyncio
+async def test_a_server_that_never_speaks_pulsewire_is_a_handshake_error(caplog):
+    caplog.set_level(logging.INFO, logger="pulsewire")
+    raw = RawServer()
+    policy = Policy(handshake_timeout=0.5)
+    server = await asyncio.start_server(raw, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(pulsewire.HandshakeError) as raised:
+            await pulsewire.connect("127.0.0.1", port, policy=policy)
+        waited = asyncio.get_running_loop().time() - started
+        async with asyncio.timeout(5):
+            await raw.done.wait()
+    print(f"\nsilent server: {raised.value} (after {waited:.3f} s)")
+    assert str(raised.value) == (
+        f"127.0.0.1:{port} accepted the connection but sent nothing within the handshake "
+        "timeout (0.5 s): it is not a pulsewire peer, or it is stuck"
+    )
+    assert raised.value.code == CloseCode.HANDSHAKE_TIMEOUT
+    assert policy.handshake_timeout - 0.05 <= waited <= policy.handshake_timeout + 0.5
+    # We told it why we left, after our own opening.
+    frames = parse_frames(bytes(raw.received))
+    assert [frame.kind for frame in frames] == [FrameKind.HELLO, FrameKind.CLOSE]
+    assert decode_control(frames[-1]).code == CloseCode.HANDSHAKE_TIMEOUT
+    # One line in the log, saying what happened (the caller has the exception: INFO).
+    lines = [r.msg for r in caplog.records if r.name == "pulsewire"]
+    assert [line["event"] for line in lines] == [logevents.HANDSHAKE_FAILED]
+    assert caplog.records[-1].levelno == logging.INFO
+
+
+@pytest.mark.asyncio
+async def test_a_server_that_speaks_another_protocol_is_named():
+    raw = RawServer(b"SSH-2.0-OpenSSH_9.6\r\n")
+    server = await asyncio.start_server(raw, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(pulsewire.HandshakeError) as raised:
+            await pulsewire.connect("127.0.0.1", port)
+        async with asyncio.timeout(5):
+            await raw.done.wait()
+    print(f"\nSSH server: {raised.value}")
+    assert "not a pulsewire peer: expected magic b'PWIR', got b'SSH-'" in str(raised.value)
+    assert raised.value.code == CloseCode.UNSUPPORTED_VERSION
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"port": -1}, ValueError, "port must be in 1-65535, not -1"),
+        ({"port": 65536}, ValueError, "port must be in 1-65535, not 65536"),
+        ({"port": 0}, ValueError, "not 0"),
+        ({"port": "80"}, TypeError, "port must be an int, not str"),
+        ({"port": True}, TypeError, "port must be an int, not bool"),
+        ({"host": b"localhost"}, TypeError, "host must be a str, not bytes"),
+        ({"server_hostname": "x"}, pulsewire.UsageError, "only means something with ssl"),
+        ({"ssl": True}, TypeError, "ssl must be an ssl.SSLContext"),
+        ({"logger": print}, TypeError, "logger= takes"),
+        ({"policy": Policy.lan}, TypeError, "policy must be a Policy, not method"),
+        ({"name": "n" * 257}, pulsewire.UsageError, "name longer than 256"),
+    ],
+)
+async def test_bad_arguments_are_said_before_any_io(kwargs, error, match):
+    arguments = {"host": "127.0.0.1", "port": 7, **kwargs}
+    host, port = arguments.pop("host"), arguments.pop("port")
+    with pytest.raises(error, match=match):
+        await pulsewire.connect(host, port, **arguments)
+
+
+@pytest.mark.asyncio
+async def test_a_host_name_that_cannot_be_encoded_is_a_connect_error():
+    # IDNA refuses a label longer than 63 characters (a UnicodeError, not an OSError).
+    with pytest.raises(pulsewire.ConnectError, match="could not connect") as raised:
+        await pulsewire.connect("x" * 64 + ".example", 7000)
+    assert isinstance(raised.value.__cause__, UnicodeError)

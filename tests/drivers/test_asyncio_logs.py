@@ -1,8 +1,9 @@
-"""Structlog events with stable names (``pulsewire.logevents``), read with capture_logs()."""
+"""Log events with stable names (``pulsewire.logevents``), read with capture_logs()."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 from structlog.testing import capture_logs
@@ -12,7 +13,9 @@ from pulsewire import Policy, logevents
 
 
 @pytest.mark.asyncio
-async def test_connected_suspect_and_dead_events_are_logged(spawn_peer, accepting):
+async def test_connected_suspect_and_dead_events_are_logged(spawn_peer, accepting, caplog):
+    # Levels apply first (the logging tree's): INFO events are wanted here.
+    caplog.set_level(logging.INFO, logger="pulsewire")
     policy = Policy(interval=0.2, timeout=0.8)
     with capture_logs() as logs:
         async with await pulsewire.serve(accepting, policy=policy) as listener:

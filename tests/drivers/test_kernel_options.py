@@ -9,7 +9,7 @@ import pytest
 
 import pulsewire
 from pulsewire import KernelKeepalive, SocketOptions
-from pulsewire.kernel import LINUX_TCP_THIN_LINEAR_TIMEOUTS
+from pulsewire.kernel import LINUX_TCP_RTO_MAX_MS, LINUX_TCP_THIN_LINEAR_TIMEOUTS
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads Linux socket options")
 
@@ -31,52 +31,52 @@ def _host_congestion() -> str:
 
 
 @pytest.mark.asyncio
-async def test_the_defaults_bound_unacknowledged_writes_by_the_policys_timeout(accepting) -> None:
-    policy = pulsewire.Policy()
-    timeout_ms = round(policy.timeout * 1000)
+async def test_the_defaults_cap_the_rto_and_leave_the_user_timeout_unset(accepting) -> None:
     async with await pulsewire.serve(accepting) as listener:
         connection = await pulsewire.connect("127.0.0.1", listener.port)
-        assert _tcp(connection, socket.TCP_USER_TIMEOUT) == timeout_ms
+        assert _tcp(connection, socket.TCP_USER_TIMEOUT) == 0  # off: see SocketOptions
         assert _tcp(connection, LINUX_TCP_THIN_LINEAR_TIMEOUTS) == 1
         assert _tcp(connection, socket.SO_KEEPALIVE, socket.SOL_SOCKET) == 0
         report = connection.kernel_report
         assert report is not None
-        assert report.unacked_detection_time == policy.timeout
+        if [o.option for o in report.unsupported] == ["TCP_RTO_MAX_MS"]:
+            pytest.skip("this kernel has no TCP_RTO_MAX_MS (Linux 6.15 and later)")
+        assert _tcp(connection, LINUX_TCP_RTO_MAX_MS) == 1000
+        # Unacknowledged data is given up after tcp_retries2 retransmissions 1 s apart at most.
+        assert report.unacked_detection_time == pytest.approx(14.4)
         # Congestion control is the user's: never switched by default, even on a BBR host.
         assert [(o.option, o.read_back) for o in report.applied] == [
-            ("TCP_USER_TIMEOUT", timeout_ms),
             ("TCP_THIN_LINEAR_TIMEOUTS", 1),
+            ("TCP_RTO_MAX_MS", 1000),
         ]
         assert _congestion(connection.get_extra_info("socket")) == _host_congestion()
         assert "applied      TCP_THIN_LINEAR_TIMEOUTS=on" in report.describe()
         # The server side's sockets get the same options.
         served = await accepting.next()
-        assert _tcp(served, socket.TCP_USER_TIMEOUT) == timeout_ms
+        assert _tcp(served, LINUX_TCP_RTO_MAX_MS) == 1000
         assert _tcp(served, LINUX_TCP_THIN_LINEAR_TIMEOUTS) == 1
         await connection.close()
 
 
 @pytest.mark.asyncio
-async def test_each_socket_option_can_be_turned_off(accepting) -> None:
+async def test_each_socket_option_can_be_turned_on_and_off(accepting) -> None:
     async with await pulsewire.serve(accepting) as listener:
-        no_user_timeout = await pulsewire.connect(
-            "127.0.0.1", listener.port, socket_options=SocketOptions(user_timeout=False)
+        derived = await pulsewire.connect(
+            "127.0.0.1", listener.port, socket_options=SocketOptions(user_timeout=True)
         )
-        assert _tcp(no_user_timeout, socket.TCP_USER_TIMEOUT) == 0
-        assert _tcp(no_user_timeout, LINUX_TCP_THIN_LINEAR_TIMEOUTS) == 1
-        assert no_user_timeout.kernel_report is not None
-        assert no_user_timeout.kernel_report.unacked_detection_time is None
+        assert _tcp(derived, socket.TCP_USER_TIMEOUT) == 3000  # the policy's timeout
+        assert derived.kernel_report is not None
+        assert derived.kernel_report.unacked_detection_time == 3.0
         no_linear = await pulsewire.connect(
             "127.0.0.1", listener.port, socket_options=SocketOptions(linear_timeouts=False)
         )
         assert _tcp(no_linear, LINUX_TCP_THIN_LINEAR_TIMEOUTS) == 0
-        assert _tcp(no_linear, socket.TCP_USER_TIMEOUT) == 3000
-        off = SocketOptions(user_timeout=False, linear_timeouts=False)
+        off = SocketOptions(linear_timeouts=False, rto_max=None)
         bare = await pulsewire.connect("127.0.0.1", listener.port, socket_options=off)
         assert _tcp(bare, LINUX_TCP_THIN_LINEAR_TIMEOUTS) == 0
         assert _tcp(bare, socket.TCP_USER_TIMEOUT) == 0
         assert bare.kernel_report is None
-        for connection in (no_user_timeout, no_linear, bare):
+        for connection in (derived, no_linear, bare):
             await connection.close()
 
 
@@ -88,7 +88,7 @@ async def test_kernel_keepalive_probing_is_applied_alongside_the_user_timeout(ac
             "127.0.0.1",
             listener.port,
             policy=pulsewire.Policy(timeout=6.0),
-            socket_options=SocketOptions(keepalive=keepalive),
+            socket_options=SocketOptions(keepalive=keepalive, user_timeout=True),
         )
         assert _tcp(connection, socket.SO_KEEPALIVE, socket.SOL_SOCKET) == 1
         assert _tcp(connection, socket.TCP_KEEPIDLE) == 2
@@ -106,9 +106,8 @@ async def test_kernel_probing_keeps_its_probe_count_under_the_user_timeout(accep
     # the probing's own bound, 2 + 1 * 3 = 5 s, and all three probes are sent.
     keepalive = KernelKeepalive(idle=2, interval=1, count=3)
     async with await pulsewire.serve(accepting) as listener:
-        connection = await pulsewire.connect(
-            "127.0.0.1", listener.port, socket_options=SocketOptions(keepalive=keepalive)
-        )
+        options = SocketOptions(keepalive=keepalive, user_timeout=True)
+        connection = await pulsewire.connect("127.0.0.1", listener.port, socket_options=options)
         assert _tcp(connection, socket.TCP_USER_TIMEOUT) == 5000
         report = connection.kernel_report
         assert report is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 import structlog
@@ -23,7 +24,10 @@ class SlowHandler(pulsewire.Server):
 
 
 @pytest.mark.asyncio
-async def test_a_stuck_application_makes_its_peer_suspect_with_that_cause() -> None:
+async def test_a_stuck_application_makes_its_peer_suspect_with_that_cause(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="pulsewire")  # peer.recovered is an INFO event
     server = SlowHandler()
     server_policy = pulsewire.Policy(progress_timeout=0.3)
     client_policy = pulsewire.Policy(interval=0.1, timeout=5.0)

@@ -23,9 +23,9 @@ from pulsewire.asyncio.scheduler import scheduler_for
 # A peer that pings rarely (interval 5 s) and is patient (timeout 30 s): during the
 # observer's stall nothing arrives from it, so only the guard can save it.
 PEER = """
-import asyncio, sys, structlog, logging
+import asyncio, sys, logging
 import pulsewire
-structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+logging.getLogger("pulsewire").setLevel(logging.ERROR)
 async def main():
     c = await pulsewire.connect("127.0.0.1", int(sys.argv[1]), name=sys.argv[2],
                                 policy=pulsewire.Policy(interval=5.0, timeout=30.0))

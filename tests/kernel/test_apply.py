@@ -23,6 +23,7 @@ from pulsewire.errors import PolicyError, UsageError
 from pulsewire.kernel import (
     EVENT_OPTION_UNSUPPORTED,
     LINUX_TCP_CONGESTION,
+    LINUX_TCP_RTO_MAX_MS,
     LINUX_TCP_THIN_LINEAR_TIMEOUTS,
     MACOS_TCP_KEEPALIVE,
     WINDOWS_TCP_MAXRT,
@@ -31,6 +32,7 @@ from pulsewire.kernel import (
     apply_keepalive,
 )
 from pulsewire.kernel.apply import _forget_warnings
+from pulsewire.kernel.host import linux_retransmission_timeout
 
 on_linux = pytest.mark.skipif(
     not sys.platform.startswith("linux"),
@@ -1186,7 +1188,7 @@ def test_linux_a_congestion_switch_moves_a_bbr_socket_to_reno(
     bbr_pair: tuple[socket.socket, socket.socket],
 ) -> None:
     client, server = bbr_pair
-    options = SocketOptions(congestion="reno").resolve(3.0)
+    options = SocketOptions(congestion="reno", user_timeout=True, rto_max=None).resolve(3.0)
     assert options is not None
     with structlog.testing.capture_logs() as logs:
         report = apply_keepalive(client, options)
@@ -1212,7 +1214,7 @@ def test_linux_the_default_socket_options_keep_bbr(
     bbr_pair: tuple[socket.socket, socket.socket],
 ) -> None:
     client, _ = bbr_pair
-    options = SocketOptions().resolve(3.0)
+    options = SocketOptions(rto_max=None).resolve(3.0)
     assert options is not None
     report = apply_keepalive(client, options)
     assert congestion_of(client) == "bbr"
@@ -1227,7 +1229,7 @@ def test_linux_a_socket_that_is_not_bbr_is_left_alone(
 ) -> None:
     client, _ = tcp_pair
     client.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"reno")  # always allowed
-    options = SocketOptions(congestion="cubic").resolve(3.0)
+    options = SocketOptions(congestion="cubic", user_timeout=True, rto_max=None).resolve(3.0)
     assert options is not None
     report = apply_keepalive(client, options)
     assert congestion_of(client) == "reno"
@@ -1288,3 +1290,51 @@ def test_user_timeout_shorter_than_the_probing_is_not_noted_off_linux() -> None:
     )
     assert report.idle_detection_time == 4  # TCP_KEEPCNT rules off Linux
     assert not any("false death" in note for note in report.notes)
+
+
+# ---------------------------------------------------------------- TCP_RTO_MAX_MS
+
+RTO_MAX = KernelKeepalive(rto_max=1.5)
+
+
+def test_linux_caps_the_rto_and_bounds_unacknowledged_data_by_it() -> None:
+    sock = FakeSocket()
+    report = apply_keepalive(sock, RTO_MAX, platform="linux", socket_module=fake_module())
+    assert sock.sets() == [("setsockopt", IPPROTO_TCP, LINUX_TCP_RTO_MAX_MS, 1500)]
+    [option] = report.applied
+    assert (option.option, option.value, option.unit, option.verified) == (
+        "TCP_RTO_MAX_MS",
+        1500,
+        "ms",
+        True,
+    )
+    # tcp_retries2 = 15 retransmissions, doubling from 0.2 s up to the cap.
+    assert report.unacked_detection_time == pytest.approx(
+        linux_retransmission_timeout(15, rto_max=1.5)
+    )
+
+
+def test_a_kernel_without_the_option_reports_it_unsupported() -> None:
+    sock = FakeSocket(refuse={(IPPROTO_TCP, LINUX_TCP_RTO_MAX_MS): errno.ENOPROTOOPT})
+    report = apply_keepalive(sock, RTO_MAX, platform="linux", socket_module=fake_module())
+    [missing] = report.unsupported
+    assert (missing.option, missing.setting) == ("TCP_RTO_MAX_MS", "rto_max")
+    assert report.unacked_detection_time is None
+
+
+@pytest.mark.parametrize("platform", ["darwin", "win32", "freebsd14"])
+def test_the_rto_cap_is_unsupported_off_linux(platform: str) -> None:
+    sock = FakeSocket(with_ioctl=True)
+    report = apply_keepalive(sock, RTO_MAX, platform=platform, socket_module=fake_module())
+    assert sock.calls == []
+    [missing] = report.unsupported
+    assert (missing.option, missing.setting) == ("TCP_RTO_MAX_MS", "rto_max")
+
+
+@on_linux
+def test_linux_a_real_socket_takes_the_rto_cap() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        report = apply_keepalive(sock, RTO_MAX)
+        if not report.complete:
+            pytest.skip("this kernel has no TCP_RTO_MAX_MS (Linux 6.15 and later)")
+        assert sock.getsockopt(socket.IPPROTO_TCP, LINUX_TCP_RTO_MAX_MS) == 1500

@@ -17,23 +17,29 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import final
 
-import structlog
-from anyio.abc import ByteStream, TaskGroup
-
 import anyio
+from anyio.abc import ByteStream, TaskGroup
+from anyio.streams.tls import TLSAttribute
+
 from pulsewire import logevents
+from pulsewire._log import get_logger
 from pulsewire.anyio.connection import Connection
 from pulsewire.anyio.driver import StreamDriver
 from pulsewire.core.backoff import Backoff
 from pulsewire.core.keepalive import SocketOptions
 from pulsewire.core.policy import Limits, Policy
 from pulsewire.core.states import State
-from pulsewire.driverkit.connecting import ClientStats, handshake_failure, policy_after_death
+from pulsewire.driverkit.connecting import (
+    ClientStats,
+    handshake_failure,
+    policy_after_death,
+    tls_failure,
+)
 from pulsewire.errors import ConnectError, ConnectionClosedError, UsageError
 
 __all__ = ["Client", "connect", "connect_unix", "wrap"]
 
-_log = structlog.get_logger("pulsewire")
+_log = get_logger()
 
 
 @asynccontextmanager
@@ -73,7 +79,13 @@ async def connect(
         raise ConnectError(
             f"could not connect to {where} within {policy.handshake_timeout} s"
         ) from None
-    except (OSError, anyio.BrokenResourceError) as error:
+    except ssl.SSLError as error:
+        raise tls_failure(where, error) from error
+    except anyio.BrokenResourceError as error:  # the TLS handshake failed
+        if isinstance(error.__cause__, ssl.SSLError):
+            raise tls_failure(where, error.__cause__) from error
+        raise ConnectError(f"could not connect to {where}: {error.__cause__}") from error
+    except OSError as error:
         raise ConnectError(f"could not connect to {where}: {error}") from error
     async with _running(
         stream, where, deadline, policy, limits, socket_options, name, initiator=True
@@ -163,7 +175,13 @@ async def _running(
             connection.abort()
             failure = ConnectError(f"no handshake with {where} within {policy.handshake_timeout} s")
         except ConnectionClosedError as error:
-            failure = handshake_failure(where, error.death)
+            failure = handshake_failure(
+                where,
+                error.death,
+                handshake_timeout=policy.handshake_timeout,
+                bytes_received=connection.stats().bytes_received,
+                tls=stream.extra(TLSAttribute.ssl_object, None) is not None,
+            )
             failure.__cause__ = error
         else:
             try:
@@ -325,7 +343,7 @@ class Client:
                 continue
             self._deaths[death.reason.value] += 1
             self._notify()
-            self.policy = policy_after_death(self.policy, death, where)
+            self.policy = policy_after_death(self.policy, death, where, _log)
             await anyio.sleep(self.backoff.delay(0, self._rng))
 
 

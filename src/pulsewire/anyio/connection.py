@@ -7,7 +7,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, final
 
 import anyio
-import structlog
 from anyio import TypedAttributeProvider
 
 from pulsewire import logevents
@@ -19,6 +18,7 @@ from pulsewire.core.events import (
     Event,
     HandshakeCompleted,
     MessageReceived,
+    PingAnswered,
     Recovered,
     Suspected,
 )
@@ -33,8 +33,6 @@ from pulsewire.errors import ConnectionClosedError, LocalClosedError, PeerDeadEr
 from pulsewire.kernel import KeepaliveReport
 
 __all__ = ["Connection", "ConnectionObserver"]
-
-_log = structlog.get_logger("pulsewire")
 
 
 class ConnectionObserver(Protocol):
@@ -236,7 +234,7 @@ class Connection(TypedAttributeProvider):
         """
         session = self._session
         if session.death is None and session.state is not State.CLOSING:
-            _log.info(
+            self._driver.log.info(
                 logevents.CONNECTION_CLOSE, peer=self.peer_address, code=int(code), why=reason
             )
             session.close(self._driver.time(), code, reason)
@@ -307,7 +305,15 @@ class Connection(TypedAttributeProvider):
             if isinstance(event, MessageReceived):
                 self._message(event.data)
                 continue
-            log_event(event, self.peer_address)
+            if isinstance(event, PingAnswered):
+                continue  # an RTT sample, already in rtt and stats()
+            log_event(
+                self._driver.log,
+                event,
+                self.peer_address,
+                handshake_done=self.negotiated is not None,
+                initiator=self._driver.initiator,
+            )
             self._state_changed()
             if isinstance(event, HandshakeCompleted):
                 if observer is not None:

@@ -40,10 +40,10 @@ from collections.abc import Callable, Sequence
 
 import anyio
 import sniffio
-import structlog
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
 
 from pulsewire import logevents
+from pulsewire._log import EventLogger, get_logger
 from pulsewire.asyncio.scheduler import DeadlineScheduler, Tick, scheduler_for
 from pulsewire.core.events import Died, Event, Source
 from pulsewire.core.frames import CloseCode
@@ -58,7 +58,7 @@ from pulsewire.kernel import KeepaliveReport
 
 __all__ = ["CLOCK_RESOLUTION", "READ_SIZE", "WRITE_BUDGET", "StreamDriver"]
 
-_log = structlog.get_logger("pulsewire")
+_log = get_logger()
 
 #: DATA bytes handed to the stream per send.
 WRITE_BUDGET = 256 * 1024
@@ -98,8 +98,11 @@ class StreamDriver:
         socket_options: SocketOptions,
         name: str,
         initiator: bool,
+        log: EventLogger | None = None,
     ) -> None:
         self.stream = stream
+        #: Where this connection's log events go.
+        self.log = log if log is not None else _log
         self.policy = policy
         self.limits = limits
         self.socket_options = socket_options
@@ -345,7 +348,7 @@ class StreamDriver:
                 self.policy,
             )
         except PolicyError as error:  # strict options the platform lacks
-            _log.error(logevents.KERNEL_OPTION_UNSUPPORTED, error=str(error), strict=True)
+            self.log.error(logevents.KERNEL_OPTION_UNSUPPORTED, error=str(error), strict=True)
             self._lost(Reason.PROTOCOL_ERROR, Source.LOCAL, error)
 
     async def _say_goodbye(self) -> None:

@@ -15,14 +15,14 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import Any, final
 
-import structlog
+import anyio
+from anyio import TASK_STATUS_IGNORED, TypedAttributeProvider
 from anyio.abc import ByteStream, SocketAttribute, TaskGroup, TaskStatus
 from anyio.abc import Listener as AnyioListener
 from anyio.streams.tls import TLSListener
 
-import anyio
-from anyio import TASK_STATUS_IGNORED, TypedAttributeProvider
 from pulsewire import logevents
+from pulsewire._log import get_logger
 from pulsewire.anyio.connection import Connection
 from pulsewire.anyio.driver import StreamDriver
 from pulsewire.core.frames import CloseCode
@@ -33,7 +33,7 @@ from pulsewire.errors import UsageError
 
 __all__ = ["Handler", "Listener", "Server", "serve", "serve_unix"]
 
-_log = structlog.get_logger("pulsewire")
+_log = get_logger()
 
 Handler = Callable[[Connection], Awaitable[None]]
 
@@ -112,7 +112,7 @@ class Listener(TypedAttributeProvider):
         """
         if self._runner is not None:
             raise UsageError("serve() was already called on this listener")
-        self._runner = HookRunner(handler, self._spawn)
+        self._runner = HookRunner(handler, self._spawn, _log)
         _log.info(
             logevents.SERVER_LISTENING,
             name=self.name,
@@ -170,7 +170,7 @@ class Listener(TypedAttributeProvider):
         # after the last of them: on_dead comes after the death.
         async with anyio.create_task_group() as hooks:
             self._hook_groups[connection] = hooks
-            runner.accepted(connection)
+            runner.connection_made(connection)
             try:
                 await connection.run()
             finally:

@@ -1,8 +1,9 @@
 """The native asyncio driver: one loop-wide deadline scheduler, ``BufferedProtocol`` I/O."""
 
-from pulsewire.asyncio.client import Client, ClientStats, connect
+from pulsewire.asyncio.client import Client, ClientStats, connect, connect_unix
 from pulsewire.asyncio.connection import Connection
-from pulsewire.asyncio.server import Handler, Listener, ListenerStats, Server, serve
+from pulsewire.asyncio.server import Handler, Listener, ListenerStats, Server, serve, serve_unix
+from pulsewire.asyncio.streams import wrap_streams
 
 __all__ = [
     "Client",
@@ -13,5 +14,8 @@ __all__ = [
     "ListenerStats",
     "Server",
     "connect",
+    "connect_unix",
     "serve",
+    "serve_unix",
+    "wrap_streams",
 ]

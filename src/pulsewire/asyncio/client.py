@@ -1,93 +1,202 @@
-"""Connecting: ``connect()`` for one connection, ``Client`` to keep one alive."""
+"""Connecting: ``connect()`` and ``connect_unix()`` for one connection, ``Client`` to keep
+one alive."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import socket
 import ssl as _ssl
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import final
 
-import structlog
-
 from pulsewire import logevents
+from pulsewire._log import LoggerLike, event_logger, get_logger
+from pulsewire.asyncio.arguments import (
+    check_host,
+    check_path,
+    check_port,
+    check_settings,
+    check_socket,
+    check_tls,
+)
 from pulsewire.asyncio.connection import Connection
-from pulsewire.asyncio.protocol import PulsewireProtocol
-from pulsewire.asyncio.scheduler import scheduler_for
+from pulsewire.asyncio.opening import OpenTransport, open_connection
+from pulsewire.asyncio.protocol import PulsewireProtocol, format_address
 from pulsewire.core.backoff import Backoff
 from pulsewire.core.events import Death
+from pulsewire.core.frames import CloseCode
 from pulsewire.core.keepalive import SocketOptions
 from pulsewire.core.policy import Limits, Policy
-from pulsewire.core.states import State
-from pulsewire.driverkit.connecting import ClientStats, handshake_failure, policy_after_death
-from pulsewire.errors import ConnectError, ConnectionClosedError, UsageError
+from pulsewire.driverkit.connecting import ClientStats, policy_after_death
+from pulsewire.errors import ConnectError, HandshakeError, TLSError, UsageError
 
-__all__ = ["Client", "ClientStats", "connect"]
+__all__ = ["Client", "ClientStats", "connect", "connect_unix"]
 
-_log = structlog.get_logger("pulsewire")
+_log = get_logger()
+
+# Caps for the TOO_MANY_PINGS back-off: a timeout of a day is the protocol's limit.
+_MAX_TIMEOUT = 86_400.0
+_MAX_INTERVAL = _MAX_TIMEOUT / 2
+
+#: Close codes by which a peer refuses the handshake for good: retrying cannot help.
+_REFUSALS = frozenset(
+    {
+        CloseCode.PROTOCOL_ERROR,
+        CloseCode.UNSUPPORTED_VERSION,
+        CloseCode.POLICY_MISMATCH,
+        CloseCode.TOO_LARGE,
+    }
+)
+
+
+def _tcp(
+    host: str, port: int, ssl: _ssl.SSLContext | None, server_hostname: str | None
+) -> OpenTransport:
+    async def open_transport(factory: Callable[[], PulsewireProtocol]) -> object:
+        loop = asyncio.get_running_loop()
+        return await loop.create_connection(
+            factory, host, port, ssl=ssl, server_hostname=server_hostname
+        )
+
+    return open_transport
+
+
+def _over_socket(
+    sock: socket.socket, ssl: _ssl.SSLContext | None, server_hostname: str | None
+) -> OpenTransport:
+    async def open_transport(factory: Callable[[], PulsewireProtocol]) -> object:
+        loop = asyncio.get_running_loop()
+        return await loop.create_connection(
+            factory, sock=sock, ssl=ssl, server_hostname=server_hostname
+        )
+
+    return open_transport
+
+
+def _unix(path: str, ssl: _ssl.SSLContext | None, server_hostname: str | None) -> OpenTransport:
+    async def open_transport(factory: Callable[[], PulsewireProtocol]) -> object:
+        loop = asyncio.get_running_loop()
+        return await loop.create_unix_connection(
+            factory, path, ssl=ssl, server_hostname=server_hostname
+        )
+
+    return open_transport
 
 
 async def connect(
-    host: str,
-    port: int,
+    host: str | None = None,
+    port: int | None = None,
     *,
+    sock: socket.socket | None = None,
     policy: Policy | None = None,
     limits: Limits | None = None,
     socket_options: SocketOptions | None = None,
     ssl: _ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     name: str = "",
+    logger: LoggerLike | None = None,
 ) -> Connection:
     """Open a TCP connection, run the handshake, and return the live ``Connection``.
 
-    ``socket_options`` are set on the socket (default :class:`~pulsewire.SocketOptions`).
+    Either ``host`` and ``port``, or ``sock``: a TCP socket the caller already connected
+    (``asyncio.open_connection``'s ``sock=``; pulsewire owns it from then on). For a Unix
+    socket, see :func:`connect_unix`; to take over streams another library opened, see
+    :func:`wrap_streams`.
 
-    The whole of it (TCP connect, TLS, handshake) is bounded by ``policy.handshake_timeout``.
-    Raises :class:`~pulsewire.HandshakeError` when the peer is not a compatible pulsewire
-    peer, and :class:`~pulsewire.ConnectError` (its base) for every other failure.
+    ``ssl``: an ``ssl.SSLContext`` for TLS (the certificate must match ``host``, or
+    ``server_hostname`` when given; with ``sock=`` it is required). ``socket_options`` are
+    set on the socket (default :class:`~pulsewire.SocketOptions`). ``logger``: where this
+    connection's log events go (a ``logging.Logger``, a ``LoggerAdapter`` whose ``extra``
+    joins every event, or a structlog logger; default: the ``logging`` logger
+    ``pulsewire``).
+
+    Connecting (TCP and TLS) must succeed within ``policy.handshake_timeout``, and the
+    pulsewire handshake must then complete within ``policy.handshake_timeout`` too.
+
+    Raises (and nothing else, but ``asyncio.CancelledError``):
+
+    - ``TypeError``, ``ValueError``, :class:`~pulsewire.UsageError`: a bad argument, or
+      arguments that do not go together; raised before any I/O.
+    - :class:`~pulsewire.HandshakeError`: the peer is not a compatible pulsewire peer:
+      wrong protocol or version, incompatible policies, it closed during the handshake
+      (``code`` is its close code), or it accepted the connection but sent no pulsewire
+      greeting within ``policy.handshake_timeout``.
+    - :class:`~pulsewire.TLSError`: TLS failed; the message names the cause (a certificate
+      refused by either side, no common TLS version).
+    - :class:`~pulsewire.ConnectError` (the base of both): refused, unreachable, name not
+      resolved, no connection within ``policy.handshake_timeout``, or the peer vanished
+      during the handshake; the ``OSError`` behind it is the ``__cause__``.
     """
-    policy = policy if policy is not None else Policy()
-    limits = limits if limits is not None else Limits()
-    loop = asyncio.get_running_loop()
-    protocol = PulsewireProtocol(
-        scheduler_for(loop),
-        policy=policy,
-        limits=limits,
+    check_tls(ssl, server_hostname, needs_hostname=sock is not None)
+    if sock is not None:
+        if host is not None or port is not None:
+            raise UsageError("connect() takes host and port, or sock=, not both")
+        check_socket(sock, connected=True)
+        where = format_address(sock.getpeername())
+        open_transport = _over_socket(sock, ssl, server_hostname)
+    else:
+        if host is None or port is None:
+            raise UsageError("connect() needs host and port (or sock=)")
+        where = f"{check_host(host)}:{check_port(port)}"
+        open_transport = _tcp(host, port, ssl, server_hostname)
+    return await open_connection(
+        open_transport,
+        where,
+        policy=policy if policy is not None else Policy(),
+        limits=limits if limits is not None else Limits(),
         socket_options=socket_options if socket_options is not None else SocketOptions(),
         name=name,
         initiator=True,
+        log=event_logger(logger, _log),
     )
-    connection = Connection(protocol)
-    where = f"{host}:{port}"
-    try:
-        async with asyncio.timeout(policy.handshake_timeout):
-            await loop.create_connection(
-                lambda: protocol, host, port, ssl=ssl, server_hostname=server_hostname
-            )
-            await connection.wait_state(State.ALIVE, State.SUSPECT, State.CLOSING)
-    except TimeoutError:
-        connection.abort()
-        raise ConnectError(
-            f"could not connect to {where} within {policy.handshake_timeout} s"
-        ) from None
-    except ConnectionClosedError as error:
-        raise handshake_failure(where, error.death) from error
-    except OSError as error:
-        raise ConnectError(f"could not connect to {where}: {error}") from error
-    return connection
+
+
+async def connect_unix(
+    path: str | os.PathLike[str],
+    *,
+    policy: Policy | None = None,
+    limits: Limits | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    name: str = "",
+    logger: LoggerLike | None = None,
+) -> Connection:
+    """Connect to a pulsewire server on the Unix socket ``path``, like
+    ``asyncio.open_unix_connection``; return the live ``Connection``.
+
+    Unix sockets have no TCP options: nothing is set on the socket, and
+    ``Connection.kernel_report`` stays ``None``. TLS works too (``ssl=`` then needs
+    ``server_hostname=``). Otherwise as :func:`connect`, and it raises the same errors.
+    """
+    check_tls(ssl, server_hostname, needs_hostname=True)
+    path = check_path(path)
+    return await open_connection(
+        _unix(path, ssl, server_hostname),
+        format_address(path),
+        policy=policy if policy is not None else Policy(),
+        limits=limits if limits is not None else Limits(),
+        socket_options=SocketOptions(),
+        name=name,
+        initiator=True,
+        log=event_logger(logger, _log),
+    )
 
 
 @final
 class Client:
-    """Keeps one pulsewire connection to ``host:port`` alive, reconnecting after each death.
+    """Keeps one pulsewire connection alive, reconnecting after each death.
 
-    Attempts are spaced by ``backoff`` (exponential with full jitter; reset after each
-    successful handshake). Each death and each reconnect is logged (``client.*`` events)
-    and counted in :meth:`stats`. A peer that closes with TOO_MANY_PINGS makes the client
-    double its ping interval for every later connection, and say so loudly.
+    It connects to ``host:port`` (like :func:`connect`), or to the Unix socket ``path=``
+    (like :func:`connect_unix`). Attempts are spaced by ``backoff`` (exponential with full
+    jitter; reset after each successful handshake). Each death and each reconnect is
+    logged (``client.*`` events) and counted in :meth:`stats`. A peer that closes with
+    TOO_MANY_PINGS makes the client double its ping interval for every later connection,
+    and say so loudly.
 
     Use it as an async context manager; ``async for connection in client`` yields each new
     live connection, and :meth:`connection` waits for the current one::
@@ -96,39 +205,100 @@ class Client:
             async for connection in client:
                 async for message in connection:
                     ...
+
+    When it stops. A failed attempt is retried if ``retry_if(error)`` says so (default:
+    :meth:`retryable`, which gives up on refusals that retrying cannot fix: a protocol
+    version or policy mismatch, a refusal close code, a TLS or certificate error). With
+    ``max_attempts``, it also gives up after that many failed attempts in a row, with a
+    :class:`~pulsewire.ConnectError` whose ``__cause__`` is the last attempt's error. Once
+    it has given up, the error is raised from ``async for``, from :meth:`connection`, and,
+    if the block has not seen it already, from the ``async with`` on exit. ``retry_if`` is
+    called once per failed attempt, after :meth:`stats` has counted it.
+
+    ``policy``, ``limits``, ``socket_options``, ``ssl``, ``server_hostname``, ``name`` and
+    ``logger`` are used for every connection, as by :func:`connect`; ``rng`` draws the
+    backoff's jitter (pass a seeded one for repeatable runs). Bad arguments raise at once,
+    as in :func:`connect`.
     """
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        host: str | None = None,
+        port: int | None = None,
         *,
+        path: str | os.PathLike[str] | None = None,
         policy: Policy | None = None,
         limits: Limits | None = None,
         socket_options: SocketOptions | None = None,
         ssl: _ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
         name: str = "",
         backoff: Backoff | None = None,
+        max_attempts: int | None = None,
+        retry_if: Callable[[ConnectError], bool] | None = None,
+        logger: LoggerLike | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        if path is not None:
+            if host is not None or port is not None:
+                raise UsageError("Client() takes host and port, or path=, not both")
+            check_tls(ssl, server_hostname, needs_hostname=True)
+            self.path: str | None = check_path(path)
+            self._where = format_address(self.path)
+            self._open: OpenTransport = _unix(self.path, ssl, server_hostname)
+        else:
+            if host is None or port is None:
+                raise UsageError("Client() needs host and port (or path=)")
+            check_tls(ssl, server_hostname, needs_hostname=False)
+            self.path = None
+            self._where = f"{check_host(host)}:{check_port(port)}"
+            self._open = _tcp(host, port, ssl, server_hostname)
+        if max_attempts is not None and (
+            isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
+        ):
+            raise ValueError(f"max_attempts must be a positive int or None, not {max_attempts!r}")
         self.host = host
         self.port = port
         self.policy = policy if policy is not None else Policy()
         self.limits = limits if limits is not None else Limits()
-        self.socket_options = socket_options
+        self.socket_options = socket_options if socket_options is not None else SocketOptions()
+        check_settings(self.policy, self.limits, self.socket_options, name)
         self.ssl = ssl
+        self.server_hostname = server_hostname
         self.name = name
         self.backoff = backoff if backoff is not None else Backoff()
+        self.max_attempts = max_attempts
+        self.retry_if = retry_if if retry_if is not None else Client.retryable
+        self._log = event_logger(logger, _log)
         self._rng = rng if rng is not None else random.Random()
         self._current: Connection | None = None
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._error: BaseException | None = None  #: why it gave up
+        self._error_seen = False  #: the error was raised to the user already
         self._connects = 0
         self._failed = 0
         self._deaths: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ public
+
+    @staticmethod
+    def retryable(error: ConnectError) -> bool:
+        """The default ``retry_if``: False for refusals that retrying cannot fix.
+
+        Those are a :class:`~pulsewire.TLSError` (a certificate refused by either side, no
+        common TLS version), and a :class:`~pulsewire.HandshakeError` whose code is a
+        refusal: PROTOCOL_ERROR, UNSUPPORTED_VERSION (not a pulsewire peer, or another
+        protocol version), POLICY_MISMATCH, TOO_LARGE, or an application's 4000-4999. Every
+        other failure (refused, unreachable, timed out, a peer that closed with GOING_AWAY
+        or never answered the handshake) may pass: True.
+        """
+        if isinstance(error, TLSError):
+            return False
+        if isinstance(error, HandshakeError):
+            return error.code not in _REFUSALS and not 4000 <= error.code <= 4999
+        return True
 
     def stats(self) -> ClientStats:
         return ClientStats(
@@ -139,7 +309,10 @@ class Client:
         )
 
     async def connection(self) -> Connection:
-        """The current live connection, waiting for one if there is none."""
+        """The current live connection, waiting for one if there is none.
+
+        Raises the error the client gave up with (see the class documentation).
+        """
         async with self._changed:
             while not self._usable(self._current):
                 self._check_running()
@@ -148,7 +321,8 @@ class Client:
             return self._current
 
     async def __aiter__(self) -> AsyncIterator[Connection]:
-        """Each new live connection, as it is established."""
+        """Each new live connection, as it is established; raises the error the client
+        gave up with."""
         seen: Connection | None = None
         while True:
             async with self._changed:
@@ -187,6 +361,36 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+        if exc is None and self._error is not None and not self._error_seen:
+            self._error_seen = True
+            raise self._error
+
+    # ------------------------------------------------------------------ ConnectionObserver
+
+    #: Messages stay with the connection, for its user's recv().
+    takes_messages = False
+
+    def connection_made(self, connection: Connection) -> None:
+        pass
+
+    def connection_ready(self, connection: Connection) -> None:
+        pass
+
+    def message_received(
+        self, connection: Connection, message: bytes, consumed: Callable[[int], None]
+    ) -> None:
+        pass
+
+    def connection_suspected(self, connection: Connection) -> None:
+        pass
+
+    def connection_recovered(self, connection: Connection) -> None:
+        pass
+
+    def connection_dead(self, connection: Connection, death: Death) -> None:
+        # Counted as it happens, before anyone waiting on the connection wakes up.
+        if connection.negotiated is not None:
+            self._deaths[death.reason.value] += 1
 
     # ------------------------------------------------------------------ internals
 
@@ -195,28 +399,44 @@ class Client:
         return connection is not None and connection.death is None
 
     def _check_running(self) -> None:
+        if self._error is not None:
+            self._error_seen = True
+            raise self._error
         if self._closing or self._task is None:
             raise UsageError("the client is not running: use it as an async context manager")
 
     async def _run(self) -> None:
-        where = f"{self.host}:{self.port}"
-        attempt = 0
+        try:
+            await self._keep_connected()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:  # gave up, or retry_if raised: the user hears of it
+            self._error = error
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def _keep_connected(self) -> None:
+        where = self._where
+        failures = 0  # in a row
         while not self._closing:
             try:
-                connection = await connect(
-                    self.host,
-                    self.port,
+                connection = await open_connection(
+                    self._open,
+                    where,
                     policy=self.policy,
                     limits=self.limits,
                     socket_options=self.socket_options,
-                    ssl=self.ssl,
                     name=self.name,
+                    initiator=True,
+                    log=self._log,
+                    observer=self,
                 )
             except ConnectError as error:
                 self._failed += 1
-                delay = self.backoff.delay(attempt, self._rng)
-                attempt += 1
-                _log.warning(
+                failures += 1
+                self._give_up_unless_retryable(error, failures)
+                delay = self.backoff.delay(failures - 1, self._rng)
+                self._log.warning(
                     logevents.CLIENT_CONNECT_FAILED,
                     peer=where,
                     error=str(error),
@@ -224,20 +444,35 @@ class Client:
                 )
                 await asyncio.sleep(delay)
                 continue
-            attempt = 0
+            failures = 0
             self._connects += 1
             if self._connects > 1:
-                _log.info(logevents.CLIENT_RECONNECTED, peer=where, connects=self._connects)
+                self._log.info(logevents.CLIENT_RECONNECTED, peer=where, connects=self._connects)
             async with self._changed:
                 self._current = connection
                 self._changed.notify_all()
             death = await connection.wait_dead()
-            self._deaths[death.reason.value] += 1
             async with self._changed:
                 self._changed.notify_all()
             self._on_death(death, where)
             if not self._closing:
                 await asyncio.sleep(self.backoff.delay(0, self._rng))
 
+    def _give_up_unless_retryable(self, error: ConnectError, failures: int) -> None:
+        final: ConnectError | None = None
+        if not self.retry_if(error):
+            final = error
+        elif self.max_attempts is not None and failures >= self.max_attempts:
+            final = ConnectError(
+                f"gave up on {self._where} after {failures} failed attempts in a row; "
+                f"the last: {error}"
+            )
+            final.__cause__ = error
+        if final is not None:
+            self._log.error(
+                logevents.CLIENT_GAVE_UP, peer=self._where, attempts=failures, error=str(error)
+            )
+            raise final
+
     def _on_death(self, death: Death, where: str) -> None:
-        self.policy = policy_after_death(self.policy, death, where)
+        self.policy = policy_after_death(self.policy, death, where, self._log)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
+from types import TracebackType
 from typing import Any, Protocol, final
-
-import structlog
 
 from pulsewire import logevents
 from pulsewire.asyncio.protocol import PulsewireProtocol
@@ -17,6 +16,7 @@ from pulsewire.core.events import (
     Event,
     HandshakeCompleted,
     MessageReceived,
+    PingAnswered,
     Recovered,
     Suspected,
 )
@@ -37,8 +37,6 @@ from pulsewire.kernel import KeepaliveReport
 
 __all__ = ["SEND_BUFFER_LIMIT", "Connection", "ConnectionObserver"]
 
-_log = structlog.get_logger("pulsewire")
-
 
 class ConnectionObserver(Protocol):
     """Who else hears of a connection's life: the listener that accepted it.
@@ -49,6 +47,9 @@ class ConnectionObserver(Protocol):
     #: True: messages go to :meth:`message_received`, and ``recv()`` is not for this
     #: connection's user.
     takes_messages: bool
+
+    def connection_made(self, connection: Connection) -> None:
+        """The transport is connected (after TLS, if any); the handshake starts."""
 
     def connection_ready(self, connection: Connection) -> None: ...
 
@@ -79,7 +80,14 @@ class Connection:
     death is raised from the loop, so a peer that vanished is never mistaken for one that
     said goodbye. Messages received before the death are still delivered first.
 
-    Connections are made by :func:`~pulsewire.connect` and :func:`~pulsewire.serve`.
+    ``async with connection:`` closes it in order on exit: with ``NORMAL``, or
+    ``INTERNAL_ERROR`` if the block raised, ``GOING_AWAY`` if it was cancelled. So
+    ``async with await pulsewire.connect(...) as connection:`` is the whole life of a
+    client connection.
+
+    Connections are made by :func:`~pulsewire.connect`, :func:`~pulsewire.connect_unix`,
+    :func:`~pulsewire.wrap_streams`, :func:`~pulsewire.serve` and
+    :func:`~pulsewire.serve_unix`.
     """
 
     __slots__ = (
@@ -87,6 +95,7 @@ class Connection:
         "_drain_waiters",
         "_inbound",
         "_observer",
+        "_ping_waiters",
         "_protocol",
         "_recv_waiter",
         "_state_waiters",
@@ -97,6 +106,7 @@ class Connection:
     ) -> None:
         self._protocol = protocol
         protocol.on_events = self._on_events
+        protocol.on_connected = self._connected
         protocol.on_send_progress = self._send_progressed
         self._observer = observer
         self._inbound: deque[bytes] | None = None  # created by the first message
@@ -104,6 +114,7 @@ class Connection:
         self._state_waiters: list[asyncio.Future[None]] | None = None
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._dead_waiter: asyncio.Future[Death] | None = None
+        self._ping_waiters: dict[int, asyncio.Future[float]] | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.peer_address} {self.state.value}>"
@@ -147,8 +158,40 @@ class Connection:
 
     @property
     def rtt(self) -> float | None:
-        """Smoothed round-trip time in seconds (RFC 6298), ``None`` before the first PONG."""
+        """Smoothed round-trip time in seconds (RFC 6298), on both ends.
+
+        The connecting side has a first sample from the handshake; the accepting side from
+        the peer's second PING on (peers that announce ``Feature.ECHO``). ``None`` before
+        any sample. :meth:`ping` measures one on demand.
+        """
         return self._session.rtt.srtt
+
+    async def ping(self) -> float:
+        """Send a PING now and return its round-trip time in seconds.
+
+        It takes the place of the next scheduled ping. Pings are spaced at least half the
+        negotiated interval apart (closer ones count as abuse at the peer): a call that
+        comes sooner waits until then. Raises ``PeerDeadError``/``LocalClosedError`` if
+        the connection dies first.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            session = self._session
+            self._raise_if_dead()
+            wait = session.ping_allowed_at() - self._protocol.time()
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        seq = session.send_ping(self._protocol.time())
+        waiter: asyncio.Future[float] = loop.create_future()
+        if self._ping_waiters is None:
+            self._ping_waiters = {}
+        self._ping_waiters[seq] = waiter
+        self._protocol.after_input()
+        try:
+            return await waiter
+        finally:
+            self._ping_waiters.pop(seq, None)
 
     @property
     def negotiated(self) -> Negotiated | None:
@@ -181,11 +224,10 @@ class Connection:
     async def send(self, message: bytes | bytearray | memoryview) -> None:
         """Queue one message; wait while more than ``SEND_BUFFER_LIMIT`` bytes are queued.
 
-        Raises ``PeerDeadError``/``LocalClosedError`` if the connection is dead, or dies
-        before the queue drains (the message may then not have been delivered).
+        Raises ``TypeError`` for anything but ``bytes``, ``bytearray`` or ``memoryview``;
+        ``PeerDeadError``/``LocalClosedError`` if the connection is dead, or dies before the
+        queue drains (the message may then not have been delivered).
         """
-        if isinstance(message, str):
-            raise TypeError("send() takes bytes; encode text first")
         session = self._session
         session.send_message(message)
         # Written on the next turn of the loop, together with whatever else is sent in this
@@ -235,7 +277,7 @@ class Connection:
         """
         session = self._session
         if session.death is None and session.state is not State.CLOSING:
-            _log.info(
+            self._protocol.log.info(
                 logevents.CONNECTION_CLOSE, peer=self.peer_address, code=int(code), why=reason
             )
             session.close(self._protocol.time(), code, reason)
@@ -269,6 +311,26 @@ class Connection:
         if self._dead_waiter is None:
             self._dead_waiter = asyncio.get_running_loop().create_future()
         return await asyncio.shield(self._dead_waiter)
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close in order (see :meth:`close`): ``GOING_AWAY`` if the task was cancelled,
+        ``INTERNAL_ERROR`` if the block raised, else ``NORMAL``."""
+        if self.death is not None:
+            return
+        if exc is None or isinstance(exc, ConnectionClosedError):
+            await self.close()
+        elif isinstance(exc, asyncio.CancelledError):
+            await self.close(CloseCode.GOING_AWAY, "cancelled")
+        else:
+            await self.close(CloseCode.INTERNAL_ERROR, type(exc).__name__)
 
     def abort(self) -> None:
         """Drop the connection at once, without a CLOSE (the peer will see RST or EOF).
@@ -309,6 +371,10 @@ class Connection:
 
     # Called by the protocol ------------------------------------------------------------
 
+    def _connected(self) -> None:
+        if self._observer is not None:
+            self._observer.connection_made(self)
+
     def _on_events(self, events: Sequence[Event]) -> None:
         for event in events:
             if isinstance(event, MessageReceived):
@@ -319,9 +385,10 @@ class Connection:
                 self._suspected(event)
             elif isinstance(event, Recovered):
                 self._recovered(event)
+            elif isinstance(event, PingAnswered):
+                self._ping_answered(event)
             elif isinstance(event, Died):
-                log_event(event, self.peer_address)
-                self._died(event.death)
+                self._died(event)
 
     def _send_progressed(self) -> None:
         """Release ``send()`` callers once the queue is short enough (or the end came)."""
@@ -338,6 +405,11 @@ class Connection:
             for waiter in waiters:
                 self._wake(waiter)
 
+    def _ping_answered(self, event: PingAnswered) -> None:
+        waiter = None if self._ping_waiters is None else self._ping_waiters.get(event.seq)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(event.rtt)
+
     def _message(self, data: bytes) -> None:
         observer = self._observer
         if observer is not None and observer.takes_messages:
@@ -349,31 +421,46 @@ class Connection:
         inbound.append(data)
         self._wake(self._recv_waiter)
 
+    def _log(self, event: Event) -> None:
+        log_event(
+            self._protocol.log,
+            event,
+            self.peer_address,
+            handshake_done=self.negotiated is not None,
+            initiator=self._protocol.initiator,
+        )
+
     def _handshake(self, event: HandshakeCompleted) -> None:
-        log_event(event, self.peer_address)
+        self._log(event)
         self._state_changed()
         if self._observer is not None:
             self._observer.connection_ready(self)
 
     def _suspected(self, event: Suspected) -> None:
-        log_event(event, self.peer_address)
+        self._log(event)
         self._state_changed()
         if self._observer is not None:
             self._observer.connection_suspected(self)
 
     def _recovered(self, event: Recovered) -> None:
-        log_event(event, self.peer_address)
+        self._log(event)
         self._state_changed()
         if self._observer is not None:
             self._observer.connection_recovered(self)
 
-    def _died(self, death: Death) -> None:
+    def _died(self, event: Died) -> None:
+        self._log(event)
+        death = event.death
         self._wake_all(death)
         if self._observer is not None:
             self._observer.connection_dead(self, death)
 
     def _wake_all(self, death: Death) -> None:
         self._wake(self._recv_waiter)
+        for waiter in (self._ping_waiters or {}).values():
+            if not waiter.done():
+                closed = LocalClosedError if death.reason is Reason.LOCAL_CLOSE else PeerDeadError
+                waiter.set_exception(closed(death))
         self._send_progressed()
         self._state_changed()
         if self._dead_waiter is not None and not self._dead_waiter.done():

@@ -17,9 +17,8 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import cast
 
-import structlog
-
 from pulsewire import logevents
+from pulsewire._log import EventLogger, get_logger
 from pulsewire.asyncio.scheduler import DeadlineScheduler, Tick
 from pulsewire.core.events import Died, Event, Source
 from pulsewire.core.keepalive import SocketOptions
@@ -33,12 +32,24 @@ from pulsewire.kernel import KeepaliveReport
 
 __all__ = ["WRITE_BUDGET", "PulsewireProtocol", "format_address", "reason_for_error"]
 
-_log = structlog.get_logger("pulsewire")
+_log = get_logger()
 
 #: DATA bytes handed to the transport per turn of the loop.
 WRITE_BUDGET = 256 * 1024
 #: Size of the read buffer shared by every connection of a loop (reads are synchronous).
 READ_BUFFER_SIZE = 64 * 1024
+
+
+def _peer_address(transport: asyncio.BaseTransport) -> str:
+    """The peer's address; on a Unix socket whose peer has no name (an accepted client),
+    the path both ends share."""
+    address = format_address(transport.get_extra_info("peername"))
+    if address == "?":
+        sockname = transport.get_extra_info("sockname")
+        if isinstance(sockname, str | bytes):
+            return format_address(sockname)
+    return address
+
 
 _read_buffers: weakref.WeakKeyDictionary[DeadlineScheduler, memoryview] = (
     weakref.WeakKeyDictionary()
@@ -66,6 +77,7 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         socket_options: SocketOptions,
         name: str,
         initiator: bool,
+        log: EventLogger | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.policy = policy
@@ -73,6 +85,10 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         self.socket_options = socket_options
         self.name = name
         self.initiator = initiator
+        #: Where this connection's log events go.
+        self.log = log if log is not None else _log
+        #: Told when the transport is connected and the session exists.
+        self.on_connected: Callable[[], None] | None = None
         #: Told of the session's events, after the protocol acted on a death.
         self.on_events: Callable[[Sequence[Event]], None] | None = None
         #: Told when DATA queued by ``send()`` went to the transport.
@@ -83,6 +99,8 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         self.peer_address = "?"
         #: What the kernel applied of the socket options (None: nothing asked, or not TCP).
         self.kernel_report: KeepaliveReport | None = None
+        #: Kept alive as long as the transport is (a wrapped stream's writer).
+        self.holds: object = None
         self._read_buffer = _shared_read_buffer(scheduler)
         self._writing_paused = False
         self._flush_scheduled = False
@@ -96,7 +114,7 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement the interface without subclassing asyncio.Transport.
         self.transport = transport = cast(asyncio.Transport, transport)
-        self.peer_address = format_address(transport.get_extra_info("peername"))
+        self.peer_address = _peer_address(transport)
         self.session = Session(
             self.policy,
             self.limits,
@@ -106,6 +124,8 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
             initiator=self.initiator,
         )
         self._apply_socket_options(transport)
+        if self.on_connected is not None:
+            self.on_connected()
         self.after_input()
 
     def _apply_socket_options(self, transport: asyncio.Transport) -> None:
@@ -115,7 +135,7 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
                 transport.get_extra_info("socket"), self.socket_options, self.policy
             )
         except PolicyError as error:  # strict options the platform lacks
-            _log.error(logevents.KERNEL_OPTION_UNSUPPORTED, error=str(error), strict=True)
+            self.log.error(logevents.KERNEL_OPTION_UNSUPPORTED, error=str(error), strict=True)
             assert self.session is not None
             self.session.connection_lost(
                 Reason.PROTOCOL_ERROR, self.time(), source=Source.LOCAL, error=error
@@ -131,11 +151,23 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         session.receive_data(self._read_buffer[:nbytes], now)
         self.after_input(now)
 
+    def receive(self, data: bytes) -> None:
+        """Bytes that reached this connection before the transport was handed to us (read
+        ahead by a ``StreamReader``): the session takes them before any later read."""
+        session = self.session
+        assert session is not None
+        if data and session.death is None:
+            now = self.scheduler.time()
+            session.receive_data(data, now)
+            self.after_input(now)
+
     def eof_received(self) -> bool:
         assert self.session is not None
         self.session.receive_eof(self.time())
         self.after_input()
-        return True  # we close the transport ourselves once the session has died
+        # We close the transport ourselves once the session has died; a TLS transport
+        # closes itself on EOF in any case (and asyncio warns if told otherwise).
+        return self.transport is not None and self.transport.get_extra_info("sslcontext") is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         session = self.session

@@ -43,13 +43,12 @@ import weakref
 from collections.abc import Callable
 from typing import Protocol
 
-import structlog
-
 from pulsewire import logevents
+from pulsewire._log import get_logger
 
 __all__ = ["DeadlineScheduler", "Scheduled", "Tick", "scheduler_for"]
 
-_log = structlog.get_logger("pulsewire")
+_log = get_logger()
 
 
 class Scheduled(Protocol):

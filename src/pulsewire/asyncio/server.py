@@ -1,28 +1,40 @@
-"""Serving: a ``Server`` base class with hooks, plain handler functions, and ``serve()``."""
+"""Serving: a ``Server`` base class with hooks, plain handler functions, ``serve()`` and
+``serve_unix()``."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
 import ssl as _ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, final
 
-import structlog
-
 from pulsewire import logevents
+from pulsewire._log import EventLogger, LoggerLike, event_logger, get_logger
+from pulsewire.asyncio.arguments import (
+    check_host,
+    check_path,
+    check_port,
+    check_settings,
+    check_socket,
+    check_tls,
+)
 from pulsewire.asyncio.connection import Connection
-from pulsewire.asyncio.protocol import PulsewireProtocol
+from pulsewire.asyncio.protocol import PulsewireProtocol, format_address
 from pulsewire.asyncio.scheduler import scheduler_for
 from pulsewire.core.events import Death
 from pulsewire.core.frames import CloseCode
 from pulsewire.core.keepalive import SocketOptions
 from pulsewire.core.policy import Limits, Policy
 from pulsewire.driverkit.hooks import HookRunner, ListenerStats, ServerHooks
+from pulsewire.errors import UsageError
 
-__all__ = ["Handler", "Listener", "ListenerStats", "Server", "serve"]
+__all__ = ["Handler", "Listener", "ListenerStats", "Server", "serve", "serve_unix"]
 
-_log = structlog.get_logger("pulsewire")
+_log = get_logger()
 
 Handler = Callable[[Connection], Awaitable[None]]
 
@@ -47,8 +59,9 @@ class Server(ServerHooks[Connection]):
 class Listener:
     """A listening pulsewire server, as returned by :func:`serve`.
 
-    Use it as an async context manager, or call :meth:`close`. ``port`` is the bound port
-    (useful with ``port=0``). It is the observer of every connection it accepts: it runs
+    Use it as an async context manager, or call :meth:`close`. :attr:`port` is the bound
+    port (useful with ``port=0``), :attr:`path` the Unix socket's path, :attr:`sockets`
+    every listening socket. It is the observer of every connection it accepts: it runs
     the handler, or the server's hooks, one at a time per connection in the order of that
     connection's events, in a task that exists only while there is work (an idle
     connection costs no task).
@@ -62,29 +75,47 @@ class Listener:
         limits: Limits,
         socket_options: SocketOptions,
         name: str,
+        log: EventLogger | None = None,
     ) -> None:
         self.policy = policy
         self.limits = limits
         self.socket_options = socket_options
         self.name = name
+        self._log = log if log is not None else _log
         self._server: asyncio.Server | None = None
         self._handler_tasks: set[asyncio.Task[None]] = set()
-        #: Runs the handler or the hooks, and counts the connections (the observer).
-        self._runner: HookRunner[Connection] = HookRunner(handler, self._spawn)
+        #: Runs the handler or the hooks, and counts the connections (the observer's work).
+        self._runner: HookRunner[Connection] = HookRunner(handler, self._spawn, self._log)
         #: Messages go to the server's ``on_message``, not to ``recv()``.
         self.takes_messages = self._runner.takes_messages
+        #: The Unix socket file this listener made, and its inode: removed on close.
+        self._made_path: tuple[str, int] | None = None
 
     # ------------------------------------------------------------------ public
 
     @property
     def sockets(self) -> tuple[Any, ...]:
+        """The listening sockets (``asyncio.Server.sockets``)."""
         return () if self._server is None else tuple(self._server.sockets)
 
     @property
     def port(self) -> int:
-        """The port of the first listening socket."""
-        port: int = self.sockets[0].getsockname()[1]
+        """The TCP port of the first listening socket (raises on a Unix socket: see
+        :attr:`path`)."""
+        address = self.sockets[0].getsockname()
+        if not isinstance(address, tuple):
+            raise UsageError(f"this listener is on the Unix socket {address!r}: see .path")
+        port: int = address[1]
         return port
+
+    @property
+    def path(self) -> str | None:
+        """The path of the Unix socket it listens on; ``None`` on TCP."""
+        sockets = self.sockets
+        if not sockets or sockets[0].family != getattr(socket, "AF_UNIX", None):
+            return None
+        address = sockets[0].getsockname()
+        return address.decode(errors="replace") if isinstance(address, bytes) else str(address)
 
     @property
     def connections(self) -> frozenset[Connection]:
@@ -111,7 +142,8 @@ class Listener:
             await self._server.wait_closed()
         if self._handler_tasks:
             await asyncio.gather(*self._handler_tasks, return_exceptions=True)
-        _log.info(logevents.SERVER_CLOSED, name=self.name, accepted=self.stats().accepted)
+        self._remove_socket_file()
+        self._log.info(logevents.SERVER_CLOSED, name=self.name, accepted=self.stats().accepted)
 
     async def __aenter__(self) -> Listener:
         return self
@@ -125,6 +157,10 @@ class Listener:
         await self.close()
 
     # ------------------------------------------------------------------ ConnectionObserver
+
+    def connection_made(self, connection: Connection) -> None:
+        # Counted once the transport is up: a client that fails TLS never gets this far.
+        self._runner.connection_made(connection)
 
     def connection_ready(self, connection: Connection) -> None:
         self._runner.connection_ready(connection)
@@ -145,15 +181,22 @@ class Listener:
 
     # ------------------------------------------------------------------ internals
 
-    async def _start(
-        self, host: str | None, port: int, ssl: _ssl.SSLContext | None, backlog: int
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._new_protocol, host, port, ssl=ssl, backlog=backlog
-        )
-        addresses = [sock.getsockname() for sock in self._server.sockets]
-        _log.info(logevents.SERVER_LISTENING, name=self.name, addresses=addresses)
+    async def _start(self, server: Awaitable[asyncio.Server], unix_path: str | None) -> None:
+        self._server = await server
+        if unix_path is not None and not unix_path.startswith("\0"):
+            with contextlib.suppress(OSError):
+                self._made_path = (unix_path, os.stat(unix_path).st_ino)
+        addresses = [format_address(sock.getsockname()) for sock in self._server.sockets]
+        self._log.info(logevents.SERVER_LISTENING, name=self.name, addresses=addresses)
+
+    def _remove_socket_file(self) -> None:
+        """Remove the Unix socket file this listener made, unless another took its place."""
+        made, self._made_path = self._made_path, None
+        if made is not None:
+            path, inode = made
+            with contextlib.suppress(OSError):
+                if os.stat(path).st_ino == inode:
+                    os.unlink(path)
 
     def _new_protocol(self) -> PulsewireProtocol:
         protocol = PulsewireProtocol(
@@ -163,8 +206,9 @@ class Listener:
             socket_options=self.socket_options,
             name=self.name,
             initiator=False,
+            log=self._log,
         )
-        self._runner.accepted(Connection(protocol, observer=self))
+        Connection(protocol, observer=self)  # it joins the listener once connected
         return protocol
 
     def _spawn(self, connection: Connection, call: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -179,26 +223,119 @@ async def serve(
     host: str | None = "127.0.0.1",
     port: int = 0,
     *,
+    sock: socket.socket | None = None,
     policy: Policy | None = None,
     limits: Limits | None = None,
     socket_options: SocketOptions | None = None,
     ssl: _ssl.SSLContext | None = None,
     name: str = "",
     backlog: int = 1024,
+    logger: LoggerLike | None = None,
 ) -> Listener:
-    """Listen for pulsewire connections and serve each with ``handler``.
+    """Listen for pulsewire connections on TCP and serve each with ``handler``.
 
     ``handler`` is either a :class:`Server` instance (hooks) or an ``async def
     handler(connection)`` function, run once per connection after the handshake; the
-    connection is closed in order when it returns. ``socket_options`` are set on every
-    accepted TCP socket (default :class:`~pulsewire.SocketOptions`).
+    connection is closed in order when it returns.
+
+    Where: ``host`` and ``port`` (default ``127.0.0.1``, a free port: see
+    :attr:`Listener.port`; ``host=None`` listens on every interface), or ``sock``: a TCP
+    socket the caller already bound (or set listening), as ``loop.create_server``'s
+    ``sock=``; host and port must then be left out. For a Unix socket see
+    :func:`serve_unix`.
+
+    ``ssl``: an ``ssl.SSLContext`` for TLS (set ``verify_mode = ssl.CERT_REQUIRED`` and
+    load a CA to require client certificates); the TLS handshake, like the pulsewire one,
+    must complete within ``policy.handshake_timeout``. ``socket_options`` are set on every
+    accepted TCP socket (default :class:`~pulsewire.SocketOptions`). ``logger``: where the
+    listener's and its connections' log events go (as for :func:`connect`).
+
+    Raises ``TypeError``, ``ValueError`` or :class:`~pulsewire.UsageError` for bad
+    arguments, and ``OSError`` when it cannot listen (the address is in use, say).
     """
+    check_tls(ssl, None, needs_hostname=False)
+    if sock is not None:
+        if host != "127.0.0.1" or port != 0:
+            raise UsageError("serve() takes host and port, or sock=, not both")
+        check_socket(sock, connected=False)
+    else:
+        if host is not None:
+            check_host(host)
+        check_port(port, allow_zero=True)
+    policy = policy if policy is not None else Policy()
+    limits = limits if limits is not None else Limits()
+    socket_options = socket_options if socket_options is not None else SocketOptions()
+    check_settings(policy, limits, socket_options, name)
     listener = Listener(
         handler,
-        policy=policy if policy is not None else Policy(),
-        limits=limits if limits is not None else Limits(),
-        socket_options=socket_options if socket_options is not None else SocketOptions(),
+        policy=policy,
+        limits=limits,
+        socket_options=socket_options,
         name=name,
+        log=event_logger(logger, _log),
     )
-    await listener._start(host, port, ssl, backlog)
+    loop = asyncio.get_running_loop()
+    tls_timeout = policy.handshake_timeout if ssl is not None else None
+    server = (
+        loop.create_server(
+            listener._new_protocol,
+            sock=sock,
+            ssl=ssl,
+            backlog=backlog,
+            ssl_handshake_timeout=tls_timeout,
+        )
+        if sock is not None
+        else loop.create_server(
+            listener._new_protocol,
+            host,
+            port,
+            ssl=ssl,
+            backlog=backlog,
+            ssl_handshake_timeout=tls_timeout,
+        )
+    )
+    await listener._start(server, None)
+    return listener
+
+
+async def serve_unix(
+    handler: Server | Handler,
+    path: str | os.PathLike[str],
+    *,
+    policy: Policy | None = None,
+    limits: Limits | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    name: str = "",
+    backlog: int = 1024,
+    logger: LoggerLike | None = None,
+) -> Listener:
+    """Listen for pulsewire connections on the Unix socket ``path``, like
+    ``asyncio.start_unix_server``; otherwise as :func:`serve`.
+
+    A stale socket file at ``path`` is replaced; the file is removed again when the
+    listener closes. :attr:`Listener.path` says where it listens. Unix sockets have no TCP
+    options: nothing is set on them, and ``Connection.kernel_report`` stays ``None``.
+    """
+    check_tls(ssl, None, needs_hostname=False)
+    path = check_path(path)
+    policy = policy if policy is not None else Policy()
+    limits = limits if limits is not None else Limits()
+    check_settings(policy, limits, SocketOptions(), name)
+    listener = Listener(
+        handler,
+        policy=policy,
+        limits=limits,
+        socket_options=SocketOptions(),
+        name=name,
+        log=event_logger(logger, _log),
+    )
+    loop = asyncio.get_running_loop()
+    server = loop.create_unix_server(
+        listener._new_protocol,
+        path,
+        ssl=ssl,
+        backlog=backlog,
+        ssl_handshake_timeout=policy.handshake_timeout if ssl is not None else None,
+    )
+    await listener._start(server, path)
     return listener

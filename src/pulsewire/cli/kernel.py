@@ -107,7 +107,7 @@ def _linear_timeouts() -> dict[str, Any] | None:
     """
     defaults = SocketOptions()
     options = defaults.resolve(Policy().timeout)
-    assert options is not None  # the defaults ask for a user timeout and linear timeouts
+    assert options is not None  # the defaults ask for linear timeouts and an RTO cap
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             before = read_congestion(sock, socket)

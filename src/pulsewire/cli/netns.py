@@ -88,6 +88,7 @@ COMMAND_TIMEOUT: Final = 15.0
 # nftables tables, one per kind of fault, so that each can be removed on its own.
 _BLACKHOLE_TABLE: Final = "pulsewire_blackhole"
 _LOSS_TABLE: Final = "pulsewire_loss"
+_LOCAL_DROP_TABLE: Final = "pulsewire_local_drop"
 _FIREWALL_TABLE: Final = "pulsewire_firewall"
 _CONNTRACK_TIMEOUT: Final = "net/netfilter/nf_conntrack_tcp_timeout_established"
 
@@ -591,6 +592,25 @@ class TwoHosts:
                 "  }"
             )
             self._replace_table(host, _LOSS_TABLE, body)
+
+    def drop_outgoing(self, percent: int) -> None:
+        """Drop ``percent`` % of the IP packets each host itself sends to the other, at random,
+        in its own ``output`` hook: a local drop (host firewall, rate limit, a full
+        conntrack table), which the sending TCP sees as a failed transmit (``EPERM``), not
+        as loss on the wire. ``drop_outgoing(0)`` removes it."""
+        if not (isinstance(percent, int) and 0 <= percent <= 100):
+            raise ValueError(f"percent must be a whole number 0-100, got {percent!r}")
+        for host in (self.b, self.a):
+            if percent == 0:
+                self._remove_table(host, _LOCAL_DROP_TABLE)
+                continue
+            body = (
+                "  chain leave {\n"
+                "    type filter hook output priority filter; policy accept;\n"
+                f"    ip daddr {self.other(host).address} numgen random mod 100 < {percent} drop\n"
+                "  }"
+            )
+            self._replace_table(host, _LOCAL_DROP_TABLE, body)
 
     def firewall(self, host: Host, established_timeout: int) -> None:
         """Make ``host`` a stateful firewall that forgets a TCP flow idle for this many seconds.

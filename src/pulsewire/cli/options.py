@@ -1,6 +1,7 @@
 """What every command shares: the parser class, policy options, addresses, logging, errors.
 
-The command line is an application, so it (and only it) configures structlog.
+The command line is an application, so it (and only it) configures where pulsewire's log
+events go (the library only hands them to the ``logging`` logger ``pulsewire``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, NoReturn
 import msgspec
 import structlog
 
+from pulsewire._log import LOGGER_NAME
 from pulsewire.core.policy import Policy
 from pulsewire.errors import PolicyError
 
@@ -192,7 +194,7 @@ def add_verbose_option(parser: argparse.ArgumentParser) -> None:
         "-v",
         "--verbose",
         action="store_true",
-        help="also log pulsewire's structlog events (peer.suspect, peer.dead, ...) on stderr",
+        help="also log pulsewire's events (peer.suspect, peer.dead, ...) on stderr",
     )
 
 
@@ -204,37 +206,40 @@ def format_ms(seconds: float | None) -> str:
     return f"{ms:.3f} ms" if ms < 10 else f"{ms:.1f} ms"
 
 
-class _StderrLogger:
+class _StderrHandler(logging.Handler):
     """Writes each log line to whatever ``sys.stderr`` is *now*.
 
     ``rich``'s live view replaces ``sys.stderr`` while it runs, so that log lines appear
-    above the view instead of tearing it; a logger holding the original stream would not
+    above the view instead of tearing it; a handler holding the original stream would not
     notice.
     """
 
-    def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
-    log = debug = info = warning = warn = error = critical = exception = fatal = msg
-
-
-def _stderr_logger(*args: Any) -> _StderrLogger:
-    return _StderrLogger()
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr, flush=True)
+        except Exception:
+            self.handleError(record)
 
 
 def configure_logging(verbose: bool) -> None:
-    """Log to stderr: errors only, or every INFO event with ``verbose``.
+    """Log pulsewire's events to stderr: errors only, or every INFO event with ``verbose``.
 
-    The command line is an application: it may configure structlog (a library never does).
+    The command line is an application: it may configure logging (a library never does).
+    Each event is one line, ``12:00:01 [warning  ] peer.dead  peer=... reason=timeout``.
     """
-    level = logging.INFO if verbose else logging.ERROR
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
-            structlog.dev.ConsoleRenderer(colors=False),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=_stderr_logger,
-        cache_logger_on_first_use=False,
+    logger = logging.getLogger(LOGGER_NAME)
+    for handler in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+        logger.removeHandler(handler)  # configured again (tests call main() repeatedly)
+    handler = _StderrHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.dev.ConsoleRenderer(colors=False),
+            ]
+        )
     )
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.ERROR)

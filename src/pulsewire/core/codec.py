@@ -20,7 +20,7 @@ from pulsewire.core.frames import (
     FLAG_FIN,
     HEADER,
     HEADER_SIZE,
-    HEARTBEAT_FRAME_SIZE,
+    LONG_HEARTBEAT_FRAME_SIZE,
     MAGIC,
     MAX_CONTROL_PAYLOAD,
     PREAMBLE,
@@ -28,6 +28,8 @@ from pulsewire.core.frames import (
     VERSION,
     CloseCode,
     FrameKind,
+    Ping,
+    Pong,
     parse_heartbeat,
 )
 from pulsewire.errors import HandshakeError, ProtocolError
@@ -35,6 +37,7 @@ from pulsewire.errors import HandshakeError, ProtocolError
 __all__ = ["Frame", "FrameDecoder"]
 
 _KINDS = {int(kind): kind for kind in FrameKind}
+_LONGEST_HEARTBEAT = LONG_HEARTBEAT_FRAME_SIZE
 _ALLOWED_FLAGS = {kind: (FLAG_FIN if kind is FrameKind.DATA else 0) for kind in FrameKind}
 _unpack_header = HEADER.unpack_from
 _tuple_new = tuple.__new__  # what NamedTuple._make uses: no Python-level __new__ per frame
@@ -94,14 +97,12 @@ class FrameDecoder:
         """Bytes received but not yet returned as frames (a frame in progress)."""
         return len(self._buffer)
 
-    def whole_heartbeat(
-        self, data: bytes | bytearray | memoryview
-    ) -> tuple[FrameKind, int, float] | None:
-        """``(kind, seq, sent_at)`` when ``data`` is exactly one PING or PONG frame in the
-        fixed layout and nothing is pending: the one read an idle connection gets per
-        interval, parsed in one step. None for anything else, which :meth:`feed` takes.
+    def whole_heartbeat(self, data: bytes | bytearray | memoryview) -> Ping | Pong | None:
+        """The PING or PONG when ``data`` is exactly one such frame in a fixed layout and
+        nothing is pending: the one read an idle connection gets per interval, parsed in
+        one step. None for anything else, which :meth:`feed` takes.
         """
-        if len(data) != HEARTBEAT_FRAME_SIZE or not self.at_frame_boundary or self._error:
+        if not self.at_frame_boundary or self._error or len(data) > _LONGEST_HEARTBEAT:
             return None
         return parse_heartbeat(data)
 

@@ -25,7 +25,7 @@ class RttEstimator:
 
     ALPHA = 1 / 8
     BETA = 1 / 4
-    RECENT = 64
+    RECENT = 64  #: a power of two
 
     def __init__(self) -> None:
         self._ring = array("d", bytes(8 * self.RECENT))
@@ -36,8 +36,9 @@ class RttEstimator:
         self.maximum = 0.0  #: the largest sample (0.0 before the first)
 
     def add(self, rtt: float) -> None:
-        self._ring[self.count % self.RECENT] = rtt
-        self.count += 1
+        count = self.count
+        self._ring[count & _RING_MASK] = rtt
+        self.count = count + 1
         if rtt < self.minimum:
             self.minimum = rtt
         if rtt > self.maximum:
@@ -45,13 +46,14 @@ class RttEstimator:
         srtt, rttvar = self.srtt, self.rttvar
         if srtt is None or rttvar is None:
             self.srtt, self.rttvar = rtt, rtt / 2
-        else:
-            self.rttvar = (1 - self.BETA) * rttvar + self.BETA * abs(srtt - rtt)
-            self.srtt = (1 - self.ALPHA) * srtt + self.ALPHA * rtt
+            return
+        error = srtt - rtt
+        self.rttvar = _KEEP_VARIANCE * rttvar + _BETA * (error if error > 0 else -error)
+        self.srtt = _KEEP_SRTT * srtt + _ALPHA * rtt
 
     @property
     def last(self) -> float | None:
-        return self._ring[(self.count - 1) % self.RECENT] if self.count else None
+        return self._ring[(self.count - 1) & _RING_MASK] if self.count else None
 
     def recent(self) -> list[float]:
         """The last ``RECENT`` samples (fewer before that many), in no particular order."""
@@ -64,6 +66,11 @@ class RttEstimator:
             return None
         rank = min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))
         return ordered[rank]
+
+
+_RING_MASK = RttEstimator.RECENT - 1
+_ALPHA, _BETA = RttEstimator.ALPHA, RttEstimator.BETA
+_KEEP_SRTT, _KEEP_VARIANCE = 1 - _ALPHA, 1 - _BETA
 
 
 def phi_to_z(phi: float) -> float:

@@ -15,6 +15,7 @@ __all__ = [
     "Event",
     "HandshakeCompleted",
     "MessageReceived",
+    "PingAnswered",
     "Recovered",
     "Source",
     "SuspectCause",
@@ -86,6 +87,13 @@ class SuspectCause(enum.Enum):
     PEER_STUCK = "peer_stuck"  #: the peer's PONG says its application is not progressing
 
 
+class PingAnswered(msgspec.Struct, frozen=True):
+    """The PING sent by ``Session.send_ping`` was answered, after ``rtt`` seconds."""
+
+    seq: int
+    rtt: float
+
+
 class Suspected(msgspec.Struct, frozen=True):
     """The peer is SUSPECT: silent past ``suspect_after``, or its application is stuck."""
 
@@ -106,4 +114,4 @@ class Died(msgspec.Struct, frozen=True):
     abort: bool  #: true when the peer is presumed unresponsive: drop, do not flush
 
 
-Event = HandshakeCompleted | MessageReceived | Suspected | Recovered | Died
+Event = HandshakeCompleted | MessageReceived | PingAnswered | Suspected | Recovered | Died

@@ -9,9 +9,10 @@ then a stream of frames::
 The first frame each side sends is HELLO. Control payloads (HELLO, PING, PONG, CLOSE,
 CREDIT) are msgpack arrays produced by msgspec ``Struct``s with ``array_like=True``; the
 protocol evolves by appending fields with defaults, which older decoders ignore, and
-trailing fields at their default may be left out. PING and PONG are written with one fixed
-layout (see :func:`ping_frame`) that both sides can parse without a msgpack decoder; any
-other valid msgpack encoding of them is accepted too. DATA
+trailing fields at their default may be left out; a field that a peer may not know is only
+sent to a peer that announced the :class:`Feature` it belongs to. PING and PONG are written
+in fixed layouts (see :func:`ping_frame`) that both sides can parse without a msgpack
+decoder; any other valid msgpack encoding of them is accepted too. DATA
 payloads are opaque bytes; a message larger than one frame is split into chunks, the last
 of which carries ``FLAG_FIN``.
 """
@@ -26,10 +27,12 @@ from typing import Annotated, Final
 import msgspec
 
 __all__ = [
+    "FEATURES",
     "FLAG_FIN",
     "HEADER",
     "HEADER_SIZE",
     "HEARTBEAT_FRAME_SIZE",
+    "LONG_HEARTBEAT_FRAME_SIZE",
     "MAGIC",
     "MAX_CONTROL_PAYLOAD",
     "MAX_FIXED_SEQ",
@@ -40,6 +43,7 @@ __all__ = [
     "Close",
     "CloseCode",
     "Credit",
+    "Feature",
     "FrameKind",
     "Hello",
     "Ping",
@@ -105,6 +109,28 @@ _Bytes = Annotated[int, msgspec.Meta(ge=1, le=2**31)]
 _Name = Annotated[str, msgspec.Meta(max_length=256)]
 _Reason = Annotated[str, msgspec.Meta(max_length=1024)]
 _Seq = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+#: A reading of a monotonic clock: any finite number of seconds (NaN and infinities fail).
+_Clock = Annotated[float, msgspec.Meta(ge=-(2.0**53), le=2.0**53)]
+_Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
+
+class Feature(enum.IntFlag):
+    """Protocol extensions, announced in HELLO; used only when both sides announce them.
+
+    A peer that announces none (every peer before these existed) sees exactly the wire it
+    always saw: no field it does not know is ever sent to it.
+    """
+
+    #: Each PONG carries the answering side's clock (``stamp``), and the next PING echoes
+    #: it with how long it was held: the side that only answers pings measures RTT too.
+    ECHO = 1
+    #: PING and PONG carry the count of messages the sender's application has consumed, so
+    #: that at any death each side knows which of its messages the peer's application had.
+    PROGRESS = 2
+
+
+#: What this implementation supports (and so announces).
+FEATURES: Final = Feature.ECHO | Feature.PROGRESS
 
 
 class Hello(msgspec.Struct, frozen=True, array_like=True):
@@ -117,11 +143,18 @@ class Hello(msgspec.Struct, frozen=True, array_like=True):
     max_message_size: _Bytes  #: largest reassembled message it accepts
     window: _Bytes  #: initial receive credit in bytes
     name: _Name = ""  #: optional, for the peer's logs
+    features: Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)] = 0  #: :class:`Feature` bits
 
 
 class Ping(msgspec.Struct, frozen=True, array_like=True, gc=False):
     seq: _Seq
     sent_at: float  #: the sender's monotonic clock; echoed so RTT uses one clock
+    #: ``Feature.ECHO``: the ``stamp`` of the latest PONG the sender received ...
+    echo: _Clock | None = None
+    #: ... and how long the sender held it before this PING, seconds
+    held: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 0.0
+    #: ``Feature.PROGRESS``: messages the sender's application has consumed so far
+    consumed: _Count | None = None
 
 
 class Pong(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -130,6 +163,10 @@ class Pong(msgspec.Struct, frozen=True, array_like=True, gc=False):
     #: How long the answering side's application has left a received message unconsumed,
     #: when that exceeds its ``progress_timeout``; 0.0 when it is making progress.
     stuck_for: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 0.0
+    #: ``Feature.ECHO``: the answering side's clock when it sent this PONG
+    stamp: _Clock | None = None
+    #: ``Feature.PROGRESS``: messages the answering side's application has consumed so far
+    consumed: _Count | None = None
 
 
 class Close(msgspec.Struct, frozen=True, array_like=True):
@@ -160,74 +197,141 @@ _pack_header_into = HEADER.pack_into
 
 
 def encode_control_into(out: bytearray, kind: FrameKind, payload: msgspec.Struct) -> None:
-    """Append a whole control frame to ``out``, encoding the payload in place (no copies)."""
+    """Append a whole control frame to ``out``, encoding the payload in place.
+
+    Trailing fields at their defaults are left out: a peer that announced no
+    :class:`Feature` sees exactly the fields it knows, and every frame is as short as it can be.
+    """
     start = len(out)
     out += _HEADER_PLACEHOLDER
-    _encoder.encode_into(payload, out, start + HEADER_SIZE)
+    _encoder.encode_into(_without_trailing_defaults(payload), out, start + HEADER_SIZE)
     _pack_header_into(out, start, kind, 0, len(out) - start - HEADER_SIZE)
 
 
-# PING and PONG in one fixed layout: header, then the msgpack array [seq as uint32, sent_at
-# as float64] (a decoder accepts a wider-than-needed integer, so this is valid msgpack that
-# any decoder reads). A heartbeat is the one frame an idle connection exchanges: writing and
-# parsing it takes one struct call instead of a msgpack round trip.
-_FIXARRAY_2, _UINT32 = 0x92, 0xCE
-_FLOAT64 = 0xCB
-#: The largest sequence number the fixed layout holds.
+_defaults_cache: dict[type, tuple[object, ...]] = {}
+
+
+def _without_trailing_defaults(payload: msgspec.Struct) -> msgspec.Struct | list[object]:
+    kind = type(payload)
+    defaults = _defaults_cache.get(kind)
+    if defaults is None:
+        defaults = _defaults_cache[kind] = tuple(
+            field.default for field in msgspec.structs.fields(kind)
+        )
+    values = msgspec.structs.astuple(payload)
+    end = len(values)
+    while end and values[end - 1] == defaults[end - 1]:
+        end -= 1
+    return payload if end == len(values) else list(values[:end])
+
+
+# PING and PONG in two fixed layouts that both sides write and parse with one struct call
+# (a heartbeat is the one frame an idle connection exchanges): a header, then a msgpack
+# array whose elements have fixed types (a decoder accepts wider-than-needed integers, so
+# any msgpack decoder reads them too):
+#   short: [seq: uint32, sent_at: float64]                                  (no features)
+#   long:  [seq: uint32, sent_at: float64, float64, float64, consumed: uint64]
+# where the long PING's floats are echo and held, the long PONG's stuck_for and stamp.
+_FIXARRAY_2, _FIXARRAY_5 = 0x92, 0x95
+_UINT32, _UINT64, _FLOAT64 = 0xCE, 0xCF, 0xCB
+#: The largest sequence number the fixed layouts hold.
 MAX_FIXED_SEQ: Final = 2**32 - 1
-_HEARTBEAT_PAYLOAD = struct.Struct("!BBIBd")
-_HEARTBEAT_FRAME = struct.Struct("!" + HEADER.format[1:] + _HEARTBEAT_PAYLOAD.format[1:])
-#: Size of a PING or PONG frame written in the fixed layout.
-HEARTBEAT_FRAME_SIZE: Final = _HEARTBEAT_FRAME.size
+_SHORT = struct.Struct("!BBIBd")
+_LONG = struct.Struct("!BBIBdBdBdBQ")
+_SHORT_FRAME = struct.Struct("!" + HEADER.format[1:] + _SHORT.format[1:])
+_LONG_FRAME = struct.Struct("!" + HEADER.format[1:] + _LONG.format[1:])
+#: Size of a PING or PONG frame written in the short fixed layout (the smallest heartbeat).
+HEARTBEAT_FRAME_SIZE: Final = _SHORT_FRAME.size
+#: Size of a PING or PONG frame written in the long fixed layout.
+LONG_HEARTBEAT_FRAME_SIZE: Final = _LONG_FRAME.size
+
+# The packers, with everything but the values bound.
+_pack_short_ping = functools.partial(
+    _SHORT_FRAME.pack, FrameKind.PING, 0, _SHORT.size, _FIXARRAY_2, _UINT32
+)
+_pack_short_pong = functools.partial(
+    _SHORT_FRAME.pack, FrameKind.PONG, 0, _SHORT.size, _FIXARRAY_2, _UINT32
+)
+_pack_long_ping = functools.partial(
+    _LONG_FRAME.pack, FrameKind.PING, 0, _LONG.size, _FIXARRAY_5, _UINT32
+)
+_pack_long_pong = functools.partial(
+    _LONG_FRAME.pack, FrameKind.PONG, 0, _LONG.size, _FIXARRAY_5, _UINT32
+)
+_MAX_COUNT = 2**63 - 1
 
 
-# The fixed layout's packers, with everything but (seq, float tag, sent_at) bound.
-_HEAD = (0, _HEARTBEAT_PAYLOAD.size, _FIXARRAY_2, _UINT32)
-_pack_ping = functools.partial(_HEARTBEAT_FRAME.pack, FrameKind.PING, *_HEAD)
-_pack_pong = functools.partial(_HEARTBEAT_FRAME.pack, FrameKind.PONG, *_HEAD)
+def ping_frame(
+    seq: int,
+    sent_at: float,
+    echo: float | None = None,
+    held: float = 0.0,
+    consumed: int | None = None,
+) -> bytes:
+    """A whole PING frame, in a fixed layout when its values fit one."""
+    if seq <= MAX_FIXED_SEQ:
+        if echo is None and consumed is None:
+            return _pack_short_ping(seq, _FLOAT64, sent_at)
+        if echo is not None and consumed is not None and consumed <= _MAX_COUNT:
+            f = _FLOAT64
+            return _pack_long_ping(seq, f, sent_at, f, echo, f, held, _UINT64, consumed)
+    return encode_control(FrameKind.PING, Ping(seq, sent_at, echo, held, consumed))
 
 
-def ping_frame(seq: int, sent_at: float) -> bytes:
-    """A whole PING frame (the fixed layout when ``seq`` fits it)."""
-    if seq > MAX_FIXED_SEQ:
-        return encode_control(FrameKind.PING, Ping(seq, sent_at))
-    return _pack_ping(seq, _FLOAT64, sent_at)
+def pong_frame(
+    seq: int,
+    sent_at: float,
+    stuck_for: float = 0.0,
+    stamp: float | None = None,
+    consumed: int | None = None,
+) -> bytes:
+    """A whole PONG frame, in a fixed layout when its values fit one."""
+    if seq <= MAX_FIXED_SEQ:
+        if stamp is None and consumed is None and not stuck_for:
+            return _pack_short_pong(seq, _FLOAT64, sent_at)
+        if stamp is not None and consumed is not None and consumed <= _MAX_COUNT:
+            f = _FLOAT64
+            return _pack_long_pong(seq, f, sent_at, f, stuck_for, f, stamp, _UINT64, consumed)
+    return encode_control(FrameKind.PONG, Pong(seq, sent_at, stuck_for, stamp, consumed))
 
 
-def pong_frame(seq: int, sent_at: float, stuck_for: float = 0.0) -> bytes:
-    """A whole PONG frame (``stuck_for`` at its default 0.0 is left out)."""
-    if stuck_for or seq > MAX_FIXED_SEQ:
-        return encode_control(FrameKind.PONG, Pong(seq, sent_at, stuck_for))
-    return _pack_pong(seq, _FLOAT64, sent_at)
-
-
-def _is_fixed(array_tag: int, int_tag: int, float_tag: int) -> bool:
-    return array_tag == _FIXARRAY_2 and int_tag == _UINT32 and float_tag == _FLOAT64
-
-
-def decode_heartbeat(payload: bytes) -> tuple[int, float] | None:
-    """``(seq, sent_at)`` of a PING or PONG payload in the fixed layout; None for any other
-    encoding (which the msgpack decoder then reads)."""
-    if len(payload) != _HEARTBEAT_PAYLOAD.size:
-        return None
-    array_tag, int_tag, seq, float_tag, sent_at = _HEARTBEAT_PAYLOAD.unpack(payload)
-    return (seq, sent_at) if _is_fixed(array_tag, int_tag, float_tag) else None
-
-
-def parse_heartbeat(data: bytes | bytearray | memoryview) -> tuple[FrameKind, int, float] | None:
-    """``(kind, seq, sent_at)`` when ``data`` is exactly one whole PING or PONG frame in the
-    fixed layout; None for anything else."""
-    if len(data) != HEARTBEAT_FRAME_SIZE:
-        return None
-    kind, flags, length, array_tag, int_tag, seq, float_tag, sent_at = _HEARTBEAT_FRAME.unpack(data)
-    if (
-        (kind == FrameKind.PING or kind == FrameKind.PONG)
-        and not flags
-        and length == _HEARTBEAT_PAYLOAD.size
-        and _is_fixed(array_tag, int_tag, float_tag)
-    ):
-        return _KINDS[kind], seq, sent_at
+def parse_heartbeat(data: bytes | bytearray | memoryview) -> Ping | Pong | None:
+    """The PING or PONG when ``data`` is exactly one whole frame of one in a fixed layout;
+    None for anything else."""
+    size = len(data)
+    if size == HEARTBEAT_FRAME_SIZE:
+        kind, flags, length, array_tag, int_tag, seq, float_tag, sent_at = _SHORT_FRAME.unpack(data)
+        if (
+            array_tag == _FIXARRAY_2
+            and int_tag == _UINT32
+            and float_tag == _FLOAT64
+            and not flags
+            and length == _SHORT.size
+        ):
+            if kind == FrameKind.PING:
+                return Ping(seq, sent_at)
+            if kind == FrameKind.PONG:
+                return Pong(seq, sent_at)
+    elif size == LONG_HEARTBEAT_FRAME_SIZE:
+        kind, flags, length, array_tag, int_tag, seq, f1, sent_at, f2, x, f3, y, u, count = (
+            _LONG_FRAME.unpack(data)
+        )
+        if (
+            array_tag == _FIXARRAY_5
+            and int_tag == _UINT32
+            and f1 == f2 == f3 == _FLOAT64
+            and u == _UINT64
+            and not flags
+            and length == _LONG.size
+        ):
+            if kind == FrameKind.PING:
+                return Ping(seq, sent_at, x, y, count)  # echo, held
+            if kind == FrameKind.PONG:
+                return Pong(seq, sent_at, x, y, count)  # stuck_for, stamp
     return None
 
 
-_KINDS: Final = {int(kind): kind for kind in FrameKind}
+def decode_heartbeat(kind: FrameKind, payload: bytes) -> Ping | Pong | None:
+    """The PING or PONG of this payload when it is in a fixed layout; None for any other
+    encoding (which the msgpack decoder then reads)."""
+    return parse_heartbeat(HEADER.pack(kind, 0, len(payload)) + payload)

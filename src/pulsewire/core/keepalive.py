@@ -46,6 +46,7 @@ __all__ = [
     "LINUX_MAX_KEEPCNT",
     "LINUX_MAX_KEEPIDLE",
     "NEVER_THIN_CONGESTION",
+    "RTO_MAX_RANGE",
     "KernelKeepalive",
     "SocketOptions",
 ]
@@ -56,6 +57,8 @@ LINUX_MAX_KEEPIDLE: Final = 32767
 LINUX_MAX_KEEPCNT: Final = 127
 #: Largest ``TCP_USER_TIMEOUT`` in seconds: Linux takes an ``int`` of milliseconds.
 _MAX_USER_TIMEOUT: Final = (2**31 - 1) // 1000
+#: The range Linux accepts for ``TCP_RTO_MAX_MS``, in seconds (1 s to ``TCP_RTO_MAX``).
+RTO_MAX_RANGE: Final = (1.0, 120.0)
 
 #: Congestion controls under which Linux never counts a stream as thin, so that
 #: ``TCP_THIN_LINEAR_TIMEOUTS`` has no effect: ``tcp_stream_is_thin()`` requires a
@@ -104,6 +107,16 @@ def check_thin_stream_congestion(value: object, field: str = "thin_stream_conges
         )
 
 
+def check_rto_max(value: Any) -> None:
+    """Validate an ``rto_max`` in seconds (shared with :class:`SocketOptions`)."""
+    low, high = RTO_MAX_RANGE
+    if not (is_number(value) and math.isfinite(value) and low <= value <= high):
+        raise PolicyError(
+            f"rto_max must be between {low:g} and {high:g} seconds (the range Linux accepts "
+            f"for TCP_RTO_MAX_MS), or None, got {value!r}"
+        )
+
+
 def is_whole(value: float, scale: int = 1) -> bool:
     """True when ``value * scale`` is a whole number, within :data:`UNIT_TOLERANCE`."""
     exact = value * scale
@@ -130,6 +143,12 @@ class KernelKeepalive(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
       A kernel that refuses the switch (the algorithm is not available, or not in
       ``net.ipv4.tcp_allowed_congestion_control`` for an unprivileged process) is
       reported, not raised, except in strict mode.
+    - ``rto_max``: Linux's ``TCP_RTO_MAX_MS`` (Linux 6.15 and later), in seconds, 1 to
+      120: the retransmission timeout stops doubling here, so a segment lost again and
+      again is retried at least this often, and unacknowledged data is given up after
+      ``tcp_retries2`` retransmissions in far less time (about 14.4 s at 1 s, against
+      924.6 s with the kernel's 120 s). ``None`` leaves it alone. A kernel without it
+      reports it unsupported.
     - ``strict``: every option must be applied exactly, on every platform. Fractional
       ``idle``/``interval`` (the keepalive socket options take whole seconds) or a
       ``user_timeout`` finer than a millisecond are rejected here; an option the platform
@@ -156,6 +175,7 @@ class KernelKeepalive(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     strict: bool = False
     linear_timeouts: bool = False
     thin_stream_congestion: str | None = None
+    rto_max: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("idle", "interval"):
@@ -166,6 +186,8 @@ class KernelKeepalive(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
             self._check_count(self.count)
         if self.user_timeout is not None:
             self._check_user_timeout(self.user_timeout)
+        if self.rto_max is not None:
+            check_rto_max(self.rto_max)
         for name in ("strict", "linear_timeouts"):
             if not isinstance(getattr(self, name), bool):
                 raise PolicyError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -177,10 +199,15 @@ class KernelKeepalive(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
                 f"(probing off), got idle={self.idle!r}, interval={self.interval!r}, "
                 f"count={self.count!r}"
             )
-        if not any(given) and self.user_timeout is None and not self.linear_timeouts:
+        if (
+            not any(given)
+            and self.user_timeout is None
+            and not self.linear_timeouts
+            and self.rto_max is None
+        ):
             raise PolicyError(
                 "nothing to apply: set idle, interval and count (keepalive probing), "
-                "user_timeout (TCP_USER_TIMEOUT), linear_timeouts, or a combination"
+                "user_timeout (TCP_USER_TIMEOUT), linear_timeouts, rto_max, or a combination"
             )
 
     # The checks take Any: msgspec does not check types in __init__, anything may arrive.
@@ -268,10 +295,19 @@ def _whole_seconds(value: float) -> int:
 class SocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The kernel side of each TCP connection, set by the driver beside the heartbeat.
 
+    - ``rto_max`` (default 1 s): Linux's ``TCP_RTO_MAX_MS`` (6.15 and later), the kernel
+      backstop. The retransmission timeout stops doubling at 1 s, so data written to a
+      vanished peer is given up by the kernel after about 15 s (``tcp_retries2``
+      retransmissions) even when the heartbeat is not running (a blocked event loop), and
+      a lost heartbeat is retried at least every second. ``None`` leaves it alone; a
+      kernel without it reports it unsupported (the bound is then the host's, ~15 min).
     - ``user_timeout``: ``TCP_USER_TIMEOUT``, the longest written data may stay
-      unacknowledged before the kernel drops the connection (else ~15 minutes of
-      retransmissions on Linux). ``True`` (default): derived from the policy's timeout,
-      see :meth:`resolve`; ``False``: left unset; a number: that many seconds.
+      unacknowledged before the kernel drops the connection. Off by default: Linux can
+      fire it on a *live* connection after local transmit failures (a host firewall or
+      rate limit dropping outgoing packets), against a probe timestamp left over from an
+      earlier episode, whatever its value (measured in ``docs/tuning.md``). ``True``:
+      derived from the policy's timeout, see :meth:`resolve`; ``False``: left unset; a
+      number: that many seconds.
     - ``linear_timeouts`` (default on): Linux's ``TCP_THIN_LINEAR_TIMEOUTS``, so a lost
       PING or PONG is retransmitted every RTO instead of after a doubling RTO; inert under
       BBR (see the module docstring). Reported unsupported off Linux.
@@ -287,8 +323,9 @@ class SocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     the defaults are in ``docs/tuning.md``.
     """
 
-    user_timeout: bool | float = True
+    user_timeout: bool | float = False
     linear_timeouts: bool = True
+    rto_max: float | None = 1.0
     congestion: str | None = None
     keepalive: KernelKeepalive | None = None
     strict: bool = False
@@ -306,6 +343,8 @@ class SocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
                 f"positive number of seconds, got {timeout!r}"
             )
         check_thin_stream_congestion(self.congestion, "congestion")
+        if self.rto_max is not None:
+            check_rto_max(self.rto_max)
         if self.keepalive is not None and not self.keepalive.probing:
             raise PolicyError(
                 "keepalive must ask for probing (idle, interval and count); set user_timeout "
@@ -314,14 +353,14 @@ class SocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
     def resolve(self, heartbeat_timeout: float) -> KernelKeepalive | None:
         """The request for one socket of a connection whose policy convicts after
-        ``heartbeat_timeout`` seconds of silence; None when nothing is to be set.
+        ``heartbeat_timeout`` seconds of silence at most; None when nothing is to be set.
 
-        A derived user timeout is ``heartbeat_timeout``: written data that the peer never
-        acknowledges is given up within the heartbeat's own bound (Linux counts it from
-        the first retransmission, so about one RTO later). With keepalive probing it is
-        raised to the probing's own bound, ``idle + interval * count`` in whole seconds:
-        Linux lets the user timeout replace ``TCP_KEEPCNT``, and a shorter one would drop
-        an idle connection after fewer unanswered probes than asked.
+        A derived user timeout (``user_timeout=True``) is ``heartbeat_timeout``: written
+        data that the peer never acknowledges is given up within the heartbeat's own bound
+        (Linux counts it from the first retransmission, so about one RTO later). With
+        keepalive probing it is raised to the probing's own bound, ``idle + interval *
+        count`` in whole seconds: Linux lets the user timeout replace ``TCP_KEEPCNT``, and a
+        shorter one would drop an idle connection after fewer unanswered probes than asked.
         """
         probing = self.keepalive
         user_timeout: float | None
@@ -335,7 +374,8 @@ class SocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         else:
             user_timeout = self.user_timeout
         linear = self.linear_timeouts or (probing is not None and probing.linear_timeouts)
-        if probing is None and user_timeout is None and not linear:
+        rto_max = self.rto_max if probing is None or probing.rto_max is None else probing.rto_max
+        if probing is None and user_timeout is None and not linear and rto_max is None:
             return None
         return KernelKeepalive(
             idle=None if probing is None else probing.idle,
@@ -344,5 +384,6 @@ class SocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             user_timeout=user_timeout,
             linear_timeouts=linear,
             thin_stream_congestion=self.congestion if linear else None,
+            rto_max=rto_max,
             strict=self.strict or (probing is not None and probing.strict),
         )

@@ -174,11 +174,15 @@ class LivenessTracker:
             self.suspected = True
         if now < self.next_ping_at():
             return Decision.SUSPECT if suspect else Decision.NONE
+        self.pinged(now)
+        return _SUSPECT_AND_PING if suspect else Decision.PING
+
+    def pinged(self, now: float) -> None:
+        """A PING went out at ``now`` (as :meth:`poll` records the ones it asks for)."""
         if self.first_ping is None:
             self.first_ping = now
         self.last_ping = self.last_sent = now
         self.ping_delay = self._draw_delay()
-        return _SUSPECT_AND_PING if suspect else Decision.PING
 
     # ------------------------------------------------------------------ queries (pure)
 

@@ -41,12 +41,14 @@ from pulsewire.core.events import (
     Event,
     HandshakeCompleted,
     MessageReceived,
+    PingAnswered,
     Recovered,
     Source,
     SuspectCause,
     Suspected,
 )
 from pulsewire.core.frames import (
+    FEATURES,
     FLAG_FIN,
     HEADER,
     MESSAGE_OVERHEAD,
@@ -54,6 +56,7 @@ from pulsewire.core.frames import (
     Close,
     CloseCode,
     Credit,
+    Feature,
     FrameKind,
     Hello,
     Ping,
@@ -100,12 +103,24 @@ _PEER_BLAMES_US = frozenset(
 _CLOSE_CODES = frozenset(int(code) for code in CloseCode)
 _MAX_CREDIT = 2**40
 _UNLIMITED = 2**62
+_MAX_STUCK_FOR = 86_400.0  #: the bound ``Pong.stuck_for`` is decoded with
 _MAX_NAME = 256  #: the bound ``Hello.name`` is decoded with
 #: A peer's pings may come this fraction of its negotiated interval apart, at the closest,
 #: before they count against it (its jitter is at most 50 % by policy).
 PING_TOLERANCE = 0.5
 #: Pings the peer may send at once beyond its rate, on top of those a stall could release.
 _PING_BURST = 3.0
+
+
+def _message_bytes(data: object) -> bytes:
+    """A copy of a bytes-like message; anything else is the caller's mistake, said plainly
+    (``bytes(5)`` would be five zero bytes, ``bytes(None)`` a puzzling TypeError)."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    hint = ": encode text first, e.g. text.encode()" if isinstance(data, str) else ""
+    raise TypeError(
+        f"a message must be bytes, bytearray or memoryview, not {type(data).__name__}{hint}"
+    )
 
 
 class Negotiated(msgspec.Struct, frozen=True):
@@ -133,15 +148,18 @@ class Session:
         "_consumed_unreported",
         "_control",
         "_decoder",
+        "_echo",
         "_events",
         "_handshake_evidence",
         "_hello",
+        "_messages_consumed",
         "_messages_received",
         "_messages_sent",
         "_outbox",
         "_outbox_offset",
         "_partial",
         "_partial_size",
+        "_peer_consumed",
         "_peer_stuck_for",
         "_pending_bytes",
         "_ping_gap",
@@ -151,16 +169,21 @@ class Session:
         "_pings_received",
         "_pings_refused",
         "_pongs_received",
+        "_progress",
         "_received_bytes",
         "_recv_credit",
         "_rng",
         "_rtt",
         "_send_credit",
         "_sent_bytes",
+        "_stamp_received",
+        "_stamp_received_at",
+        "_stamp_sent",
         "_started",
         "_state",
         "_tracker",
         "_unconsumed_since",
+        "_wanted_pongs",
         "_window",
         "death",
         "initiator",
@@ -209,6 +232,7 @@ class Session:
             max_message_size=limits.max_message_size,
             window=self._window,
             name=name,
+            features=int(FEATURES),
         )
         self._hello: bytes | None = encode_control(FrameKind.HELLO, hello)
         # Control frames waiting: None, one frame's bytes, or a bytearray of several.
@@ -246,6 +270,15 @@ class Session:
         self._peer_stuck_for = 0.0
         self._messages_sent = 0
         self._messages_received = 0
+        self._messages_consumed = 0  # received messages the application has taken
+        self._peer_consumed = 0  # of ours, as the peer last reported (Feature.PROGRESS)
+        # Features both sides announced (set at the handshake).
+        self._echo = False  # Feature.ECHO: RTT on both ends
+        self._progress = False  # Feature.PROGRESS: consumed counts in PING and PONG
+        self._stamp_sent = math.nan  # our latest PONG's stamp (NaN equals no echo)
+        self._stamp_received: float | None = None  # the peer's latest PONG stamp ...
+        self._stamp_received_at = 0.0  # ... and when it arrived
+        self._wanted_pongs: set[int] | None = None  # on-demand pings awaiting an answer
         self._sent_bytes = 0
         self._received_bytes = 0
         self._pings_received = 0
@@ -272,6 +305,14 @@ class Session:
     def pending_send_bytes(self) -> int:
         """Bytes of DATA accepted by :meth:`send_message` and not yet handed out."""
         return self._pending_bytes
+
+    def ping_allowed_at(self) -> float:
+        """The earliest time :meth:`send_ping` may send a PING: pings closer than
+        ``PING_TOLERANCE`` of the negotiated interval count against us at the peer."""
+        tracker, negotiated = self._tracker, self.negotiated
+        if tracker is None or negotiated is None:
+            return math.inf
+        return tracker.last_ping + negotiated.ping_interval * PING_TOLERANCE
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` must next be called; ``None`` once DEAD."""
@@ -309,6 +350,8 @@ class Session:
             pending_send_bytes=self._pending_bytes,
             messages_sent=self._messages_sent,
             messages_received=self._messages_received,
+            messages_consumed=self._messages_consumed,
+            peer_consumed=self._peer_consumed if self._progress else None,
             bytes_sent=self._sent_bytes,
             bytes_received=self._received_bytes,
             pings_sent=self._ping_seq,
@@ -365,7 +408,7 @@ class Session:
             raise UsageError("cannot send before the handshake has completed")
         # Keep a reference, not a copy, when the data cannot change under us; bytes() of
         # anything else also sizes it in bytes (len() of a memoryview counts items).
-        message = data if type(data) is bytes else bytes(data)
+        message = data if type(data) is bytes else _message_bytes(data)
         size = len(message)
         if size > negotiated.peer.max_message_size:
             raise UsageError(
@@ -381,6 +424,7 @@ class Session:
 
     def message_consumed(self, size: int) -> None:
         """The application has taken a received message of ``size`` bytes: grant credit."""
+        self._messages_consumed += 1
         unconsumed = self._unconsumed_since
         if unconsumed:
             unconsumed.popleft()
@@ -390,6 +434,31 @@ class Session:
             return
         self._consumed_unreported += size + MESSAGE_OVERHEAD
         self._grant_credit()
+
+    def send_ping(self, now: float) -> int:
+        """Send a PING now, outside the schedule, and return its sequence number; its answer
+        comes as a :class:`~pulsewire.core.events.PingAnswered` event with the round trip.
+
+        It takes the place of the next scheduled ping. Raises if the connection is not open.
+        """
+        if self.death is not None or self._state is State.CLOSING:
+            self._check_open("ping")
+        tracker = self._tracker
+        if tracker is None:
+            raise UsageError("cannot ping before the handshake has completed")
+        allowed_at = self.ping_allowed_at()
+        if now < allowed_at:
+            raise UsageError(
+                f"pinged {allowed_at - now:.3f} s too soon: the peer counts pings closer than "
+                "half the negotiated interval as abuse (see ping_allowed_at)"
+            )
+        self._clock = now
+        seq = self._send_ping(now)
+        tracker.pinged(now)
+        if self._wanted_pongs is None:
+            self._wanted_pongs = set()
+        self._wanted_pongs.add(seq)
+        return seq
 
     def close(self, now: float, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Start an orderly close: queued DATA is sent first, then CLOSE; wait for the peer's."""
@@ -420,11 +489,10 @@ class Session:
         try:
             heartbeat = decoder.whole_heartbeat(data) if self.negotiated is not None else None
             if heartbeat is not None:  # an idle connection's one read per interval
-                kind, seq, sent_at = heartbeat
-                if kind is FrameKind.PING:
-                    self._handle_ping(seq, sent_at, now)
+                if isinstance(heartbeat, Ping):
+                    self._handle_ping(heartbeat, now)
                 else:
-                    self._handle_pong(seq, sent_at, 0.0, now)
+                    self._handle_pong(heartbeat, now)
                 return
             for frame in decoder.feed(data):
                 self._handle_frame(frame, now)
@@ -496,9 +564,13 @@ class Session:
 
     # ------------------------------------------------------------------ output internals
 
-    def _send_ping(self, now: float) -> None:
-        self._ping_seq += 1
-        self._queue_control(ping_frame(self._ping_seq, now))
+    def _send_ping(self, now: float) -> int:
+        seq = self._ping_seq = self._ping_seq + 1
+        echo = self._stamp_received if self._echo else None
+        held = 0.0 if echo is None else now - self._stamp_received_at
+        consumed = self._messages_consumed if self._progress else None
+        self._queue_control(ping_frame(seq, now, echo, held, consumed))
+        return seq
 
     def _queue_control(self, frame: bytes) -> None:
         control = self._control
@@ -612,15 +684,11 @@ class Session:
         if kind is FrameKind.DATA:
             self._handle_data(frame, now)
             return
+        payload: Hello | Ping | Pong | Close | Credit | None = None
         if kind is FrameKind.PING or kind is FrameKind.PONG:
-            fixed = decode_heartbeat(frame.payload)  # the layout every peer writes
-            if fixed is not None and self.negotiated is not None:
-                if kind is FrameKind.PING:
-                    self._handle_ping(*fixed, now)
-                else:
-                    self._handle_pong(*fixed, 0.0, now)
-                return
-        payload = self._decode_control(frame)
+            payload = decode_heartbeat(kind, frame.payload)  # the layouts every peer writes
+        if payload is None:
+            payload = self._decode_control(frame)
         if isinstance(payload, Hello):
             self._handle_hello(payload, now)
             return
@@ -630,9 +698,9 @@ class Session:
                 return
             raise HandshakeError(f"expected HELLO, got {kind.name}")
         if isinstance(payload, Ping):
-            self._handle_ping(payload.seq, payload.sent_at, now)
+            self._handle_ping(payload, now)
         elif isinstance(payload, Pong):
-            self._handle_pong(payload.seq, payload.sent_at, payload.stuck_for, now)
+            self._handle_pong(payload, now)
         elif isinstance(payload, Credit):
             self._send_credit += payload.increment
             if self._send_credit > _MAX_CREDIT:
@@ -687,6 +755,13 @@ class Session:
             peer_ping_interval=max(hello.interval, policy.min_peer_interval),
         )
         self._send_hello()  # the responder accepts: now it introduces itself
+        features = Feature(hello.features) & FEATURES  # unknown bits: a newer peer's
+        self._echo = Feature.ECHO in features
+        self._progress = Feature.PROGRESS in features
+        if self.initiator:
+            # Our HELLO went out when the session started, and the responder sends its own
+            # only once it has ours: the first round trip, measured before any ping.
+            self._rtt.add(now - self._started)
         self._send_credit = hello.window
         # The peer may ping every PING_TOLERANCE of its interval, and in a burst as many
         # pings as a stall of our whole timeout could hold back (TCP delivers pings queued
@@ -759,16 +834,38 @@ class Session:
         unconsumed.append(now)
         self._events.append(MessageReceived(data))
 
-    def _handle_ping(self, seq: int, sent_at: float, now: float) -> None:
+    def _handle_ping(self, ping: Ping, now: float) -> None:
+        sent_at = ping.sent_at
         if not math.isfinite(sent_at):
             raise ProtocolError(f"PING carries a time that is not a number ({sent_at})")
         self._pings_received += 1
         self._spend_ping_token(now)
+        consumed = ping.consumed
+        if consumed is not None and consumed != self._peer_consumed and self._progress:
+            self._peer_consumed_up_to(consumed)
+        if self._echo and ping.echo is not None and ping.echo == self._stamp_sent:
+            # Our latest PONG's stamp, back after a round trip and the time it was held.
+            rtt = now - ping.echo - ping.held
+            if ping.held >= 0.0 and rtt >= 0.0:
+                self._rtt.add(rtt)
         tracker = self._tracker
         if tracker is not None:
             tracker.peer_pinged()
         stuck_for = self._stuck_for(now) if self._unconsumed_since else 0.0
-        self._queue_control(pong_frame(seq, sent_at, stuck_for))
+        stamp: float | None = None
+        if self._echo:
+            stamp = self._stamp_sent = now
+        ours = self._messages_consumed if self._progress else None
+        self._queue_control(pong_frame(ping.seq, sent_at, stuck_for, stamp, ours))
+
+    def _peer_consumed_up_to(self, consumed: int) -> None:
+        """The peer's application has consumed ``consumed`` of our messages so far."""
+        if not self._peer_consumed <= consumed <= self._messages_sent:
+            raise ProtocolError(
+                f"peer reports {consumed} messages consumed, but {self._peer_consumed} were "
+                f"reported before and {self._messages_sent} were sent"
+            )
+        self._peer_consumed = consumed
 
     def _spend_ping_token(self, now: float) -> None:
         """Close a peer that pings faster than the negotiated minimum, beyond a tolerance.
@@ -796,11 +893,24 @@ class Session:
         waited = now - self._unconsumed_since[0]
         return waited if waited > limit else 0.0
 
-    def _handle_pong(self, seq: int, sent_at: float, stuck_for: float, now: float) -> None:
+    def _handle_pong(self, pong: Pong, now: float) -> None:
+        seq, sent_at, stuck_for = pong.seq, pong.sent_at, pong.stuck_for
         if not 1 <= seq <= self._ping_seq or not self._started <= sent_at <= now:
             raise ProtocolError(f"PONG answers a PING never sent (seq {seq})")
+        if not 0.0 <= stuck_for <= _MAX_STUCK_FOR:
+            raise ProtocolError(f"PONG reports an impossible stuck time ({stuck_for})")
         self._pongs_received += 1
-        self._rtt.add(now - sent_at)
+        rtt = now - sent_at
+        self._rtt.add(rtt)
+        consumed = pong.consumed
+        if consumed is not None and consumed != self._peer_consumed and self._progress:
+            self._peer_consumed_up_to(consumed)
+        if self._echo and pong.stamp is not None:
+            self._stamp_received, self._stamp_received_at = pong.stamp, now
+        wanted = self._wanted_pongs
+        if wanted and seq in wanted:
+            wanted.discard(seq)
+            self._events.append(PingAnswered(seq, rtt))
         was_stuck = self._peer_stuck_for > 0
         self._peer_stuck_for = stuck_for
         if stuck_for > 0:

@@ -17,6 +17,7 @@ class SessionStats(msgspec.Struct, frozen=True, kw_only=True):
     COUNTERS: ClassVar[tuple[str, ...]] = (
         "messages_sent",
         "messages_received",
+        "messages_consumed",
         "bytes_sent",
         "bytes_received",
         "pings_sent",
@@ -37,8 +38,12 @@ class SessionStats(msgspec.Struct, frozen=True, kw_only=True):
     timeout: float  #: the timeout in force (adaptive policies move it)
     peer_stuck_for: float  #: the peer's last report of its application being stuck, s
     pending_send_bytes: int  #: accepted by send() and not yet written
-    messages_sent: int
+    messages_sent: int  #: accepted by send()
     messages_received: int
+    messages_consumed: int  #: received messages the application has taken
+    #: of the messages sent, how many the peer's application had consumed at its latest
+    #: report (None: the peer does not report it)
+    peer_consumed: int | None
     bytes_sent: int  #: DATA payload bytes written
     bytes_received: int  #: all bytes read, framing included
     pings_sent: int

@@ -24,17 +24,15 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import msgspec
-import structlog
 
 from pulsewire import logevents
+from pulsewire._log import EventLogger
 from pulsewire.core.events import Death
 from pulsewire.core.frames import CloseCode
 from pulsewire.core.session import Negotiated
 from pulsewire.errors import ConnectionClosedError
 
 __all__ = ["HOOKS", "HookRunner", "HookedConnection", "ListenerStats", "ServerHooks"]
-
-_log = structlog.get_logger("pulsewire")
 
 HOOKS = ("on_connect", "on_message", "on_suspect", "on_recover", "on_dead")
 
@@ -95,33 +93,41 @@ class ServerHooks(Generic[C]):
 
 
 class ListenerStats(msgspec.Struct, frozen=True):
-    """Counters for a listener: connections accepted, alive now, and deaths by reason."""
+    """Counters for a listener: connections accepted, alive now, and how the others ended."""
 
-    accepted: int
-    active: int
-    deaths: dict[str, int]
+    accepted: int  #: transports connected (after TLS, if any)
+    active: int  #: accepted and not dead yet (handshaking or established)
+    deaths: dict[str, int]  #: deaths of established connections, by reason
+    #: connections that died before their handshake completed, by reason (a peer that is
+    #: not pulsewire, or never sent its HELLO: ``timeout``; a port scan or health check: ``eof``)
+    handshake_failures: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class HookRunner(Generic[C]):
     """Runs one listener's handler or hooks for each of its connections, and counts them.
 
-    It is the observer a driver's ``Connection`` tells of its life (``connection_ready``,
-    ``message_received``, ...); the driver calls :meth:`accepted` for each new connection.
+    It is the observer a driver's ``Connection`` tells of its life (``connection_made``,
+    ``connection_ready``, ``message_received``, ...). ``log``: where a hook's error goes.
     """
 
     def __init__(
-        self, handler: ServerHooks[C] | Callable[[C], Awaitable[None]], spawn: Spawn[C]
+        self,
+        handler: ServerHooks[C] | Callable[[C], Awaitable[None]],
+        spawn: Spawn[C],
+        log: EventLogger,
     ) -> None:
         self._hooks = handler if isinstance(handler, ServerHooks) else None
         self._handler = None if isinstance(handler, ServerHooks) else handler
         self._overridden = frozenset() if self._hooks is None else self._hooks._overridden
         self._spawn = spawn
+        self._log = log
         #: Messages go to the server's ``on_message``, not to ``recv()``.
         self.takes_messages = "on_message" in self._overridden
         self._queues: dict[C, deque[Callable[[], Awaitable[None]]]] = {}
         self._connections: set[C] = set()
         self._accepted = 0
         self._deaths: Counter[str] = Counter()
+        self._handshake_failures: Counter[str] = Counter()
 
     @property
     def connections(self) -> frozenset[C]:
@@ -130,20 +136,23 @@ class HookRunner(Generic[C]):
 
     def stats(self) -> ListenerStats:
         return ListenerStats(
-            accepted=self._accepted, active=len(self._connections), deaths=dict(self._deaths)
+            accepted=self._accepted,
+            active=len(self._connections),
+            deaths=dict(self._deaths),
+            handshake_failures=dict(self._handshake_failures),
         )
 
-    def accepted(self, connection: C) -> None:
-        """A new connection: it counts from now on."""
+    # ------------------------------------------------------------------ the observer
+
+    def connection_made(self, connection: C) -> None:
+        """The transport is up (after TLS, if any): the connection counts from now on."""
         self._connections.add(connection)
         self._accepted += 1
-
-    # ------------------------------------------------------------------ the observer
 
     def connection_ready(self, connection: C) -> None:
         handler = self._handler
         if handler is not None:
-            self._spawn(connection, lambda: run_handler(handler, connection))
+            self._spawn(connection, lambda: run_handler(handler, connection, self._log))
         self._run_hook(connection, "on_connect", connection)
 
     def message_received(
@@ -168,10 +177,12 @@ class HookRunner(Generic[C]):
 
     def connection_dead(self, connection: C, death: Death) -> None:
         self._connections.discard(connection)
+        if connection.negotiated is None:
+            self._handshake_failures[death.reason.value] += 1
+            return
         self._deaths[death.reason.value] += 1
-        if connection.negotiated is not None:
-            # Only connections that reached on_connect get on_dead: hooks come in pairs.
-            self._run_hook(connection, "on_dead", connection, death)
+        # Only connections that reached on_connect get on_dead: hooks come in pairs.
+        self._run_hook(connection, "on_dead", connection, death)
 
     # ------------------------------------------------------------------ internals
 
@@ -194,24 +205,28 @@ class HookRunner(Generic[C]):
         queue = self._queues[connection]
         try:
             while queue:
-                await run_guarded(queue.popleft(), connection)
+                await run_guarded(queue.popleft(), connection, self._log)
         finally:
             del self._queues[connection]
 
 
-async def run_guarded(call: Callable[[], Awaitable[None]], connection: HookedConnection) -> None:
+async def run_guarded(
+    call: Callable[[], Awaitable[None]], connection: HookedConnection, log: EventLogger
+) -> None:
     """Run one hook: an error is logged and closes the connection with INTERNAL_ERROR."""
     try:
         await call()
     except ConnectionClosedError:
         pass  # the death is reported through on_dead and the log already
     except Exception:
-        _log.exception(logevents.HANDLER_ERROR, peer=connection.peer_address)
+        log.exception(logevents.HANDLER_ERROR, peer=connection.peer_address)
         if connection.death is None:
             await connection.close(CloseCode.INTERNAL_ERROR, "handler error")
 
 
-async def run_handler(handler: Callable[[C], Awaitable[None]], connection: C) -> None:
+async def run_handler(
+    handler: Callable[[C], Awaitable[None]], connection: C, log: EventLogger
+) -> None:
     """Run a handler function; close the connection in order when it returns or raises."""
     code, reason = CloseCode.NORMAL, ""
     try:
@@ -219,7 +234,7 @@ async def run_handler(handler: Callable[[C], Awaitable[None]], connection: C) ->
     except ConnectionClosedError:
         return
     except Exception:
-        _log.exception(logevents.HANDLER_ERROR, peer=connection.peer_address)
+        log.exception(logevents.HANDLER_ERROR, peer=connection.peer_address)
         code, reason = CloseCode.INTERNAL_ERROR, "handler error"
     if connection.death is None:
         # The handler is done with the connection: close it in order.

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-import structlog
-
 from pulsewire import logevents
+from pulsewire._log import EventLogger
 from pulsewire.core.events import Died, Event, HandshakeCompleted, Recovered, Suspected
 from pulsewire.core.states import Reason
 
 __all__ = ["log_event"]
 
-_log = structlog.get_logger("pulsewire")
-
 #: Deaths that are part of a normal life: logged at info, the others at warning.
 _QUIET_REASONS = (Reason.LOCAL_CLOSE, Reason.EOF)
 
 
-def log_event(event: Event, peer: str) -> None:
-    """Log ``event`` of the connection to ``peer`` (messages are not logged)."""
+def log_event(
+    log: EventLogger, event: Event, peer: str, *, handshake_done: bool, initiator: bool
+) -> None:
+    """Log ``event`` of the connection to ``peer`` (messages and answered pings are not).
+
+    A connection that dies before its handshake completed failed to become one: that is
+    what is logged (``peer.handshake_failed``: a port scanner, a peer that is not
+    pulsewire, a refused policy); the side that called connect() is told by its exception,
+    so its line is quieter.
+    """
     if isinstance(event, HandshakeCompleted):
-        _log.info(
+        log.info(
             logevents.PEER_CONNECTED,
             peer=peer,
             name=event.peer_name,
@@ -27,19 +32,19 @@ def log_event(event: Event, peer: str) -> None:
             peer_ping_interval=event.peer_ping_interval,
         )
     elif isinstance(event, Suspected):
-        _log.warning(
+        log.warning(
             logevents.PEER_SUSPECT,
             peer=peer,
             silence=round(event.silence, 4),
             cause=event.cause.value,
         )
     elif isinstance(event, Recovered):
-        _log.info(logevents.PEER_RECOVERED, peer=peer, silence=round(event.silence, 4))
+        log.info(logevents.PEER_RECOVERED, peer=peer, silence=round(event.silence, 4))
     elif isinstance(event, Died):
         death = event.death
-        log = _log.info if death.reason in _QUIET_REASONS else _log.warning
-        log(
-            logevents.PEER_DEAD,
+        quiet = death.reason in _QUIET_REASONS or (not handshake_done and initiator)
+        (log.info if quiet else log.warning)(
+            logevents.PEER_DEAD if handshake_done else logevents.HANDSHAKE_FAILED,
             peer=peer,
             reason=death.reason.value,
             source=death.source.value,

@@ -39,8 +39,13 @@ def _unexpected_tls_eof(error: BaseException) -> bool:
 
 
 def format_address(address: Any) -> str:
-    """``host:port`` (``[host]:port`` for IPv6), a Unix path, or ``?``."""
+    """``host:port`` (``[host]:port`` for IPv6), ``unix:PATH`` (``unix:@NAME`` for Linux's
+    abstract names), or ``?``."""
     if isinstance(address, tuple) and len(address) >= 2:
         host = address[0]
         return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
-    return str(address) if address else "?"
+    if isinstance(address, bytes):
+        address = address.decode(errors="replace")
+    if isinstance(address, str) and address:
+        return "unix:@" + address[1:] if address[0] == "\0" else "unix:" + address
+    return "?"

@@ -27,9 +27,9 @@ import sys
 from typing import Final, Protocol
 
 import msgspec
-import structlog
 
 from pulsewire import logevents
+from pulsewire._log import get_logger
 from pulsewire.core.keepalive import NEVER_THIN_CONGESTION, UNIT_TOLERANCE, KernelKeepalive
 from pulsewire.errors import PolicyError, UsageError
 from pulsewire.kernel.congestion import (
@@ -38,10 +38,11 @@ from pulsewire.kernel.congestion import (
     refusal_reason,
     write_congestion,
 )
-from pulsewire.kernel.host import format_seconds, human_duration
+from pulsewire.kernel.host import format_seconds, human_duration, linux_retransmission_timeout
 
 __all__ = [
     "EVENT_OPTION_UNSUPPORTED",
+    "LINUX_TCP_RTO_MAX_MS",
     "LINUX_TCP_THIN_LINEAR_TIMEOUTS",
     "MACOS_DEFAULT_KEEPCNT",
     "MACOS_DEFAULT_KEEPINTVL",
@@ -55,7 +56,7 @@ __all__ = [
     "apply_keepalive",
 ]
 
-_logger = structlog.get_logger("pulsewire.kernel")
+_logger = get_logger("pulsewire.kernel")
 
 #: structlog event logged (level ``warning``) for an option the platform lacks, once per
 #: process for each (platform, option): the report lists it on every call.
@@ -80,6 +81,10 @@ WINDOWS_TCP_MAXRT: Final = 5
 #: TCP_THIN_LINEAR_TIMEOUTS 16``); used when the ``socket`` module does not expose the name,
 #: which CPython does not.
 LINUX_TCP_THIN_LINEAR_TIMEOUTS: Final = 16
+#: Value of ``TCP_RTO_MAX_MS`` in Linux ``<linux/tcp.h>`` (Linux 6.15 and later).
+LINUX_TCP_RTO_MAX_MS: Final = 44
+#: ``tcp_retries2``'s default: retransmissions of one segment before the kernel gives up.
+_DEFAULT_RETRIES2: Final = 15
 
 # ENOPROTOOPT as the kernel reports it: the errno module's value (92 on Linux, 42 on macOS)
 # and Winsock's WSAENOPROTOOPT.
@@ -390,6 +395,23 @@ def _plan_posix(plan: _Plan, *, linux: bool) -> None:
             )
         else:
             _lacks_linear_timeouts(plan)
+    if k.rto_max is not None:
+        if linux:
+            optname = plan.const("TCP_RTO_MAX_MS", LINUX_TCP_RTO_MAX_MS)
+            assert optname is not None
+            value = plan.units("rto_max", k.rto_max, "TCP_RTO_MAX_MS", 1000)
+            plan.add("TCP_RTO_MAX_MS", "rto_max", plan.tcp_level(), optname, value, "ms")
+        else:
+            _lacks_rto_max(plan)
+
+
+def _lacks_rto_max(plan: _Plan) -> None:
+    plan.lacks(
+        "TCP_RTO_MAX_MS",
+        "rto_max",
+        "a Linux-only option (6.15 and later); the retransmission timeout doubles up to the "
+        "host's maximum (120 s on Linux)",
+    )
 
 
 def _lacks_linear_timeouts(plan: _Plan) -> None:
@@ -415,6 +437,8 @@ def _plan_darwin(plan: _Plan) -> None:
         )
     if k.linear_timeouts:
         _lacks_linear_timeouts(plan)
+    if k.rto_max is not None:
+        _lacks_rto_max(plan)
 
 
 def _plan_darwin_probes(plan: _Plan, probes: _Probes) -> None:
@@ -467,6 +491,8 @@ def _plan_windows(plan: _Plan, sock: object) -> None:
         plan.add("TCP_MAXRT", "user_timeout", plan.tcp_level(), maxrt, value, "s")
     if k.linear_timeouts:
         _lacks_linear_timeouts(plan)
+    if k.rto_max is not None:
+        _lacks_rto_max(plan)
 
 
 def _plan_windows_probes(plan: _Plan, sock: object, probes: _Probes) -> None:
@@ -655,8 +681,18 @@ def apply_keepalive(
         unsupported=tuple(plan.unsupported),
         notes=tuple(plan.notes),
         idle_detection_time=_idle_detection(effective, linux=is_linux),
-        unacked_detection_time=effective.get("user_timeout"),
+        unacked_detection_time=_unacked_detection(effective),
     )
+
+
+def _unacked_detection(effective: dict[str, float]) -> float | None:
+    """The bound on unacknowledged data: the user timeout, else the retransmission limit
+    under a capped RTO (``tcp_retries2`` at its default), else None (the host's)."""
+    if "user_timeout" in effective:
+        return effective["user_timeout"]
+    if "rto_max" in effective:
+        return linux_retransmission_timeout(_DEFAULT_RETRIES2, rto_max=effective["rto_max"])
+    return None
 
 
 def _warn_unsupported(platform: str, unsupported: list[UnsupportedOption]) -> None:
