@@ -7,6 +7,7 @@ anyio driver's own: structured concurrency and trio's virtual clock.
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from typing import Any
@@ -303,3 +304,22 @@ async def test_the_client_reconnects_after_each_death() -> None:
         tasks.cancel_scope.cancel()
     assert [(death.reason, death.close_code) for death in seen] == [(Reason.EOF, 1000)] * 2
     assert stats.connects >= 2
+
+
+async def test_a_connections_events_go_to_the_logger_it_was_given(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("app.pulsewire")
+    async with anyio.create_task_group() as tasks:
+        listener = await tasks.start(pulsewire.anyio.serve, echo_handler, "127.0.0.1", 0)
+        with caplog.at_level(logging.INFO):
+            async with pulsewire.anyio.connect(
+                "127.0.0.1", listener.port, policy=POLICY, logger=logger
+            ):
+                pass
+        tasks.cancel_scope.cancel()
+    ours = [
+        record.getMessage().split()[0] for record in caplog.records if record.name == logger.name
+    ]
+    assert ours[:2] == ["peer.connected", "connection.close"]
+    assert "peer.dead" in ours

@@ -22,7 +22,7 @@ from anyio.abc import ByteStream, TaskGroup
 from anyio.streams.tls import TLSAttribute
 
 from pulsewire import logevents
-from pulsewire._log import get_logger
+from pulsewire._log import LoggerLike, event_logger, get_logger
 from pulsewire.anyio.connection import Connection
 from pulsewire.anyio.driver import StreamDriver
 from pulsewire.core.backoff import Backoff
@@ -53,6 +53,7 @@ async def connect(
     ssl_context: ssl.SSLContext | None = None,
     tls_hostname: str | None = None,
     name: str = "",
+    logger: LoggerLike | None = None,
 ) -> AsyncIterator[Connection]:
     """Open a TCP connection (TLS with ``ssl_context``), run the handshake, yield it::
 
@@ -60,6 +61,8 @@ async def connect(
             await connection.send(b"hello")
 
     The whole of it (TCP connect, TLS, handshake) is bounded by ``policy.handshake_timeout``.
+    ``logger``: where this connection's log events go (a stdlib ``Logger``, a
+    ``LoggerAdapter`` or a structlog logger; default: the ``pulsewire`` logger).
     Raises :class:`~pulsewire.HandshakeError` when the peer is not a compatible pulsewire
     peer, and :class:`~pulsewire.ConnectError` (its base) for every other failure.
     """
@@ -88,7 +91,7 @@ async def connect(
     except OSError as error:
         raise ConnectError(f"could not connect to {where}: {error}") from error
     async with _running(
-        stream, where, deadline, policy, limits, socket_options, name, initiator=True
+        stream, where, deadline, policy, limits, socket_options, name, logger, initiator=True
     ) as connection:
         yield connection
 
@@ -100,6 +103,7 @@ async def connect_unix(
     policy: Policy | None = None,
     limits: Limits | None = None,
     name: str = "",
+    logger: LoggerLike | None = None,
 ) -> AsyncIterator[Connection]:
     """Like :func:`connect`, over the Unix socket ``path``."""
     policy = policy if policy is not None else Policy()
@@ -114,7 +118,7 @@ async def connect_unix(
     except OSError as error:
         raise ConnectError(f"could not connect to {path}: {error}") from error
     async with _running(
-        stream, path, deadline, policy, limits, None, name, initiator=True
+        stream, path, deadline, policy, limits, None, name, logger, initiator=True
     ) as connection:
         yield connection
 
@@ -128,6 +132,7 @@ async def wrap(
     limits: Limits | None = None,
     socket_options: SocketOptions | None = None,
     name: str = "",
+    logger: LoggerLike | None = None,
 ) -> AsyncIterator[Connection]:
     """Run pulsewire over a stream you opened yourself (any anyio ``ByteStream``).
 
@@ -138,7 +143,15 @@ async def wrap(
     policy = policy if policy is not None else Policy()
     deadline = anyio.current_time() + policy.handshake_timeout
     async with _running(
-        stream, "the peer", deadline, policy, limits, socket_options, name, initiator=initiator
+        stream,
+        "the peer",
+        deadline,
+        policy,
+        limits,
+        socket_options,
+        name,
+        logger,
+        initiator=initiator,
     ) as connection:
         yield connection
 
@@ -152,6 +165,7 @@ async def _running(
     limits: Limits | None,
     socket_options: SocketOptions | None,
     name: str,
+    logger: LoggerLike | None,
     *,
     initiator: bool,
 ) -> AsyncIterator[Connection]:
@@ -163,6 +177,7 @@ async def _running(
         socket_options=socket_options if socket_options is not None else SocketOptions(),
         name=name,
         initiator=initiator,
+        log=event_logger(logger, _log),
     )
     connection = Connection(driver)
     failure: Exception | None = None
@@ -223,6 +238,7 @@ class Client:
         name: str = "",
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
+        logger: LoggerLike | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -233,6 +249,8 @@ class Client:
         self.name = name
         self.backoff = backoff if backoff is not None else Backoff()
         self._rng = rng if rng is not None else random.Random()
+        self._logger = logger
+        self._log = event_logger(logger, _log)
         self._current: Connection | None = None
         self._changed = anyio.Event()
         self._tasks: TaskGroup | None = None
@@ -321,11 +339,14 @@ class Client:
                     socket_options=self.socket_options,
                     ssl_context=self.ssl_context,
                     name=self.name,
+                    logger=self._logger,
                 ) as connection:
                     attempt = 0
                     self._connects += 1
                     if self._connects > 1:
-                        _log.info(logevents.CLIENT_RECONNECTED, peer=where, connects=self._connects)
+                        self._log.info(
+                            logevents.CLIENT_RECONNECTED, peer=where, connects=self._connects
+                        )
                     self._current = connection
                     self._notify()
                     death = await connection.wait_dead()
@@ -333,7 +354,7 @@ class Client:
                 self._failed += 1
                 delay = self.backoff.delay(attempt, self._rng)
                 attempt += 1
-                _log.warning(
+                self._log.warning(
                     logevents.CLIENT_CONNECT_FAILED,
                     peer=where,
                     error=str(error),
@@ -343,7 +364,7 @@ class Client:
                 continue
             self._deaths[death.reason.value] += 1
             self._notify()
-            self.policy = policy_after_death(self.policy, death, where, _log)
+            self.policy = policy_after_death(self.policy, death, where, self._log)
             await anyio.sleep(self.backoff.delay(0, self._rng))
 
 

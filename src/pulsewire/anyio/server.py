@@ -22,7 +22,7 @@ from anyio.abc import Listener as AnyioListener
 from anyio.streams.tls import TLSListener
 
 from pulsewire import logevents
-from pulsewire._log import get_logger
+from pulsewire._log import LoggerLike, event_logger, get_logger
 from pulsewire.anyio.connection import Connection
 from pulsewire.anyio.driver import StreamDriver
 from pulsewire.core.frames import CloseCode
@@ -72,8 +72,10 @@ class Listener(TypedAttributeProvider):
         limits: Limits | None = None,
         socket_options: SocketOptions | None = None,
         name: str = "",
+        logger: LoggerLike | None = None,
     ) -> None:
         self.listener = listener
+        self._log = event_logger(logger, _log)
         self.policy = policy if policy is not None else Policy()
         self.limits = limits if limits is not None else Limits()
         self.socket_options = socket_options if socket_options is not None else SocketOptions()
@@ -112,8 +114,8 @@ class Listener(TypedAttributeProvider):
         """
         if self._runner is not None:
             raise UsageError("serve() was already called on this listener")
-        self._runner = HookRunner(handler, self._spawn, _log)
-        _log.info(
+        self._runner = HookRunner(handler, self._spawn, self._log)
+        self._log.info(
             logevents.SERVER_LISTENING,
             name=self.name,
             addresses=[self.extra(SocketAttribute.local_address, "?")],
@@ -139,7 +141,7 @@ class Listener(TypedAttributeProvider):
         async with anyio.create_task_group() as closing:
             for connection in self.connections:
                 closing.start_soon(connection.close, code, reason)
-        _log.info(logevents.SERVER_CLOSED, name=self.name, accepted=self.stats().accepted)
+        self._log.info(logevents.SERVER_CLOSED, name=self.name, accepted=self.stats().accepted)
 
     async def __aenter__(self) -> Listener:
         return self
@@ -164,6 +166,7 @@ class Listener(TypedAttributeProvider):
             socket_options=self.socket_options,
             name=self.name,
             initiator=False,
+            log=self._log,
         )
         connection = Connection(driver, observer=runner)
         # The connection's hooks and handler run in a task group of its own, which ends
@@ -191,12 +194,14 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
     name: str = "",
     backlog: int = 1024,
+    logger: LoggerLike | None = None,
     task_status: TaskStatus[Listener] = TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on TCP (TLS with ``ssl_context``) and serve ``handler`` until cancelled.
 
-    Start it in a task group to get the :class:`Listener` (its port, connections and
-    stats)::
+    ``logger``: where the listener's and its connections' log events go (as for
+    :func:`~pulsewire.anyio.connect`). Start it in a task group to get the
+    :class:`Listener` (its port, connections and stats)::
 
         async with anyio.create_task_group() as tg:
             listener = await tg.start(pulsewire.anyio.serve, handler, "127.0.0.1", 0)
@@ -208,7 +213,7 @@ async def serve(
     )
     if ssl_context is not None:
         inner = _TLSListener(inner, ssl_context)
-    await _serve_on(inner, handler, policy, limits, socket_options, name, task_status)
+    await _serve_on(inner, handler, policy, limits, socket_options, name, logger, task_status)
 
 
 class _TLSListener(TLSListener):
@@ -226,11 +231,12 @@ async def serve_unix(
     policy: Policy | None = None,
     limits: Limits | None = None,
     name: str = "",
+    logger: LoggerLike | None = None,
     task_status: TaskStatus[Listener] = TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on the Unix socket ``path`` and serve ``handler`` until cancelled."""
     inner = await anyio.create_unix_listener(path)
-    await _serve_on(inner, handler, policy, limits, None, name, task_status)
+    await _serve_on(inner, handler, policy, limits, None, name, logger, task_status)
 
 
 async def _serve_on(
@@ -240,10 +246,16 @@ async def _serve_on(
     limits: Limits | None,
     socket_options: SocketOptions | None,
     name: str,
+    logger: LoggerLike | None,
     task_status: TaskStatus[Listener],
 ) -> None:
     listener = Listener(
-        inner, policy=policy, limits=limits, socket_options=socket_options, name=name
+        inner,
+        policy=policy,
+        limits=limits,
+        socket_options=socket_options,
+        name=name,
+        logger=logger,
     )
     async with listener:
         task_status.started(listener)
