@@ -180,3 +180,41 @@ def test_the_asyncio_driver_depends_one_way() -> None:
 
     for name in graph:
         visit(name)
+
+
+def _package_graph(package: str) -> dict[str, set[str]]:
+    """Module -> the modules of the same package it imports at run time."""
+    return {
+        path.stem: {
+            module.rpartition(".")[2]
+            for module in _runtime_imports(path)
+            if module.startswith(f"pulsewire.{package}.")
+        }
+        for path in (SRC / package).glob("*.py")
+        if path.stem != "__init__"
+    }
+
+
+def test_the_anyio_driver_depends_one_way() -> None:
+    graph = _package_graph("anyio")
+    assert graph["attributes"] == set()
+    assert graph["driver"] == set()
+    assert graph["connection"] == {"attributes", "driver"}
+    assert graph["server"] <= {"connection", "driver"}
+    assert graph["client"] <= {"connection", "driver"}
+    # Of the asyncio driver it uses the loop-wide scheduler only (on asyncio loops).
+    asyncio_used = {
+        module
+        for path in (SRC / "anyio").glob("*.py")
+        for module in _runtime_imports(path)
+        if module.startswith("pulsewire.asyncio")
+    }
+    assert asyncio_used == {"pulsewire.asyncio.scheduler"}
+
+
+def test_the_shared_driver_kit_imports_no_driver() -> None:
+    for path in (SRC / "driverkit").glob("*.py"):
+        imported = _runtime_imports(path)
+        assert not {m for m in imported if m.startswith(("pulsewire.asyncio", "pulsewire.anyio"))}
+    for path in (SRC / "asyncio").glob("*.py"):
+        assert not {m for m in _runtime_imports(path) if m.startswith("pulsewire.anyio")}

@@ -59,6 +59,18 @@ def test_bench_idle_smoke_reports_every_variant() -> None:
     assert any(line.startswith("- Same-round ratios") for line in lines)
 
 
+def test_bench_anyio_idle_smoke_measures_both_drivers() -> None:
+    output = run_smoke("bench_anyio_idle.py")
+    lines = section(
+        output, "bench_anyio_idle: the anyio driver's idle CPU against the asyncio driver's"
+    )
+    for label in ("asyncio driver", "anyio driver (asyncio backend)"):
+        row = table_row(lines, label)
+        assert row[-1] == "0", row  # no false death
+        assert float(row[4]) > 0.5, row  # the heartbeat ran: exchanges per connection-second
+    assert any("anyio / asyncio idle CPU" in line for line in lines)
+
+
 def test_bench_idle_compares_another_build_in_the_same_rounds() -> None:
     # The "other build" is this interpreter again: the plumbing is under test, not speed.
     compare = f"same={sys.executable}"

@@ -10,6 +10,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -350,3 +351,60 @@ def test_tls_echo_takes_certificates_from_files(tmp_path: Path) -> None:
     )
     assert "server: client certificate: files-client@example.org" in lines
     assert lines[-1] == "client: closed (local_close, clean: True)"
+
+
+# --------------------------------------------------------------------------------------
+# bring your own protocol: newline-delimited JSON with pulsewire.Heartbeat
+# --------------------------------------------------------------------------------------
+
+
+def test_ndjson_heartbeat_convicts_a_frozen_peer_of_timeout(start: Started) -> None:
+    timeout = 1.0
+    server, line = start("ndjson_heartbeat.py", "server")
+    client, _ = start(
+        "ndjson_heartbeat.py", "client", str(ready_port(line)), "--timeout", str(timeout),
+        ready="READY",
+    )  # fmt: skip
+    read_until(client, "PONG")  # the heartbeat runs over the application's own messages
+    os.kill(server.pid, signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    dead = read_until(client, "DEAD").split()
+    detected = time.monotonic() - frozen_at
+    assert dead[1] == "timeout"
+    silence = float(dead[2].removeprefix("silence="))
+    # Convicted after the policy's timeout of silence, not sooner; and at most that long
+    # after the freeze plus an honest margin for a loaded machine (reading the line too).
+    assert timeout - 0.01 <= silence <= timeout + 0.3
+    assert detected <= timeout + 0.5
+
+
+# --------------------------------------------------------------------------------------
+# a pulsewire.anyio server on trio, asyncio clients
+# --------------------------------------------------------------------------------------
+
+
+async def _visit_trio_server(port: int) -> None:
+    policy = pulsewire.Policy(interval=0.2, timeout=1.0)
+    polite = await pulsewire.connect("127.0.0.1", port, policy=policy, name="polite")
+    await polite.send(b"hello trio")
+    async with asyncio.timeout(10):
+        assert await polite.recv() == b"hello trio"
+    await polite.close()
+    # A client that vanishes without a word: its kernel resets the connection.
+    silent = await pulsewire.connect("127.0.0.1", port, policy=policy, name="silent")
+    silent.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+    )
+    silent.abort()
+
+
+def test_trio_server_echoes_and_reports_each_death(start: Started) -> None:
+    server, line = start("trio_server.py", "0")
+    asyncio.run(_visit_trio_server(ready_port(line)))
+    lines = [readline(server).strip() for _ in range(4)]
+    assert lines == [
+        "polite joined",
+        "polite is gone: eof (peer)",
+        "silent joined",
+        "silent is gone: reset (kernel)",
+    ]

@@ -26,6 +26,7 @@ from types import ModuleType
 import pytest
 
 import pulsewire
+import pulsewire.anyio
 import pulsewire.errors
 import pulsewire.kernel
 import pulsewire.logevents
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The public modules, by the name the reference gives them.
 MODULES: dict[str, ModuleType] = {
     "pulsewire": pulsewire,
+    "pulsewire.anyio": pulsewire.anyio,
     "pulsewire.errors": pulsewire.errors,
     "pulsewire.kernel": pulsewire.kernel,
     "pulsewire.logevents": pulsewire.logevents,
@@ -117,15 +119,32 @@ def public_names() -> list[str]:
 
 
 def _documented(name: str, inventory: set[str]) -> bool:
-    """``pulsewire.PeerDeadError.reason`` is documented as such, or where its class is
-    documented, ``pulsewire.errors.PeerDeadError.reason``."""
+    """``pulsewire.PeerDeadError.reason`` is documented as such, or wherever the same
+    object is documented: under another public module that exports it
+    (``pulsewire.anyio.ClientStats`` is ``pulsewire.ClientStats``), or under the module
+    that defines it (``pulsewire.errors.PeerDeadError.reason``)."""
     if name in inventory:
         return True
-    prefix, _, rest = name.partition(".")
-    top, _, member = rest.partition(".")
-    value = getattr(pulsewire, top, None) if prefix == "pulsewire" else None
-    module = getattr(value, "__module__", None)
-    return module in MODULES and f"{module}.{top}{'.' if member else ''}{member}" in inventory
+    for prefix, module in MODULES.items():
+        if not name.startswith(f"{prefix}."):
+            continue
+        top, _, member = name[len(prefix) + 1 :].partition(".")
+        if top not in module.__all__:
+            continue
+        value = getattr(module, top)
+        homes = [
+            f"{other}.{exported}"
+            for other, public in MODULES.items()
+            for exported in public.__all__
+            if getattr(public, exported) is value
+        ]
+        defined_in = getattr(value, "__module__", None)
+        if defined_in in MODULES:
+            homes.append(f"{defined_in}.{top}")
+        suffix = f".{member}" if member else ""
+        if any(f"{home}{suffix}" in inventory for home in homes):
+            return True
+    return False
 
 
 def test_the_reference_documents_every_public_name(inventory: set[str]) -> None:

@@ -206,6 +206,7 @@ def test_the_kit_exports_only_what_users_tests_need() -> None:
     assert sorted(pulsewire.testing.__all__) == [
         "Control",
         "MalformedInput",
+        "MemoryByteStream",
         "Receiver",
         "SessionPair",
         "Side",
@@ -217,6 +218,7 @@ def test_the_kit_exports_only_what_users_tests_need() -> None:
         "data_frame",
         "decode_control",
         "load_vectors",
+        "memory_stream_pair",
         "opening_bytes",
         "parse_frames",
     ]

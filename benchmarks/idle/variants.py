@@ -567,6 +567,62 @@ class PulsewireSide(Side):
         }
 
 
+class AnyioSide(PulsewireSide):
+    """pulsewire's anyio driver on the asyncio loop, through ``pulsewire.anyio``'s API.
+
+    The same policy, counters and inspection as :class:`PulsewireSide` (``stats()``,
+    ``death``, ``Listener.connections``/``stats()``); the server is a
+    ``pulsewire.anyio.Listener`` over ``anyio.create_tcp_listener`` with a ``Server`` that
+    overrides no hook, and each client connection lives in a task that holds its
+    ``connect()`` block open. No loop-wide scheduler: no deadline lateness.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, role: str) -> None:
+        Side.__init__(self, loop, role)
+        self.log_counts = Counter()
+        _count_structlog_events(self.log_counts)
+        self.policy = pulsewire_policy()
+        self.scheduler = None
+        self._listener = None
+
+    async def start_server(self, host: str) -> int:
+        import anyio
+
+        import pulsewire.anyio
+
+        class Hooks(pulsewire.anyio.Server):
+            """Only the default no-op hooks."""
+
+        inner = await anyio.create_tcp_listener(local_host=host, local_port=0, backlog=BACKLOG)
+        self._listener = pulsewire.anyio.Listener(inner, policy=self.policy)
+        self.spawn(self._listener.serve(Hooks()))
+        port: int = self._listener.port
+        return port
+
+    async def open_one(self, host: str, port: int) -> None:
+        opened: asyncio.Future[Any] = self.loop.create_future()
+        self.spawn(self._hold(host, port, opened))
+        self.conns.append(await opened)
+
+    async def _hold(self, host: str, port: int, opened: asyncio.Future[Any]) -> None:
+        import pulsewire.anyio
+
+        try:
+            async with pulsewire.anyio.connect(host, port, policy=self.policy) as connection:
+                opened.set_result(connection)
+                await connection.wait_dead()
+        except Exception as error:
+            if not opened.done():
+                opened.set_exception(error)
+
+    def window_started(self) -> None:
+        Side.window_started(self)
+
+    def window_ended(self) -> dict[str, Any]:
+        Side.window_ended(self)
+        return {"scheduler_max_lateness": None, "log_counts": dict(self.log_counts)}
+
+
 def _loop_scheduler(loop: asyncio.AbstractEventLoop) -> Any:
     """pulsewire's loop-wide scheduler, or None for a build without ``scheduler_for``."""
     try:
@@ -618,6 +674,7 @@ SIDES: dict[str, type[Side]] = {
     "floor": FloorSide,
     "websockets": WebsocketsSide,
     "pulsewire": PulsewireSide,
+    "anyio": AnyioSide,
 }
 LABELS = {
     "none": "no heartbeat (streams)",
@@ -625,4 +682,5 @@ LABELS = {
     "floor": "Protocol + ticker (floor)",
     "websockets": "websockets",
     "pulsewire": "pulsewire",
+    "anyio": "pulsewire.anyio (asyncio)",
 }

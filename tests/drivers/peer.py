@@ -6,6 +6,8 @@ Modes (every policy value comes from a flag; see ``--help``)::
     peer.py client --port P             connect, print "READY <local port>", echo every message
     peer.py raw-rst --port P            handshake on a raw socket, print "READY"; on a stdin
                                         line or SIGUSR1: SO_LINGER (1, 0) and close -> RST
+                                        (--unread: first wait for unread bytes, which is
+                                        what makes a Unix socket's close reset the other end)
     peer.py silent-reader --port P      handshake on a raw socket, print "READY", then never
                                         read or write again
     peer.py slow-sink --read-rate R     serve one connection on a raw socket, port 0, print
@@ -15,8 +17,14 @@ Modes (every policy value comes from a flag; see ``--help``)::
 ``RECEIVED <length> <sha256>`` per message, as ``slow-sink`` does. With ``--plain`` it also
 listens on a second, plain TCP port and holds every connection accepted there (for
 comparison with kernel keepalive). ``client`` closes in order on a stdin line ``close``
-and prints ``DEAD <reason>`` when its connection dies. Every line on stdout is flushed at
-once; logs go to stderr.
+and prints ``DEAD <reason>`` when its connection dies, or ``REFUSED <close code>`` when
+the handshake fails. Every line on stdout is flushed at once; logs go to stderr.
+
+Transports (for the conformance suite): ``--unix PATH`` listens on / connects to a Unix
+socket instead of TCP (``server`` prints ``READY 0``); ``--tls DIR`` speaks TLS with the
+``server.pem`` (certificate and key) and ``ca.pem`` found in DIR. ``--driver anyio`` runs
+``server`` and ``client`` on ``pulsewire.anyio`` (asyncio backend) instead of the asyncio
+driver; ``--unix`` always does (the peer's driver is not what a test watches).
 """
 
 from __future__ import annotations
@@ -26,11 +34,16 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import select
 import signal
 import socket
+import ssl
 import struct
 import sys
 import time
+from pathlib import Path
+
+import anyio
 
 import pulsewire
 from pulsewire.core import Limits, MessageReceived, Policy, Reason, Session
@@ -58,7 +71,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--handshake-timeout", type=float, default=10.0)
     parser.add_argument("--max-message-size", type=int, default=4 * 1024 * 1024)
     parser.add_argument("--name", default="peer")
-    return parser.parse_args(argv)
+    parser.add_argument("--unix", default=None, help="a Unix socket path instead of TCP")
+    parser.add_argument("--tls", default=None, help="directory with server.pem and ca.pem")
+    parser.add_argument("--driver", choices=["asyncio", "anyio"], default="asyncio")
+    parser.add_argument("--unread", action="store_true", help="raw-rst: reset over unread bytes")
+    args = parser.parse_args(argv)
+    if args.unix:
+        args.driver = "anyio"
+    return args
+
+
+def tls_context(args: argparse.Namespace, server: bool) -> ssl.SSLContext | None:
+    """The TLS context ``--tls`` asks for (None: plain)."""
+    if args.tls is None:
+        return None
+    directory = Path(args.tls)
+    if server:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(directory / "server.pem")
+    else:
+        context = ssl.create_default_context(cafile=str(directory / "ca.pem"))
+    return context
 
 
 def policy_of(args: argparse.Namespace) -> Policy:
@@ -83,6 +116,68 @@ def received(message: bytes) -> None:
     say(f"RECEIVED {len(message)} {hashlib.sha256(message).hexdigest()}")
 
 
+async def run_anyio_server(args: argparse.Namespace) -> None:
+    import pulsewire.anyio
+
+    async def echo(connection: pulsewire.anyio.Connection) -> None:
+        async for message in connection:
+            await connection.send(message)
+
+    async def sink(connection: pulsewire.anyio.Connection) -> None:
+        async for message in connection:
+            received(message)
+
+    options = {"policy": policy_of(args), "limits": limits_of(args), "name": args.name}
+    async with anyio.create_task_group() as tasks:
+        if args.unix:
+            await tasks.start(
+                lambda task_status: pulsewire.anyio.serve_unix(
+                    sink if args.sink else echo, args.unix, task_status=task_status, **options
+                )
+            )
+            say("READY 0")
+        else:
+            listener = await tasks.start(
+                lambda task_status: pulsewire.anyio.serve(
+                    sink if args.sink else echo,
+                    "127.0.0.1",
+                    0,
+                    ssl_context=tls_context(args, server=True),
+                    task_status=task_status,
+                    **options,
+                )
+            )
+            say(f"READY {listener.port}")
+
+
+async def run_anyio_client(args: argparse.Namespace) -> None:
+    import pulsewire.anyio
+
+    options = {"policy": policy_of(args), "limits": limits_of(args), "name": args.name}
+    try:
+        if args.unix:
+            opened = pulsewire.anyio.connect_unix(args.unix, **options)
+        else:
+            context = tls_context(args, server=False)
+            opened = pulsewire.anyio.connect(
+                "127.0.0.1", args.port, ssl_context=context, tls_hostname="localhost", **options
+            )
+        async with opened as connection:
+            say("READY 0")
+
+            async def echo() -> None:
+                with contextlib.suppress(pulsewire.ConnectionClosedError):
+                    async for message in connection:
+                        await connection.send(message)
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(echo)
+                death = await connection.wait_dead()
+                say(f"DEAD {death.reason.value}")
+    except pulsewire.HandshakeError as error:
+        say(f"REFUSED {error.code}")
+
+
 async def run_server(args: argparse.Namespace) -> None:
     held: list[asyncio.StreamWriter] = []
 
@@ -104,6 +199,7 @@ async def run_server(args: argparse.Namespace) -> None:
         0,
         policy=policy_of(args),
         limits=limits_of(args),
+        ssl=tls_context(args, server=True),
         name=args.name,
     )
     if args.rcvbuf:
@@ -119,9 +215,19 @@ async def run_server(args: argparse.Namespace) -> None:
 
 
 async def run_client(args: argparse.Namespace) -> None:
-    connection = await pulsewire.connect(
-        "127.0.0.1", args.port, policy=policy_of(args), limits=limits_of(args), name=args.name
-    )
+    try:
+        connection = await pulsewire.connect(
+            "127.0.0.1",
+            args.port,
+            policy=policy_of(args),
+            limits=limits_of(args),
+            ssl=tls_context(args, server=False),
+            server_hostname="localhost" if args.tls else None,
+            name=args.name,
+        )
+    except pulsewire.HandshakeError as error:
+        say(f"REFUSED {error.code}")
+        return
     say(f"READY {connection.get_extra_info('sockname')[1]}")
 
     async def echo() -> None:
@@ -151,7 +257,15 @@ async def run_client(args: argparse.Namespace) -> None:
 def raw_handshake(args: argparse.Namespace) -> socket.socket:
     """Connect and exchange HELLOs, using the sans-I/O session only to make and parse bytes."""
     session = Session(policy_of(args), limits_of(args), now=time.monotonic(), name=args.name)
-    sock = socket.create_connection(("127.0.0.1", args.port))
+    sock: socket.socket
+    if args.unix:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(args.unix)
+    else:
+        sock = socket.create_connection(("127.0.0.1", args.port))
+        context = tls_context(args, server=False)
+        if context is not None:
+            sock = context.wrap_socket(sock, server_hostname="localhost")
     sock.sendall(session.data_to_send())  # preamble + HELLO
     while session.negotiated is None:
         data = sock.recv(65536)
@@ -171,6 +285,8 @@ def run_raw_rst(args: argparse.Namespace) -> None:
     say("READY")
     with contextlib.suppress(InterruptedError):
         sys.stdin.readline()
+    if args.unread:
+        select.select([sock], [], [], 10.0)  # bytes are waiting, never to be read
     # Linger on, timeout 0: close() discards the buffers and sends RST instead of FIN.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
@@ -236,9 +352,9 @@ def main(argv: list[str] | None = None) -> None:
     # The application configures logging, not the library: keep stdout for protocol lines.
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
     if args.mode == "server":
-        asyncio.run(run_server(args))
+        anyio.run(run_anyio_server if args.driver == "anyio" else run_server, args)
     elif args.mode == "client":
-        asyncio.run(run_client(args))
+        anyio.run(run_anyio_client if args.driver == "anyio" else run_client, args)
     elif args.mode == "raw-rst":
         run_raw_rst(args)
     elif args.mode == "silent-reader":

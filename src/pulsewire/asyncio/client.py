@@ -14,8 +14,6 @@ from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import final
 
-import msgspec
-
 from pulsewire import logevents
 from pulsewire._log import LoggerLike, event_logger, get_logger
 from pulsewire.asyncio.arguments import (
@@ -30,10 +28,11 @@ from pulsewire.asyncio.connection import Connection
 from pulsewire.asyncio.opening import OpenTransport, open_connection
 from pulsewire.asyncio.protocol import PulsewireProtocol, format_address
 from pulsewire.core.backoff import Backoff
-from pulsewire.core.events import Death, Source
+from pulsewire.core.events import Death
 from pulsewire.core.frames import CloseCode
 from pulsewire.core.keepalive import SocketOptions
 from pulsewire.core.policy import Limits, Policy
+from pulsewire.driverkit.connecting import ClientStats, policy_after_death
 from pulsewire.errors import ConnectError, HandshakeError, TLSError, UsageError
 
 __all__ = ["Client", "ClientStats", "connect", "connect_unix"]
@@ -186,15 +185,6 @@ async def connect_unix(
         initiator=True,
         log=event_logger(logger, _log),
     )
-
-
-class ClientStats(msgspec.Struct, frozen=True):
-    """What a ``Client`` has been through (current as soon as each event happens)."""
-
-    connects: int  #: successful handshakes
-    failed_attempts: int  #: connection attempts that failed
-    deaths: dict[str, int]  #: deaths of its connections, by reason
-    policy: Policy  #: the policy in force (its interval doubles after TOO_MANY_PINGS)
 
 
 class _DeathCounter:
@@ -505,25 +495,4 @@ class Client:
             raise final
 
     def _on_death(self, death: Death, where: str) -> None:
-        self._log.warning(
-            logevents.CLIENT_DISCONNECTED,
-            peer=where,
-            reason=death.reason.value,
-            source=death.source.value,
-            silence=round(death.silence, 4),
-        )
-        if death.source is Source.PEER and death.close_code == CloseCode.TOO_MANY_PINGS:
-            old = self.policy
-            interval = min(old.interval * 2, _MAX_INTERVAL)
-            timeout = old.timeout if old.timeout > interval else min(old.timeout * 2, _MAX_TIMEOUT)
-            if interval >= timeout:  # already at the caps: nothing more to give
-                return
-            self.policy = msgspec.structs.replace(old, interval=interval, timeout=timeout)
-            self._log.error(
-                logevents.CLIENT_PING_BACKOFF,
-                peer=where,
-                old_interval=old.interval,
-                new_interval=interval,
-                timeout=timeout,
-                hint="the server refuses pings this frequent: align the two policies",
-            )
+        self.policy = policy_after_death(self.policy, death, where, self._log)

@@ -25,6 +25,8 @@ from pulsewire.core.policy import Limits, Policy
 from pulsewire.core.session import Negotiated, Session
 from pulsewire.core.states import Reason, State
 from pulsewire.core.stats import SessionStats
+from pulsewire.driverkit.logs import log_event
+from pulsewire.driverkit.sockets import SEND_BUFFER_LIMIT
 from pulsewire.errors import (
     ConnectionClosedError,
     LocalClosedError,
@@ -34,11 +36,6 @@ from pulsewire.errors import (
 from pulsewire.kernel import KeepaliveReport
 
 __all__ = ["SEND_BUFFER_LIMIT", "Connection", "ConnectionObserver"]
-
-#: ``send()`` returns once no more than this many bytes wait in user space.
-SEND_BUFFER_LIMIT = 1024 * 1024
-
-_QUIET_REASONS = (Reason.LOCAL_CLOSE, Reason.EOF)
 
 
 class ConnectionObserver(Protocol):
@@ -398,7 +395,7 @@ class Connection:
             elif isinstance(event, PingAnswered):
                 self._ping_answered(event)
             elif isinstance(event, Died):
-                self._died(event.death)
+                self._died(event)
 
     def _send_progressed(self) -> None:
         """Release ``send()`` callers once the queue is short enough (or the end came)."""
@@ -431,54 +428,36 @@ class Connection:
         inbound.append(data)
         self._wake(self._recv_waiter)
 
-    def _handshake(self, event: HandshakeCompleted) -> None:
-        self._protocol.log.info(
-            logevents.PEER_CONNECTED,
-            peer=self.peer_address,
-            name=event.peer_name,
-            ping_interval=event.ping_interval,
-            peer_ping_interval=event.peer_ping_interval,
+    def _log(self, event: Event) -> None:
+        log_event(
+            self._protocol.log,
+            event,
+            self.peer_address,
+            handshake_done=self.negotiated is not None,
+            initiator=self._protocol.initiator,
         )
+
+    def _handshake(self, event: HandshakeCompleted) -> None:
+        self._log(event)
         self._state_changed()
         if self._observer is not None:
             self._observer.connection_ready(self)
 
     def _suspected(self, event: Suspected) -> None:
-        self._protocol.log.warning(
-            logevents.PEER_SUSPECT,
-            peer=self.peer_address,
-            silence=round(event.silence, 4),
-            cause=event.cause.value,
-        )
+        self._log(event)
         self._state_changed()
         if self._observer is not None:
             self._observer.connection_suspected(self)
 
     def _recovered(self, event: Recovered) -> None:
-        self._protocol.log.info(
-            logevents.PEER_RECOVERED, peer=self.peer_address, silence=round(event.silence, 4)
-        )
+        self._log(event)
         self._state_changed()
         if self._observer is not None:
             self._observer.connection_recovered(self)
 
-    def _died(self, death: Death) -> None:
-        # A connection that never completed its handshake failed to become one: that is
-        # what is logged (a port scanner, a peer that is not pulsewire, a refused policy).
-        # The side that called connect() is told by its exception: a quieter line there.
-        log = self._protocol.log
-        handshake_failed = self.negotiated is None
-        quiet = death.reason in _QUIET_REASONS or (handshake_failed and self._protocol.initiator)
-        (log.info if quiet else log.warning)(
-            logevents.HANDSHAKE_FAILED if handshake_failed else logevents.PEER_DEAD,
-            peer=self.peer_address,
-            reason=death.reason.value,
-            source=death.source.value,
-            silence=round(death.silence, 4),
-            last_rtt=death.last_rtt,
-            close_code=death.close_code,
-            error=None if death.error is None else str(death.error),
-        )
+    def _died(self, event: Died) -> None:
+        self._log(event)
+        death = event.death
         self._wake_all(death)
         if self._observer is not None:
             self._observer.connection_dead(self, death)

@@ -13,11 +13,9 @@ turns between which reads, PONGs and other connections get their share.
 from __future__ import annotations
 
 import asyncio
-import errno
-import socket
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import cast
 
 from pulsewire import logevents
 from pulsewire._log import EventLogger, get_logger
@@ -27,8 +25,10 @@ from pulsewire.core.keepalive import SocketOptions
 from pulsewire.core.policy import Limits, Policy
 from pulsewire.core.session import Session
 from pulsewire.core.states import Reason
+from pulsewire.driverkit.reasons import format_address, reason_for_error
+from pulsewire.driverkit.sockets import apply_socket_options
 from pulsewire.errors import PolicyError
-from pulsewire.kernel import KeepaliveReport, apply_keepalive
+from pulsewire.kernel import KeepaliveReport
 
 __all__ = ["WRITE_BUDGET", "PulsewireProtocol", "format_address", "reason_for_error"]
 
@@ -38,36 +38,6 @@ _log = get_logger()
 WRITE_BUDGET = 256 * 1024
 #: Size of the read buffer shared by every connection of a loop (reads are synchronous).
 READ_BUFFER_SIZE = 64 * 1024
-
-_UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
-_RESET = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ECONNREFUSED}
-
-
-def reason_for_error(error: BaseException | None) -> tuple[Reason, Source]:
-    """Map what the transport reported to a death reason: the kernel is the source."""
-    if error is None:
-        return Reason.EOF, Source.KERNEL
-    code = getattr(error, "errno", None)
-    if isinstance(error, ConnectionResetError | BrokenPipeError) or code in _RESET:
-        return Reason.RESET, Source.KERNEL
-    if code in _UNREACHABLE:
-        return Reason.UNREACHABLE, Source.KERNEL
-    if isinstance(error, TimeoutError) or code == errno.ETIMEDOUT:
-        return Reason.TIMEOUT, Source.KERNEL
-    return Reason.RESET, Source.KERNEL
-
-
-def format_address(address: Any) -> str:
-    """``host:port`` (``[host]:port`` for IPv6), ``unix:PATH`` (``unix:@NAME`` for Linux's
-    abstract names), or ``?``."""
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = address[0]
-        return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
-    if isinstance(address, bytes):
-        address = address.decode(errors="replace")
-    if isinstance(address, str) and address:
-        return "unix:@" + address[1:] if address[0] == "\0" else "unix:" + address
-    return "?"
 
 
 def _peer_address(transport: asyncio.BaseTransport) -> str:
@@ -160,14 +130,10 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
 
     def _apply_socket_options(self, transport: asyncio.Transport) -> None:
         """Set the socket options on a TCP socket; a strict failure kills the connection."""
-        sock = transport.get_extra_info("socket")
-        if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-            return  # Unix sockets and pipes have no keepalive or user timeout
-        request = self.socket_options.resolve(self.policy.timeout)
-        if request is None or sock.type != socket.SOCK_STREAM:
-            return
         try:
-            self.kernel_report = apply_keepalive(sock, request)
+            self.kernel_report = apply_socket_options(
+                transport.get_extra_info("socket"), self.socket_options, self.policy
+            )
         except PolicyError as error:  # strict options the platform lacks
             self.log.error(logevents.KERNEL_OPTION_UNSUPPORTED, error=str(error), strict=True)
             assert self.session is not None

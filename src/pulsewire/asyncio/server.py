@@ -8,12 +8,9 @@ import contextlib
 import os
 import socket
 import ssl as _ssl
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import Any, ClassVar, final
-
-import msgspec
+from typing import Any, final
 
 from pulsewire import logevents
 from pulsewire._log import EventLogger, LoggerLike, event_logger, get_logger
@@ -32,7 +29,8 @@ from pulsewire.core.events import Death
 from pulsewire.core.frames import CloseCode
 from pulsewire.core.keepalive import SocketOptions
 from pulsewire.core.policy import Limits, Policy
-from pulsewire.errors import ConnectionClosedError, UsageError
+from pulsewire.driverkit.hooks import HookRunner, ListenerStats, ServerHooks
+from pulsewire.errors import UsageError
 
 __all__ = ["Handler", "Listener", "ListenerStats", "Server", "serve", "serve_unix"]
 
@@ -40,10 +38,8 @@ _log = get_logger()
 
 Handler = Callable[[Connection], Awaitable[None]]
 
-_HOOKS = ("on_connect", "on_message", "on_suspect", "on_recover", "on_dead")
 
-
-class Server:
+class Server(ServerHooks[Connection]):
     """Subclass and override the hooks you need; every default does nothing.
 
     Hooks of one connection run one at a time, in the order of their events, in a task
@@ -53,42 +49,10 @@ class Server:
     If ``on_message`` is overridden, every message goes to it (and is acknowledged to the
     peer's flow control once it returns); otherwise messages queue for ``connection.recv()``,
     so ``on_connect`` may also run a receive loop of its own.
+
+    The hooks and the rules that run them are shared with the anyio driver
+    (:class:`pulsewire.driverkit.hooks.ServerHooks`).
     """
-
-    #: The hooks this class overrides: the others are not even scheduled.
-    _overridden: ClassVar[frozenset[str]] = frozenset()
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls._overridden = frozenset(
-            name for name in _HOOKS if getattr(cls, name) is not getattr(Server, name)
-        )
-
-    async def on_connect(self, connection: Connection) -> None:
-        """The handshake completed."""
-
-    async def on_message(self, connection: Connection, message: bytes) -> None:
-        """A message arrived."""
-
-    async def on_suspect(self, connection: Connection) -> None:
-        """The peer has been silent past ``suspect_after``; it may still recover."""
-
-    async def on_recover(self, connection: Connection) -> None:
-        """A suspect peer sent evidence of life again."""
-
-    async def on_dead(self, connection: Connection, death: Death) -> None:
-        """The connection died; ``death.reason`` says why."""
-
-
-class ListenerStats(msgspec.Struct, frozen=True):
-    """Counters for a listener: connections accepted, alive now, and how the others ended."""
-
-    accepted: int  #: transports connected so far (after TLS, if any)
-    active: int  #: accepted and not dead yet (handshaking or established)
-    deaths: dict[str, int]  #: deaths of established connections so far, by ``Reason`` value
-    #: connections that died before their handshake completed, by reason (a peer that is
-    #: not pulsewire, or never sent its HELLO: ``timeout``; a port scan or health check: ``eof``)
-    handshake_failures: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 @final
@@ -122,19 +86,12 @@ class Listener:
         #: The name it sends in its HELLOs.
         self.name = name
         self._log = log if log is not None else _log
-        self._hooks = handler if isinstance(handler, Server) else None
-        self._handler = None if isinstance(handler, Server) else handler
-        overridden = frozenset() if self._hooks is None else self._hooks._overridden
-        self._overridden: frozenset[str] = overridden
-        #: Messages go to the server's ``on_message``, not to ``recv()``.
-        self.takes_messages = "on_message" in overridden
         self._server: asyncio.Server | None = None
-        self._connections: set[Connection] = set()
         self._handler_tasks: set[asyncio.Task[None]] = set()
-        self._hook_queues: dict[Connection, deque[Callable[[], Awaitable[None]]]] = {}
-        self._accepted = 0
-        self._deaths: Counter[str] = Counter()
-        self._handshake_failures: Counter[str] = Counter()
+        #: Runs the handler or the hooks, and counts the connections (the observer's work).
+        self._runner: HookRunner[Connection] = HookRunner(handler, self._spawn, self._log)
+        #: Messages go to the server's ``on_message``, not to ``recv()``.
+        self.takes_messages = self._runner.takes_messages
         #: The Unix socket file this listener made, and its inode: removed on close.
         self._made_path: tuple[str, int] | None = None
         self._closed = asyncio.Event()
@@ -168,16 +125,11 @@ class Listener:
     @property
     def connections(self) -> frozenset[Connection]:
         """Connections accepted and not yet dead (including those still handshaking)."""
-        return frozenset(self._connections)
+        return self._runner.connections
 
     def stats(self) -> ListenerStats:
         """A frozen snapshot: connections accepted, active, and deaths by reason."""
-        return ListenerStats(
-            accepted=self._accepted,
-            active=len(self._connections),
-            deaths=dict(self._deaths),
-            handshake_failures=dict(self._handshake_failures),
-        )
+        return self._runner.stats()
 
     async def serve_forever(self) -> None:
         """Serve until cancelled (Ctrl-C under ``asyncio.run``, or ``task.cancel()``), or
@@ -198,17 +150,17 @@ class Listener:
         self._closed.set()
         if self._server is not None:
             self._server.close()
-        closing = [connection.close(code, reason) for connection in self._connections]
+        closing = [connection.close(code, reason) for connection in self.connections]
         if closing:
             await asyncio.gather(*closing, return_exceptions=True)
-        for connection in list(self._connections):
+        for connection in self.connections:
             connection.abort()
         if self._server is not None:
             await self._server.wait_closed()
         if self._handler_tasks:
             await asyncio.gather(*self._handler_tasks, return_exceptions=True)
         self._remove_socket_file()
-        self._log.info(logevents.SERVER_CLOSED, name=self.name, accepted=self._accepted)
+        self._log.info(logevents.SERVER_CLOSED, name=self.name, accepted=self.stats().accepted)
 
     async def __aenter__(self) -> Listener:
         return self
@@ -226,53 +178,32 @@ class Listener:
     def connection_made(self, connection: Connection) -> None:
         """Called by an accepted connection once its transport is up (after TLS): counts
         it (a client that fails TLS never gets this far). Not for applications to call."""
-        self._connections.add(connection)
-        self._accepted += 1
+        self._runner.connection_made(connection)
 
     def connection_ready(self, connection: Connection) -> None:
-        """Called by an accepted connection when its handshake completes (the listener is
-        each connection's ``ConnectionObserver``): runs the handler, or ``on_connect``.
-        Not for applications to call."""
-        if self._handler is not None:
-            task = asyncio.get_running_loop().create_task(self._run_handler(connection))
-            self._handler_tasks.add(task)
-            task.add_done_callback(self._handler_tasks.discard)
-        self._run_hook(connection, "on_connect", connection)
+        """Called by an accepted connection when its handshake completes: runs the
+        handler, or ``on_connect``. Not for applications to call."""
+        self._runner.connection_ready(connection)
 
     def message_received(
         self, connection: Connection, message: bytes, consumed: Callable[[int], None]
     ) -> None:
         """Called by a connection for each message when the server overrides
         ``on_message``: runs it, then reports the message consumed. Not for applications."""
-        assert self._hooks is not None
-
-        async def deliver() -> None:
-            assert self._hooks is not None
-            try:
-                await self._hooks.on_message(connection, message)
-            finally:
-                consumed(len(message))
-
-        self._queue(connection, deliver)
+        self._runner.message_received(connection, message, consumed)
 
     def connection_suspected(self, connection: Connection) -> None:
         """Called by a connection that turned SUSPECT: runs ``on_suspect``."""
-        self._run_hook(connection, "on_suspect", connection)
+        self._runner.connection_suspected(connection)
 
     def connection_recovered(self, connection: Connection) -> None:
         """Called by a suspect connection that recovered: runs ``on_recover``."""
-        self._run_hook(connection, "on_recover", connection)
+        self._runner.connection_recovered(connection)
 
     def connection_dead(self, connection: Connection, death: Death) -> None:
         """Called by a connection that died: counts it, and runs ``on_dead`` if
         ``on_connect`` ran."""
-        self._connections.discard(connection)
-        if connection.negotiated is None:
-            self._handshake_failures[death.reason.value] += 1
-            return
-        self._deaths[death.reason.value] += 1
-        # Only connections that reached on_connect get on_dead: hooks come in pairs.
-        self._run_hook(connection, "on_dead", connection, death)
+        self._runner.connection_dead(connection, death)
 
     # ------------------------------------------------------------------ internals
 
@@ -306,53 +237,11 @@ class Listener:
         Connection(protocol, observer=self)  # it joins the listener once connected
         return protocol
 
-    async def _run_handler(self, connection: Connection) -> None:
-        assert self._handler is not None
-        code, reason = CloseCode.NORMAL, ""
-        try:
-            await self._handler(connection)
-        except ConnectionClosedError:
-            return
-        except Exception:
-            self._log.exception(logevents.HANDLER_ERROR, peer=connection.peer_address)
-            code, reason = CloseCode.INTERNAL_ERROR, "handler error"
-        if connection.death is None:
-            # The handler is done with the connection: close it in order.
-            await connection.close(code, reason)
-
-    def _run_hook(self, connection: Connection, name: str, *args: Any) -> None:
-        """Run the server's hook ``name``, unless the server left it empty."""
-        if name in self._overridden:
-            hook = getattr(self._hooks, name)
-            self._queue(connection, lambda: hook(*args))
-
-    def _queue(self, connection: Connection, call: Callable[[], Awaitable[None]]) -> None:
-        """Hooks of one connection run one at a time, in the order of their events."""
-        queue = self._hook_queues.get(connection)
-        if queue is not None:
-            queue.append(call)
-            return
-        self._hook_queues[connection] = deque([call])
-        task = asyncio.get_running_loop().create_task(self._drain_hooks(connection))
+    def _spawn(self, connection: Connection, call: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        task = asyncio.get_running_loop().create_task(call())
         # Keep a reference: the loop holds tasks only weakly.
         self._handler_tasks.add(task)
         task.add_done_callback(self._handler_tasks.discard)
-
-    async def _drain_hooks(self, connection: Connection) -> None:
-        queue = self._hook_queues[connection]
-        try:
-            while queue:
-                call = queue.popleft()
-                try:
-                    await call()
-                except ConnectionClosedError:
-                    pass  # the death is reported through on_dead and the log already
-                except Exception:
-                    self._log.exception(logevents.HANDLER_ERROR, peer=connection.peer_address)
-                    if connection.death is None:
-                        await connection.close(CloseCode.INTERNAL_ERROR, "handler error")
-        finally:
-            del self._hook_queues[connection]
 
 
 async def serve(

@@ -18,6 +18,7 @@ from pulsewire.core.events import (
     Suspected,
 )
 from pulsewire.core.frames import CloseCode
+from pulsewire.core.heartbeat import Heartbeat
 from pulsewire.core.keepalive import KernelKeepalive, SocketOptions
 from pulsewire.core.liveness import Decision, LivenessTracker
 from pulsewire.core.policy import Adaptive, Evidence, Limits, Policy
@@ -35,6 +36,7 @@ __all__ = [
     "Event",
     "Evidence",
     "HandshakeCompleted",
+    "Heartbeat",
     "KernelKeepalive",
     "Limits",
     "LivenessTracker",

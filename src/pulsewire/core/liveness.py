@@ -59,7 +59,7 @@ __all__ = ["Decision", "LivenessTracker"]
 class Decision(enum.Flag):
     """What :meth:`LivenessTracker.poll` found due."""
 
-    NONE = 0
+    NONE = 0  #: nothing is due
     PING = enum.auto()  #: send a PING now
     SUSPECT = enum.auto()  #: silence passed ``suspect_after``
     DEAD = enum.auto()  #: silence passed ``timeout``

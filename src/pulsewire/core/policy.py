@@ -255,12 +255,12 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         and 8 s.
 
         - A young connection: the 8 s ceiling until five answers have been timed, then
-          room for three retransmissions in a row (about 2.6 s) until 30 have.
+          room for three or four retransmissions in a row (2.4-4 s) until 30 have.
         - A clean link (30 answers, none late, about a minute): 1.25 s, one interval and
           a quarter of a second for the answer: a dead or hung peer is found in about a
           second. Every answer that comes a retransmission late raises it at once.
         - A lossy link: room for as many retransmissions in a row as a live peer needs
-          with probability below 10**-6 (``tail_threshold=6``), at most three more than the
+          with probability below 10**-6 (``tail_threshold=6``), at most four more than the
           worst answer seen: at 10 % loss each way, about 7.4 s.
 
         One exchange per interval, taken in turns by both sides, as ``Policy()`` (whose
@@ -274,7 +274,7 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             interval=1.0,
             timeout=8.0,
             adaptive=Adaptive(
-                min_timeout=1.25, min_std=0.04, tail_threshold=6.0, tail_extra=3, clean_after=30
+                min_timeout=1.25, min_std=0.04, tail_threshold=6.0, tail_extra=4, clean_after=30
             ),
         )
 

@@ -11,6 +11,10 @@
 - :func:`load_vectors` reads the protocol's test vectors (:class:`Vectors`: valid frames
   with their meaning, malformed inputs with the CLOSE code a receiver sends), which
   implementations in other languages can use as the JSON file ``vectors.json`` beside it.
+- :func:`memory_stream_pair` joins two in-memory anyio byte streams
+  (:class:`MemoryByteStream`, which can :meth:`~MemoryByteStream.freeze` like a stopped
+  peer), to run :mod:`pulsewire.anyio` connections without sockets, on trio's
+  ``MockClock`` if you like.
 """
 
 from pulsewire.testing.frames import (
@@ -22,12 +26,14 @@ from pulsewire.testing.frames import (
     parse_frames,
 )
 from pulsewire.testing.pair import SessionPair, Side
+from pulsewire.testing.streams import MemoryByteStream, memory_stream_pair
 from pulsewire.testing.vectors import MalformedInput, Receiver, ValidFrame, Vectors, load_vectors
 from pulsewire.testing.wire import Wire, WireMode
 
 __all__ = [
     "Control",
     "MalformedInput",
+    "MemoryByteStream",
     "Receiver",
     "SessionPair",
     "Side",
@@ -39,6 +45,7 @@ __all__ = [
     "data_frame",
     "decode_control",
     "load_vectors",
+    "memory_stream_pair",
     "opening_bytes",
     "parse_frames",
 ]
