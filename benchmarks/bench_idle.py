@@ -68,6 +68,8 @@ VARIANTS = tuple(variants.SIDES)
 #: ``anyio`` (pulsewire.anyio on asyncio) is measured by bench_anyio_idle.py; on request here.
 DEFAULT_VARIANTS = tuple(name for name in VARIANTS if name != "anyio")
 HEARTBEAT_VARIANTS = ("tasks", "floor", "websockets", "pulsewire", "anyio")
+#: ``auto``: pulsewire with ``Policy.auto()``, reported as another pulsewire build would be.
+AUTO_BUILD = figures.AUTO_BUILD
 LOOPS = ("asyncio", "uvloop")
 
 
@@ -134,7 +136,10 @@ def _split(text: str, allowed: Sequence[str] | None = None) -> list[str]:
 
 def _variants(names: str, compare: Sequence[str]) -> list[Variant]:
     """The ``--variants`` sides, then one ``pulsewire@LABEL`` per ``--compare``."""
-    chosen = [Variant(name, name) for name in _split(names, VARIANTS)]
+    chosen = [
+        Variant(AUTO_BUILD, name) if name == "auto" else Variant(name, name)
+        for name in _split(names, VARIANTS)
+    ]
     for item in compare:
         label, _, python = item.partition("=")
         if not label or "@" in label or not python:

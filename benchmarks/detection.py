@@ -54,11 +54,13 @@ Detection time is measured from the fault (the nft rule in place, the signal sen
 crash begun) to the moment the application is told (``wait_dead()`` returns, a read
 fails, websockets' connection is closed), on ``time.monotonic()``, which all processes
 share. Each fault is run ``--runs`` times, each run on fresh hosts whose connections are
-at least ``FAULT_SETTLE`` (120) s old when it strikes: all runs start at once and strike one
-after another, a random fraction of a second into their turn (so that ping and probe
-phases differ). The tables give the median and the maximum. A link's false-death rate is
-the number of connections that died per connection-hour they were alive (a connection
-that died stops counting).
+at least ``FAULT_SETTLE`` (120) s old when it strikes: all runs' hosts come up first (a
+few at a time), then the faults strike one after another, a random fraction of a second
+into their turn (so that ping and probe phases differ). A detector that dies before its
+fault (a false death on the clean link, say from the CPU load of bringing hosts up) is
+not timed in that run; the report counts such runs as void. The tables give the median
+and the maximum. A link's false-death rate is the number of connections that died per
+connection-hour they were alive (a connection that died stops counting).
 
 Comparisons, precisely:
 
@@ -310,6 +312,8 @@ class Outcome:
 @dataclass
 class Cell:
     outcomes: list[Outcome] = field(default_factory=list)
+    #: runs in which it died before the fault (a false death on the clean link): not timed
+    void: int = 0
 
     def times(self) -> list[float | None]:
         return [o.seconds for o in self.outcomes]
@@ -321,21 +325,50 @@ class Slot:
 
     scenario: Scenario
     detectors: tuple[Detector, ...]
-    inject_at: float  #: time.monotonic() of the fault
+    offset: float  #: seconds after the schedule's start
+
+
+#: Host pairs brought up at a time: starting more at once starves the heartbeats of those
+#: already up of CPU (a LAN-preset peer convicted a starved observer in a trial run).
+BRING_UP = 2
+
+
+class Schedule:
+    """Brings every slot's hosts up (a few at a time), then starts the clock: the first
+    fault strikes ``settle`` s after the last hosts are up."""
+
+    def __init__(self, slots: int, settle: float) -> None:
+        self.bring_up = threading.Semaphore(BRING_UP)
+        self._waiting = slots
+        self._settle = settle
+        self._lock = threading.Lock()
+        self._go = threading.Event()
+        self._start = 0.0
+
+    def up(self) -> None:
+        """One slot's hosts are up (or failed to come up)."""
+        with self._lock:
+            self._waiting -= 1
+            if self._waiting == 0:
+                self._start = time.monotonic() + self._settle
+                self._go.set()
+
+    def start(self) -> float:
+        """The schedule's start, once every slot is up."""
+        self._go.wait()
+        return self._start
 
 
 def plan_faults(
     scenarios: Sequence[Scenario],
     detectors: Sequence[Detector],
     runs: int,
-    settle: float,
     rng: random.Random,
 ) -> list[Slot]:
-    """Every run of every fault, on hosts that all start now and strike one after another:
-    each fault ``settle`` s or more after its hosts started, a random fraction of a second
-    into its turn (so that ping and probe phases differ), and only after the previous
-    fault's cap has passed (one fault at a time)."""
-    slots, at = [], time.monotonic() + settle
+    """Every run of every fault, one after another: each a random fraction of a second into
+    its turn (so that ping and probe phases differ), and only after the previous fault's
+    cap has passed (one fault at a time)."""
+    slots, at = [], 0.0
     for _ in range(runs):
         for scenario in scenarios:
             chosen = tuple(d for d in detectors if d.everywhere or scenario.all_detectors)
@@ -345,46 +378,49 @@ def plan_faults(
     return slots
 
 
-def run_slot(slot: Slot) -> dict[str, Outcome]:
+def run_slot(slot: Slot, schedule: Schedule) -> dict[str, Outcome | None]:
+    """Each detector's outcome; None for one that died before the fault."""
     scenario = slot.scenario
     endpoints = [_with(d.endpoint, write_every=scenario.write_every) for d in slot.detectors]
     with TwoHosts() as hosts:
-        running = serve_and_watch(hosts, endpoints, within=120.0)
-        time.sleep(max(0.0, slot.inject_at - time.monotonic()))
-        early = running.observer.messages("dead")
-        if early:
-            raise RuntimeError(f"{scenario.label}: deaths before the fault: {early}")
+        try:
+            with schedule.bring_up:
+                running = serve_and_watch(hosts, endpoints, within=120.0)
+        finally:
+            schedule.up()
+        time.sleep(max(0.0, schedule.start() + slot.offset - time.monotonic()))
+        early = {death["endpoint"] for death in running.observer.messages("dead")}
         fault_at = scenario.inject(hosts, running)
         remaining = max(0.0, fault_at + scenario.cap - time.monotonic())
         with contextlib.suppress(TimeoutError):  # a detector that never notices is a result
             running.observer.wait_for("dead", remaining, count=len(slot.detectors))
-        outcomes = {d.key: Outcome(None) for d in slot.detectors}
+        outcomes: dict[str, Outcome | None] = {d.key: Outcome(None) for d in slot.detectors}
         for death in running.observer.messages("dead"):
             seconds = float(death["at"]) - fault_at
             outcomes[death["endpoint"]] = Outcome(
                 seconds if seconds <= scenario.cap else None, death["reason"], death["source"]
             )
+        for key in early:
+            outcomes[key] = None
         return outcomes
 
 
-def run_faults(slots: Sequence[Slot], started: float) -> dict[str, dict[str, Cell]]:
+def run_faults(slots: Sequence[Slot], settle: float, started: float) -> dict[str, dict[str, Cell]]:
     """Every slot at once, each on its own hosts in its own thread."""
     results: dict[str, dict[str, Cell]] = {}
     for slot in slots:
         results.setdefault(slot.scenario.key, {d.key: Cell() for d in slot.detectors})
-    found: dict[int, dict[str, Outcome]] = {}
+    schedule = Schedule(len(slots), settle)
+    found: dict[int, dict[str, Outcome | None]] = {}
     errors: list[BaseException] = []
 
     def one(index: int, slot: Slot) -> None:
         try:
-            found[index] = outcomes = run_slot(slot)
+            found[index] = outcomes = run_slot(slot, schedule)
         except BaseException as error:  # reported below, in the main thread
             errors.append(error)
             return
-        shown = ", ".join(
-            f"{k} {'-' if o.seconds is None else f'{o.seconds:.2f}'} {o.reason}"
-            for k, o in outcomes.items()
-        )
+        shown = ", ".join(f"{k} {_shown(o)}" for k, o in outcomes.items())
         _progress(started, f"{slot.scenario.key}: {shown}")
 
     threads = [threading.Thread(target=one, args=step) for step in enumerate(slots)]
@@ -396,8 +432,18 @@ def run_faults(slots: Sequence[Slot], started: float) -> dict[str, dict[str, Cel
         raise errors[0]
     for index, slot in enumerate(slots):  # in plan order: run 1 of every fault first
         for key, outcome in found[index].items():
-            results[slot.scenario.key][key].outcomes.append(outcome)
+            cell = results[slot.scenario.key][key]
+            if outcome is None:
+                cell.void += 1
+            else:
+                cell.outcomes.append(outcome)
     return results
+
+
+def _shown(outcome: Outcome | None) -> str:
+    if outcome is None:
+        return "died before the fault"
+    return "-" if outcome.seconds is None else f"{outcome.seconds:.2f} {outcome.reason}"
 
 
 def _with(endpoint: Endpoint, **changes: Any) -> Endpoint:
@@ -584,6 +630,13 @@ def _verdict_tag(reason: str, source: str) -> str:
 
 
 def summarize(cell: Cell, cap: float) -> str:
+    text = _summarize_times(cell, cap)
+    if cell.void:
+        text += f" ({cell.void} run(s) void: died before the fault)"
+    return text
+
+
+def _summarize_times(cell: Cell, cap: float) -> str:
     times = cell.times()
     if not times:
         return ""
@@ -1073,6 +1126,10 @@ def dump(report: Report) -> dict[str, Any]:
             s: {k: [vars(o) for o in c.outcomes] for k, c in cells.items()}
             for s, cells in report.results.items()
         },
+        "void": {
+            s: {k: c.void for k, c in cells.items() if c.void}
+            for s, cells in report.results.items()
+        },
         "links": [
             {
                 "link": run.link.key,
@@ -1098,8 +1155,12 @@ def load(path: Path) -> Report:
     """The measurements that ``--json`` saved in ``path``. Faults and detectors are those
     the file has results for; the command is the one that renders them again."""
     raw = json.loads(path.read_text())
+    void = raw.get("void", {})
     results = {
-        s: {k: Cell([Outcome(**o) for o in outcomes]) for k, outcomes in cells.items()}
+        s: {
+            k: Cell([Outcome(**o) for o in outcomes], void.get(s, {}).get(k, 0))
+            for k, outcomes in cells.items()
+        }
         for s, cells in raw["scenarios"].items()
     }
     links = [
@@ -1257,8 +1318,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     started_at = datetime.datetime.now(datetime.UTC)
     started = time.monotonic()
 
-    slots = plan_faults(scenarios, detectors, args.runs, settle, rng)
-    results = run_faults(slots, started) if slots else {}
+    slots = plan_faults(scenarios, detectors, args.runs, rng)
+    results = run_faults(slots, settle, started) if slots else {}
 
     on_links = [d for d in detectors if d.links]
     link_runs = (

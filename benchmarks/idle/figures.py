@@ -21,6 +21,10 @@ from typing import Any
 import _common as common
 
 BUILD_UNDER_TEST = "pulsewire"
+#: The ``auto`` variant: the build under test with ``Policy.auto()`` instead of ``Policy()``.
+AUTO_BUILD = "pulsewire@auto"
+#: ``Policy.auto()`` may cost this much of ``Policy()``'s idle CPU, at most.
+AUTO_CPU_LIMIT = 1.10
 
 
 def is_pulsewire(variant: str) -> bool:
@@ -214,6 +218,8 @@ class Comparison:
 CPU_VS_TASKS = Comparison(BUILD_UNDER_TEST, "tasks", "us_conn_s")
 EXCHANGE_VS_FLOOR = Comparison(BUILD_UNDER_TEST, "floor", "us_exchange")
 RSS_OVER_NONE = Comparison(BUILD_UNDER_TEST, "none", "rss_kib", difference=True)
+#: Policy() over Policy.auto(), per round (the table shows its inverse).
+AUTO_VS_DEFAULT = Comparison(BUILD_UNDER_TEST, AUTO_BUILD, "us_conn_s")
 
 
 def comparisons(variants: Sequence[str]) -> list[Comparison]:
@@ -292,7 +298,19 @@ def targets(
     worst = finite_max(a["worst_dl_max"], a["worst_cdl_max"], a["worst_sched_max_ms"])
     cpu, rss = ratio(CPU_VS_TASKS), ratio(RSS_OVER_NONE)
     gen2 = a["worst_gen2_pause_ms"]
+    auto = (
+        [
+            Target(
+                f"Policy.auto() idle CPU ≤ {AUTO_CPU_LIMIT:g}x Policy()'s",
+                fmt(1 / found[AUTO_VS_DEFAULT][0], 2, "x"),
+                1 / found[AUTO_VS_DEFAULT][0] <= AUTO_CPU_LIMIT,
+            )
+        ]
+        if AUTO_VS_DEFAULT in found and found[AUTO_VS_DEFAULT][0] > 0
+        else []
+    )
     return [
+        *auto,
         Target(
             f"{n:,} idle connections held, zero false deaths/suspects",
             f"{a['runs']} runs: conns {a['conns']:.0f}, lost {a['lost']}, closed "

@@ -567,6 +567,17 @@ class PulsewireSide(Side):
         }
 
 
+class AutoSide(PulsewireSide):
+    """pulsewire with ``Policy.auto()`` on both sides (adaptive, 1 s pings): the recommended
+    policy's idle cost, against ``Policy()``'s in the same rounds."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, role: str) -> None:
+        super().__init__(loop, role)
+        import pulsewire
+
+        self.policy = pulsewire.Policy.auto()
+
+
 class AnyioSide(PulsewireSide):
     """pulsewire's anyio driver on the asyncio loop, through ``pulsewire.anyio``'s API.
 
@@ -674,6 +685,7 @@ SIDES: dict[str, type[Side]] = {
     "floor": FloorSide,
     "websockets": WebsocketsSide,
     "pulsewire": PulsewireSide,
+    "auto": AutoSide,
     "anyio": AnyioSide,
 }
 LABELS = {
@@ -682,5 +694,6 @@ LABELS = {
     "floor": "Protocol + ticker (floor)",
     "websockets": "websockets",
     "pulsewire": "pulsewire",
+    "pulsewire@auto": "pulsewire Policy.auto()",
     "anyio": "pulsewire.anyio (asyncio)",
 }

@@ -251,13 +251,13 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     @classmethod
     def auto(cls) -> Policy:
         """The policy to use when you do not know the link: fast where it is clean, patient
-        where it loses packets. Ping every second, busy or idle; adaptive between 1.25 s
+        where it loses packets. Ping every second, busy or idle; adaptive between 1.2 s
         and 8 s.
 
         - A young connection: the 8 s ceiling until five answers have been timed, then
           room for three or four retransmissions in a row (2.4-4 s) until 30 have.
-        - A clean link (30 answers, none late, about a minute): 1.25 s, one interval and
-          a quarter of a second for the answer: a dead or hung peer is found in about a
+        - A clean link (30 answers, none late, about a minute): 1.2 s, one interval and
+          a fifth of a second for the answer: a dead or hung peer is found in about a
           second. Every answer that comes a retransmission late raises it at once.
         - A lossy link: room for as many retransmissions in a row as a live peer needs
           with probability below 10**-6 (``tail_threshold=6``), at most four more than the
@@ -274,7 +274,7 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             interval=1.0,
             timeout=8.0,
             adaptive=Adaptive(
-                min_timeout=1.25, min_std=0.04, tail_threshold=6.0, tail_extra=4, clean_after=30
+                min_timeout=1.2, min_std=0.03, tail_threshold=6.0, tail_extra=4, clean_after=30
             ),
         )
 
