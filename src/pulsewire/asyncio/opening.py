@@ -111,7 +111,7 @@ def handshake_failure(where: str, death: Death, connection: Connection) -> Conne
             # Our own deadline: the peer accepted the connection and then said nothing we
             # could read as a pulsewire greeting.
             timeout = connection.policy.handshake_timeout
-            received = connection.stats().bytes_received
+            received = connection.stats().bytes_in
             sent = "sent nothing" if not received else f"sent {received} bytes but no HELLO"
             return HandshakeError(
                 f"{where} accepted the connection but {sent} within the handshake timeout "
@@ -119,7 +119,7 @@ def handshake_failure(where: str, death: Death, connection: Connection) -> Conne
                 error.code,
             )
         return HandshakeError(f"handshake with {where} failed: {error}", error.code)
-    if connection.stats().bytes_received == 0 and death.reason in (Reason.EOF, Reason.RESET):
+    if connection.stats().bytes_in == 0 and death.reason in (Reason.EOF, Reason.RESET):
         # A pulsewire peer sends its preamble as soon as it is connected: this one closed
         # before. Over TLS, that is how an asyncio server refuses a client certificate (it
         # drops the connection without sending its alert).

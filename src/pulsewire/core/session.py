@@ -14,6 +14,12 @@ The driver contract, complete (a driver for another I/O library needs nothing el
    within the byte budget the transport can take), dispatch
    :meth:`Session.events_received`, and arm one timer at :meth:`Session.next_deadline`
    (``None``: no timer). ``next_deadline`` is a pure query: asking changes nothing.
+   A driver whose writes can wait in a buffer of its own before the kernel takes them
+   (asyncio's transports) reports, after each write and before each input while that
+   buffer is not empty, how many bytes of the output it still holds:
+   :meth:`Session.output_unwritten` (and passes the figure to ``connection_lost`` when it
+   knows it). Then a death lists exactly the messages that never reached the kernel; a
+   driver that does not report has them counted as written once handed to it.
 4. When the timer fires, call :meth:`Session.handle_timer` with a ``now`` no earlier than
    the deadline: a timer that can fire early by its clock's resolution passes the deadline
    itself. A driver may call it late (a busy loop) or when nothing is due; both are safe.
@@ -98,6 +104,7 @@ _PEER_BLAMES_US = frozenset(
         CloseCode.TOO_LARGE,
         CloseCode.FLOW_CONTROL,
         CloseCode.HANDSHAKE_TIMEOUT,
+        CloseCode.TOO_SLOW,
     }
 )
 _CLOSE_CODES = frozenset(int(code) for code in CloseCode)
@@ -143,23 +150,30 @@ class Session:
         "_clock",
         "_close_code",
         "_close_deadline",
-        "_close_frame",
+        "_close_queued",
         "_close_reason",
         "_consumed_unreported",
         "_control",
         "_decoder",
         "_echo",
         "_events",
+        "_frame_since",
         "_handshake_evidence",
+        "_held",
         "_hello",
+        "_inbound_deadline",
+        "_message_since",
         "_messages_consumed",
+        "_messages_out",
         "_messages_received",
         "_messages_sent",
+        "_out_offset",
         "_outbox",
         "_outbox_offset",
         "_partial",
         "_partial_size",
         "_peer_consumed",
+        "_peer_received",
         "_peer_stuck_for",
         "_pending_bytes",
         "_ping_gap",
@@ -170,21 +184,23 @@ class Session:
         "_pings_refused",
         "_pongs_received",
         "_progress",
+        "_receipts",
         "_received_bytes",
         "_recv_credit",
         "_rng",
         "_rtt",
         "_send_credit",
-        "_sent_bytes",
         "_stamp_received",
         "_stamp_received_at",
         "_stamp_sent",
         "_started",
         "_state",
         "_tracker",
+        "_tracks_output",
         "_unconsumed_since",
         "_wanted_pongs",
         "_window",
+        "_written_upto",
         "death",
         "initiator",
         "limits",
@@ -250,7 +266,7 @@ class Session:
         self._outbox_offset = 0
         self._pending_bytes = 0
         self._send_credit = 0
-        self._close_frame: bytes | None = None
+        self._close_queued = False  # close() was called: CLOSE follows the outbox
         self._close_code: int | None = None
         self._close_reason = ""
         self._close_deadline = math.inf
@@ -258,6 +274,12 @@ class Session:
         self._partial: list[bytes] = []
         self._partial_size = 0
         self._recv_credit = self._window
+        # Deadlines on what the peer started (see Limits): when the incomplete frame in the
+        # decoder began, when the incomplete message began (or got credit again), and the
+        # earlier of the two deadlines they make, kept ready for next_deadline().
+        self._frame_since = math.inf
+        self._message_since = math.inf
+        self._inbound_deadline = math.inf
         self._consumed_unreported = 0
         self._ping_seq = 0  # also the count of PINGs sent
         # Abuse limit on the peer's pings, a token bucket (see _spend_ping_token); the
@@ -268,18 +290,27 @@ class Session:
         # Progress: arrival times of received messages the application has not consumed.
         self._unconsumed_since: deque[float] | None = None
         self._peer_stuck_for = 0.0
+        # Delivery accounting (see Death): messages passed to send_message, those handed
+        # whole to the driver, and, when the driver reports what it still holds
+        # (output_unwritten), those it may hold with the output offset each ends at.
         self._messages_sent = 0
+        self._messages_out = 0
+        self._out_offset = 0  # bytes handed to the driver so far
+        self._tracks_output = False
+        self._held: deque[tuple[int, bytes]] | None = None
+        self._written_upto = 0  # output offset up to which the kernel has taken everything
+        self._peer_received = 0  # of ours, as the peer's CLOSE reported (Feature.RECEIPTS)
         self._messages_received = 0
         self._messages_consumed = 0  # received messages the application has taken
         self._peer_consumed = 0  # of ours, as the peer last reported (Feature.PROGRESS)
         # Features both sides announced (set at the handshake).
         self._echo = False  # Feature.ECHO: RTT on both ends
         self._progress = False  # Feature.PROGRESS: consumed counts in PING and PONG
+        self._receipts = False  # Feature.RECEIPTS: counts in CREDIT and CLOSE
         self._stamp_sent = math.nan  # our latest PONG's stamp (NaN equals no echo)
         self._stamp_received: float | None = None  # the peer's latest PONG stamp ...
         self._stamp_received_at = 0.0  # ... and when it arrived
         self._wanted_pongs: set[int] | None = None  # on-demand pings awaiting an answer
-        self._sent_bytes = 0
         self._received_bytes = 0
         self._pings_received = 0
         self._pongs_received = 0
@@ -303,8 +334,22 @@ class Session:
 
     @property
     def pending_send_bytes(self) -> int:
-        """Bytes of DATA accepted by :meth:`send_message` and not yet handed out."""
+        """Bytes of DATA accepted by :meth:`send_message` and not yet handed out (after the
+        death: the bytes that never were)."""
         return self._pending_bytes
+
+    @property
+    def inbound_held(self) -> int:
+        """Bytes the peer has made this side hold: an incomplete frame and message, and
+        messages received that the application has not consumed (counted as flow-control
+        credit: 16 bytes more per message). Bounded by the receive window plus one frame."""
+        return self._decoder.buffered + self._window - self._recv_credit - self._consumed_unreported
+
+    @property
+    def inbound_incomplete(self) -> int:
+        """Of :attr:`inbound_held`, the bytes of the incomplete frame and message: what a
+        peer that sends slowly makes us hold."""
+        return self._decoder.buffered + self._partial_size
 
     def ping_allowed_at(self) -> float:
         """The earliest time :meth:`send_ping` may send a PING: pings closer than
@@ -324,7 +369,10 @@ class Session:
         else:
             deadline = tracker.next_deadline()
         close_deadline = self._close_deadline
-        return deadline if deadline < close_deadline else close_deadline
+        if close_deadline < deadline:
+            deadline = close_deadline
+        inbound_deadline = self._inbound_deadline
+        return deadline if deadline < inbound_deadline else inbound_deadline
 
     def silence(self, now: float) -> float:
         """Seconds since the last evidence of life."""
@@ -349,11 +397,12 @@ class Session:
             peer_stuck_for=self._peer_stuck_for,
             pending_send_bytes=self._pending_bytes,
             messages_sent=self._messages_sent,
+            messages_written=self._messages_sent - self._unwritten_count(),
             messages_received=self._messages_received,
             messages_consumed=self._messages_consumed,
-            peer_consumed=self._peer_consumed if self._progress else None,
-            bytes_sent=self._sent_bytes,
-            bytes_received=self._received_bytes,
+            peer_consumed=self._peer_consumed if self._progress or self._receipts else None,
+            bytes_out=self._out_offset,
+            bytes_in=self._received_bytes,
             pings_sent=self._ping_seq,
             pings_received=self._pings_received,
             pongs_received=self._pongs_received,
@@ -388,19 +437,45 @@ class Session:
         if self._outbox and budget != 0 and self.negotiated is not None:
             out = bytearray() if out is None else bytearray(out)
             self._emit_data(out, budget)
-        if self._close_frame is not None and not self._outbox:
-            out = self._close_frame if out is None else out + self._close_frame
-            self._close_frame = None
+        if self._close_queued and not self._outbox:
+            self._close_queued = False
+            assert self._close_code is not None
+            close = self._close_bytes(self._close_code, self._close_reason)
+            out = close if out is None else out + close
         if not out:
             return b""
+        self._out_offset += len(out)
         if self._tracker is not None:
             self._tracker.sent(self._clock)
         return out
 
+    def output_unwritten(self, nbytes: int) -> None:
+        """The driver still holds the last ``nbytes`` of the output :meth:`data_to_send`
+        returned: the kernel has not taken them yet (asyncio: the transport's buffer).
+
+        A driver whose writes can wait in such a buffer calls this after every write, and
+        before every input while ``nbytes`` was not 0; a death then lists in
+        ``Death.unsent`` every message whose last byte the kernel never took. Without it,
+        output handed to the driver counts as written.
+        """
+        if not 0 <= nbytes <= self._out_offset:
+            raise UsageError(
+                f"unwritten bytes must lie between 0 and the output so far, got {nbytes}"
+            )
+        self._tracks_output = True
+        upto = self._out_offset - nbytes
+        if upto > self._written_upto:
+            self._written_upto = upto
+        held = self._held
+        while held and held[0][0] <= upto:
+            held.popleft()
+
     # ------------------------------------------------------------------ local inputs
 
-    def send_message(self, data: bytes | bytearray | memoryview) -> None:
-        """Queue one application message. Raises if the connection is closing or dead."""
+    def send_message(self, data: bytes | bytearray | memoryview) -> int:
+        """Queue one application message and return its number (0 for the first on this
+        connection; see :class:`~pulsewire.core.events.Death`). Raises if the connection
+        is closing or dead."""
         if self.death is not None or self._state is State.CLOSING:
             self._check_open("send")
         negotiated = self.negotiated
@@ -420,7 +495,9 @@ class Session:
             outbox = self._outbox = deque()
         outbox.append(message)
         self._pending_bytes += size
-        self._messages_sent += 1
+        number = self._messages_sent
+        self._messages_sent = number + 1
+        return number
 
     def message_consumed(self, size: int) -> None:
         """The application has taken a received message of ``size`` bytes: grant credit."""
@@ -471,9 +548,31 @@ class Session:
         self._clock = now
         self._close_code = int(code)
         self._close_reason = reason
-        self._close_frame = encode_control(FrameKind.CLOSE, Close(code, reason))
+        self._close_queued = True  # encoded when it goes out, with the counts of that moment
         self._close_deadline = now + self.policy.effective_close_timeout
         self._state = next_state(self._state, Trigger.LOCAL_CLOSE)
+
+    def refuse(self, now: float, code: int = CloseCode.OVERLOADED, reason: str = "") -> None:
+        """Refuse the connection instead of accepting its HELLO (the responder only, before
+        the handshake): CLOSE follows the preamble, and the session dies at once with
+        ``LOCAL_CLOSE``. A server at its connection limit answers this way."""
+        if self.initiator or self.negotiated is not None or self.death is not None:
+            raise UsageError("only a responder refuses, and only before the handshake")
+        if not CloseCode.is_valid(code):
+            raise UsageError(f"invalid close code {code}: use a CloseCode or 4000-4999")
+        if len(reason.encode()) > 1024:
+            raise UsageError("close reason longer than 1024 bytes")
+        self._clock = now
+        self._hello = None  # never sent: the peer learns it was refused, and why
+        self._queue_control(encode_control(FrameKind.CLOSE, Close(code, reason)))
+        self._die(
+            Reason.LOCAL_CLOSE,
+            Source.LOCAL,
+            now,
+            abort=False,
+            close_code=int(code),
+            close_reason=reason,
+        )
 
     # ------------------------------------------------------------------ network inputs
 
@@ -494,13 +593,23 @@ class Session:
                 else:
                     self._handle_pong(heartbeat, now)
                 return
-            for frame in decoder.feed(data):
+            frames = decoder.feed(data)
+            for frame in frames:
                 self._handle_frame(frame, now)
                 if self.death is not None:
                     return
             decoder.raise_pending()
         except ProtocolError as error:
             self._fail(error, now)
+            return
+        # The frame deadline: from the read that left a frame incomplete, until one whole.
+        if decoder.at_frame_boundary:
+            if self._frame_since != math.inf:
+                self._frame_since = math.inf
+                self._set_inbound_deadline()
+        elif frames or self._frame_since == math.inf:
+            self._frame_since = now
+            self._set_inbound_deadline()
 
     def receive_eof(self, now: float) -> None:
         """The peer closed its sending side (FIN)."""
@@ -523,12 +632,23 @@ class Session:
         *,
         source: Source = Source.KERNEL,
         error: Exception | None = None,
+        unwritten: int | None = None,
     ) -> None:
-        """The transport is gone; ``reason`` is mapped from the socket error by the driver."""
+        """The transport is gone; ``reason`` is mapped from the socket error by the driver.
+
+        ``unwritten``: the bytes of output the driver still held when the transport went
+        (see :meth:`output_unwritten`), if it knows; ``None`` when it cannot tell (asyncio
+        empties a failed transport's buffer before it says so): the messages it may have
+        held are then counted as in doubt, never as unsent.
+        """
         if self._state is State.DEAD:
             return
         if self._state is State.CLOSING and reason is Reason.EOF:
             reason = Reason.LOCAL_CLOSE
+        if unwritten is not None:
+            self.output_unwritten(unwritten)
+        else:
+            self._written_upto = self._out_offset
         self._die(reason, source, now, abort=True, error=error)
 
     def handle_timer(self, now: float) -> None:
@@ -541,6 +661,9 @@ class Session:
                 f"no CLOSE from the peer within {self.policy.effective_close_timeout} s"
             )
             self._die(Reason.LOCAL_CLOSE, Source.LOCAL, now, abort=True, error=late)
+            return
+        if now >= self._inbound_deadline:
+            self._fail(self._too_slow(now), now)
             return
         tracker = self._tracker
         if tracker is None:
@@ -594,7 +717,13 @@ class Session:
         budget = _UNLIMITED if budget is None else budget
         credit = self._send_credit
         sent = 0
+        whole = 0  # messages whose last chunk went out
         pack = HEADER.pack
+        # The driver reports what it still holds: remember where each message ends.
+        held = self._held if self._tracks_output else None
+        if held is None and self._tracks_output:
+            held = self._held = deque()
+        base = self._out_offset
         while outbox and budget > 0:
             message = outbox[0]
             offset = self._outbox_offset
@@ -609,6 +738,9 @@ class Session:
                 out += pack(FrameKind.DATA, FLAG_FIN, remaining)
                 out += message
                 outbox.popleft()
+                whole += 1
+                if held is not None:
+                    held.append((base + len(out), message))
                 credit -= remaining + MESSAGE_OVERHEAD
                 budget -= remaining
                 sent += remaining
@@ -632,11 +764,14 @@ class Session:
             if final:
                 outbox.popleft()
                 self._outbox_offset = 0
+                whole += 1
+                if held is not None:
+                    held.append((base + len(out), message))
             else:
                 self._outbox_offset = offset + size
         self._send_credit = credit
         self._pending_bytes -= sent
-        self._sent_bytes += sent
+        self._messages_out += whole
 
     def _grant_credit(self) -> None:
         # Report consumption in batches of a quarter window; but at once when the peer is
@@ -644,9 +779,17 @@ class Session:
         # may be held by the message it is sending, which we cannot consume until it ends.
         unreported = self._consumed_unreported
         if unreported and (unreported * 4 >= self._window or self._recv_credit <= MESSAGE_OVERHEAD):
+            starved = self._recv_credit <= MESSAGE_OVERHEAD
             self._consumed_unreported = 0
             self._recv_credit += unreported
-            self._queue_control(encode_control(FrameKind.CREDIT, Credit(unreported)))
+            consumed = self._messages_consumed if self._receipts else None
+            self._queue_control(encode_control(FrameKind.CREDIT, Credit(unreported, consumed)))
+            if self._message_since != math.inf:
+                if starved:
+                    # The peer could not go on with its message for want of credit: its
+                    # clock starts again now (dated by our latest input).
+                    self._message_since = self._clock
+                self._set_inbound_deadline()
 
     def _check_open(self, operation: str) -> None:
         if self.death is not None:
@@ -705,6 +848,9 @@ class Session:
             self._send_credit += payload.increment
             if self._send_credit > _MAX_CREDIT:
                 raise ProtocolError("peer granted absurd credit", CloseCode.FLOW_CONTROL)
+            consumed = payload.consumed
+            if consumed is not None and consumed != self._peer_consumed and self._receipts:
+                self._peer_consumed_up_to(consumed)
         elif isinstance(payload, Close):
             self._handle_close(payload, now)
 
@@ -758,6 +904,7 @@ class Session:
         features = Feature(hello.features) & FEATURES  # unknown bits: a newer peer's
         self._echo = Feature.ECHO in features
         self._progress = Feature.PROGRESS in features
+        self._receipts = Feature.RECEIPTS in features
         if self.initiator:
             # Our HELLO went out when the session started, and the responder sends its own
             # only once it has ours: the first round trip, measured before any ping.
@@ -817,14 +964,19 @@ class Session:
                 CloseCode.TOO_LARGE,
             )
         if not final:
+            if not self._partial:
+                self._message_since = now  # the message deadline runs from its first chunk
             self._partial.append(frame.payload)
             self._partial_size += size
+            self._set_inbound_deadline()
             return
         if self._partial:
             self._partial.append(frame.payload)
             data = b"".join(self._partial)
             self._partial.clear()
             self._partial_size = 0
+            self._message_since = math.inf
+            self._set_inbound_deadline()
         else:
             data = frame.payload
         self._messages_received += 1
@@ -860,10 +1012,10 @@ class Session:
 
     def _peer_consumed_up_to(self, consumed: int) -> None:
         """The peer's application has consumed ``consumed`` of our messages so far."""
-        if not self._peer_consumed <= consumed <= self._messages_sent:
+        if not self._peer_consumed <= consumed <= self._messages_out:
             raise ProtocolError(
                 f"peer reports {consumed} messages consumed, but {self._peer_consumed} were "
-                f"reported before and {self._messages_sent} were sent"
+                f"reported before and {self._messages_out} were sent whole"
             )
         self._peer_consumed = consumed
 
@@ -925,11 +1077,20 @@ class Session:
             self._refresh_suspicion(now, self.silence(now), SuspectCause.PEER_STUCK)
 
     def _handle_close(self, close: Close, now: float) -> None:
+        received = close.received
+        if received is not None and self._receipts:
+            if not self._peer_consumed <= received <= self._messages_out:
+                raise ProtocolError(
+                    f"peer's CLOSE reports {received} messages received, but "
+                    f"{self._peer_consumed} were consumed and {self._messages_out} sent whole"
+                )
+            self._peer_received = received
         if self._state is State.CLOSING:
             self._die(Reason.LOCAL_CLOSE, Source.LOCAL, now, abort=False)
             return
-        # Echo the code so the peer's close completes; anything still queued is moot.
-        self._queue_control(encode_control(FrameKind.CLOSE, Close(close.code)))
+        # Echo the code so the peer's close completes; anything still queued is moot (and
+        # reported as unsent).
+        self._queue_control(self._close_bytes(close.code))
         reason = Reason.PROTOCOL_ERROR if close.code in _PEER_BLAMES_US else Reason.EOF
         self._die(
             reason,
@@ -943,7 +1104,7 @@ class Session:
     def _fail(self, error: ProtocolError, now: float) -> None:
         """The peer broke the protocol: tell it why, then die."""
         reason_text = str(error).encode()[:1024].decode(errors="ignore")
-        self._queue_control(encode_control(FrameKind.CLOSE, Close(error.code, reason_text)))
+        self._queue_control(self._close_bytes(error.code, reason_text))
         self._die(
             Reason.PROTOCOL_ERROR,
             Source.LOCAL,
@@ -968,6 +1129,8 @@ class Session:
         self._state = next_state(self._state, Trigger.DIE)
         if reason is Reason.LOCAL_CLOSE and close_code is None:
             close_code, close_reason = self._close_code, self._close_reason
+        unsent = self._unsent()
+        delivered = max(self._peer_consumed, self._peer_received)
         self.death = Death(
             reason=reason,
             source=source,
@@ -976,11 +1139,70 @@ class Session:
             close_code=close_code,
             close_reason=close_reason,
             error=error,
+            messages_sent=self._messages_sent,
+            # Our own record of what reached the kernel wins over a peer that claims more.
+            delivered=min(delivered, self._messages_sent - len(unsent)),
+            unsent=unsent,
         )
         self._outbox = None
-        self._pending_bytes = 0
-        self._close_frame = None
+        self._held = None
+        self._close_queued = False
         self._partial.clear()
+        self._partial_size = 0
+        self._frame_since = self._message_since = self._inbound_deadline = math.inf
         if abort:
             self._control = None
         self._events.append(Died(self.death, abort))
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _unsent(self) -> tuple[bytes, ...]:
+        """The messages whose last byte the kernel never took, in order: those the driver
+        still holds (as it last reported), then the outbox (its head perhaps half sent)."""
+        unsent: list[bytes] = []
+        held = self._held
+        if held:
+            upto = self._written_upto
+            unsent += [message for end, message in held if end > upto]
+        if self._outbox:
+            unsent += self._outbox
+        return tuple(unsent)
+
+    def _unwritten_count(self) -> int:
+        """How many messages passed to send_message the kernel has not taken whole."""
+        held = self._held
+        upto = self._written_upto
+        in_driver = sum(1 for end, _ in held if end > upto) if held else 0
+        return self._messages_sent - self._messages_out + in_driver
+
+    def _close_bytes(self, code: int, reason: str = "") -> bytes:
+        """A CLOSE frame; with ``Feature.RECEIPTS`` it says how many messages we received."""
+        received = self._messages_received if self._receipts else None
+        return encode_control(FrameKind.CLOSE, Close(code, reason, received))
+
+    def _set_inbound_deadline(self) -> None:
+        """Recompute the deadline on what the peer started (see Limits)."""
+        limits = self.limits
+        deadline = self._frame_since + limits.frame_timeout
+        since = self._message_since
+        # No credit left: the peer waits for our application, which is no fault of its own.
+        if since != math.inf and self._recv_credit > MESSAGE_OVERHEAD:
+            grace = limits.message_timeout + self._partial_size / limits.min_message_rate
+            if since + grace < deadline:
+                deadline = since + grace
+        self._inbound_deadline = deadline
+
+    def _too_slow(self, now: float) -> ProtocolError:
+        limits = self.limits
+        if now >= self._frame_since + limits.frame_timeout:
+            text = (
+                f"a frame was not completed within frame_timeout ({limits.frame_timeout} s): "
+                f"{self._decoder.buffered} bytes of it in {now - self._frame_since:.1f} s"
+            )
+        else:
+            text = (
+                f"a message was not completed within message_timeout ({limits.message_timeout}"
+                f" s) plus 1 s per {limits.min_message_rate:g} bytes: {self._partial_size} "
+                f"bytes of it in {now - self._message_since:.1f} s"
+            )
+        return ProtocolError(text, CloseCode.TOO_SLOW)
