@@ -28,6 +28,7 @@ __all__ = [
     "PEER_RTT",
     "PEER_SUSPECT",
     "SCHEDULER_LATE",
+    "SCHEDULER_OVERLOADED",
     "SERVER_CLOSED",
     "SERVER_LISTENING",
 ]
@@ -43,7 +44,14 @@ HANDSHAKE_FAILED: Final = "peer.handshake_failed"
 CONNECTION_CLOSE: Final = "connection.close"  #: the local side started an orderly close
 HANDLER_ERROR: Final = "handler.error"  #: a user hook or handler raised
 KERNEL_OPTION_UNSUPPORTED: Final = "kernel.option_unsupported"  #: the platform lacks an option
-SCHEDULER_LATE: Final = "scheduler.late"  #: the deadline timer fired late: local stall
+#: the deadline timer fired late because the loop ran nothing for a while (a local stall):
+#: ``not_counted`` seconds are not counted against peers. At most one line per 10 s, with
+#: ``held_back``: how many more stalls there were since the last line.
+SCHEDULER_LATE: Final = "scheduler.late"
+#: the deadline timer fired ``lateness`` seconds late while the loop kept running: too much
+#: work (overload). Not compensated: deadlines and abuse limits keep real time. At most one
+#: line per 10 s, with ``held_back`` and the ``max_lateness`` so far.
+SCHEDULER_OVERLOADED: Final = "scheduler.overloaded"
 CLIENT_CONNECT_FAILED: Final = "client.connect_failed"  #: an attempt failed; retry_in says when
 CLIENT_DISCONNECTED: Final = "client.disconnected"  #: the client's connection died (reason)
 CLIENT_RECONNECTED: Final = "client.reconnected"  #: a new connection after a death
