@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from pulsewire.core import CloseCode, Death, Limits, Policy, Reason, Session, Source, State
+from pulsewire.core import CloseCode, Death, Limits, Policy, Reason, Session, Source
 from pulsewire.core.frames import PREAMBLE, Close, Credit, FrameKind, Pong
 from pulsewire.errors import UsageError
 from pulsewire.testing import SessionPair, WireMode, control_frame, data_frame, parse_frames
@@ -195,7 +195,7 @@ def test_a_peer_claiming_more_than_it_could_have_is_a_protocol_error(frame: byte
 
 def test_a_responder_refuses_with_a_close_after_its_preamble() -> None:
     session = Session(POLICY, now=0.0, initiator=False)
-    session.refuse(0.0, CloseCode.OVERLOADED, "at the connection limit (10)")
+    session.close_now(0.0, CloseCode.OVERLOADED, "at the connection limit (10)")
     out = bytes(session.data_to_send())
     assert out.startswith(PREAMBLE)
     (frame,) = parse_frames(out)
@@ -214,13 +214,22 @@ def test_a_responder_refuses_with_a_close_after_its_preamble() -> None:
     assert refused.close_reason == "at the connection limit (10)"
 
 
-def test_only_a_responder_refuses_and_only_before_its_handshake() -> None:
-    with pytest.raises(UsageError, match="only a responder"):
-        Session(now=0.0).refuse(0.0)
-    established = connected(initiator=False)
-    assert established.state is State.ALIVE
-    with pytest.raises(UsageError, match="only a responder"):
-        established.refuse(0.0)
+def test_closing_now_sends_close_ahead_of_queued_data_and_reports_it_unsent() -> None:
+    session = connected(POLICY, initiator=False)
+    session.send_message(b"queued")
+    session.close_now(1.0, CloseCode.OVERLOADED, "over the inbound budget")
+    (close,) = sent_controls(session)
+    assert (close.code, close.reason) == (CloseCode.OVERLOADED, "over the inbound budget")  # type: ignore[union-attr]
+    death = death_of(session)
+    assert death.reason is Reason.LOCAL_CLOSE
+    assert death.unsent == (b"queued",)
+    session.close_now(2.0, CloseCode.NORMAL)  # dead already: nothing more
+    assert session.data_to_send() == b""
+
+
+def test_closing_now_checks_its_code() -> None:
+    with pytest.raises(UsageError, match="invalid close code"):
+        Session(now=0.0, initiator=False).close_now(0.0, 999)
 
 
 def test_close_reports_our_received_count_to_a_peer_with_receipts() -> None:

@@ -552,19 +552,24 @@ class Session:
         self._close_deadline = now + self.policy.effective_close_timeout
         self._state = next_state(self._state, Trigger.LOCAL_CLOSE)
 
-    def refuse(self, now: float, code: int = CloseCode.OVERLOADED, reason: str = "") -> None:
-        """Refuse the connection instead of accepting its HELLO (the responder only, before
-        the handshake): CLOSE follows the preamble, and the session dies at once with
-        ``LOCAL_CLOSE``. A server at its connection limit answers this way."""
-        if self.initiator or self.negotiated is not None or self.death is not None:
-            raise UsageError("only a responder refuses, and only before the handshake")
+    def close_now(self, now: float, code: int, reason: str = "") -> None:
+        """Close at once, without waiting for the peer: CLOSE goes out (ahead of any queued
+        DATA, which is reported in ``Death.unsent``) and the session dies with
+        ``LOCAL_CLOSE``; the driver flushes and closes the transport.
+
+        Before a responder's handshake this is a refusal: the peer gets the preamble and
+        CLOSE instead of a HELLO (a server at its connection limit answers this way).
+        A server also sheds a connection so, when it must free what that peer holds.
+        """
+        if self.death is not None:
+            return
         if not CloseCode.is_valid(code):
             raise UsageError(f"invalid close code {code}: use a CloseCode or 4000-4999")
         if len(reason.encode()) > 1024:
             raise UsageError("close reason longer than 1024 bytes")
         self._clock = now
-        self._hello = None  # never sent: the peer learns it was refused, and why
-        self._queue_control(encode_control(FrameKind.CLOSE, Close(code, reason)))
+        self._hello = None  # a responder that has not accepted yet never will
+        self._queue_control(self._close_bytes(code, reason))
         self._die(
             Reason.LOCAL_CLOSE,
             Source.LOCAL,
