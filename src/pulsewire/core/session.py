@@ -119,6 +119,10 @@ PING_TOLERANCE = 0.5
 _PING_BURST = 3.0
 
 
+#: Frames decoded at a time from one read (see receive_data).
+FRAME_BATCH = 128
+
+
 def _message_bytes(data: object) -> bytes:
     """A copy of a bytes-like message; anything else is the caller's mistake, said plainly
     (``bytes(5)`` would be five zero bytes, ``bytes(None)`` a puzzling TypeError)."""
@@ -598,11 +602,19 @@ class Session:
                 else:
                     self._handle_pong(heartbeat, now)
                 return
-            frames = decoder.feed(data)
-            for frame in frames:
-                self._handle_frame(frame, now)
-                if self.death is not None:
-                    return
+            # Decoded FRAME_BATCH frames at a time: a peer whose first frames kill the
+            # connection (a ping flood, say) costs the decoding of one batch, not of every
+            # frame it managed to pack into the read.
+            frames = decoder.feed(data, FRAME_BATCH)
+            completed = bool(frames)
+            while True:
+                for frame in frames:
+                    self._handle_frame(frame, now)
+                    if self.death is not None:
+                        return
+                if len(frames) < FRAME_BATCH:
+                    break
+                frames = decoder.feed(b"", FRAME_BATCH)  # the rest of the read
             decoder.raise_pending()
         except ProtocolError as error:
             self._fail(error, now)
@@ -612,7 +624,7 @@ class Session:
             if self._frame_since != math.inf:
                 self._frame_since = math.inf
                 self._set_inbound_deadline()
-        elif frames or self._frame_since == math.inf:
+        elif completed or self._frame_since == math.inf:
             self._frame_since = now
             self._set_inbound_deadline()
 
