@@ -72,7 +72,7 @@ def test_heartbeats_on_an_idle_connection_set_no_inbound_deadline() -> None:
     assert (session.next_deadline() or 0.0) > 30.0  # the heartbeat, not a frame deadline
 
 
-def test_a_message_dribbled_in_one_byte_chunks_is_closed_at_the_message_deadline() -> None:
+def test_a_message_dribbled_in_one_byte_chunks_is_closed_at_the_end_of_its_window() -> None:
     session = connected(PATIENT, LIMITS)
     now, died_at = 1.0, None
     while died_at is None:
@@ -84,14 +84,24 @@ def test_a_message_dribbled_in_one_byte_chunks_is_closed_at_the_message_deadline
         else:
             session.receive_data(data_frame(b"x", fin=False), now)  # each frame is whole
             now += 1.0
-    too_slow(session, "message was not completed within message_timeout (5.0 s)")
-    # From its first chunk at 1.0: 5 s, plus 1 s per 100 bytes of it (6 by then).
-    assert died_at == pytest.approx(1.0 + 5.0 + 6 / 100)
+    too_slow(session, "a message grew by 5 bytes in 5.0 s, less than min_message_rate (100")
+    assert died_at == 1.0 + LIMITS.message_timeout  # from its first chunk
+
+
+def test_a_head_start_buys_a_dribbler_one_window_at_most() -> None:
+    session = connected(PATIENT, LIMITS)
+    session.receive_data(data_frame(b"x" * 10_000, fin=False), 1.0)  # twenty windows' worth
+    session.handle_timer(6.0)  # the first window: it grew by 10,000 bytes, more than 500
+    assert session.death is None
+    for second in range(7, 11):
+        session.receive_data(data_frame(b"x", fin=False), float(second))
+    assert session.next_deadline() == 11.0
+    session.handle_timer(11.0)  # the second: 4 bytes
+    too_slow(session, "a message grew by 4 bytes in 5.0 s")
 
 
 def test_a_slow_message_that_keeps_its_rate_is_never_cut_off() -> None:
-    limits = Limits(frame_timeout=2.0, message_timeout=5.0, min_message_rate=100.0)
-    session = connected(limits=limits)
+    session = connected(PATIENT, LIMITS)
     now = 1.0
     for _ in range(60):  # 200 bytes a second for a minute, twice the minimum rate
         session.receive_data(data_frame(b"x" * 200, fin=False), now)
@@ -116,12 +126,12 @@ def test_the_message_clock_stops_while_the_peer_has_no_credit() -> None:
     assert (session.next_deadline() or 0.0) > 30.0
     session.receive_data(control_frame(Ping(1, 20.0)), 20.0)  # the peer lives on
     session.data_to_send()
-    # Our application takes the first message: credit goes out, and the message's clock
-    # starts again at the latest input (20.0), with 1 s per 100 bytes already received.
+    # Our application takes the first message: credit goes out, and a new window starts
+    # at the latest input (20.0).
     session.message_consumed(500)
-    assert session.next_deadline() == 20.0 + 5.0 + 495 / 100.0
-    session.handle_timer(20.0 + 5.0 + 495 / 100.0)
-    too_slow(session, "message was not completed")
+    assert session.next_deadline() == 20.0 + 5.0
+    session.handle_timer(25.0)  # and the peer did not go on
+    too_slow(session, "a message grew by 0 bytes in 5.0 s")
 
 
 def test_inbound_held_counts_incomplete_frames_messages_and_unconsumed_messages() -> None:

@@ -11,14 +11,17 @@ Times are ``time.monotonic()``, one clock for every process of the machine.
         {"flooder": i, "started": t, "closed": t, "code": close code or null}. With
         ``--silent K``, K connections opened while the flood runs say nothing at all:
         {"silent": i, "opened": t, "closed": t, "code": ...}.
-    attackers.py slowloris --port P --count N --prefix B --every S --for T
+    attackers.py slowloris --port P --count N --frames K --prefix B --every S --for T
         N raw-socket peers that handshake, send the first B bytes of a message as fast as
-        they can, then one 1-byte chunk every S seconds, for at most T seconds:
-        {"slowloris": i, "started": t (the first chunk), "closed": t, "code": ...}.
+        they can, then one 1-byte chunk every S seconds (the first K of them: the header of
+        a 16 KiB chunk, then one byte of it every S seconds), for at most T seconds:
+        {"slowloris": i, "frame": bool, "started": t (the first chunk), "closed": t,
+        "code": ...}.
     attackers.py connect-flood --port P --attempts N --for T
-        N connection attempts as fast as they go (non-blocking, from 127.0.0.2-9), each
-        held open and silent until the server closes it or T seconds pass:
-        {"attempted": N, "connected": n, "closed_by_server": n, "codes": {...}}.
+        N connection attempts as fast as they go (non-blocking, 1024 at a time, from
+        127.0.0.2-9, each given up after 1 s), each held open and silent until the server
+        closes it or T seconds pass: {"attempted": n, "connected": n, "failed": n,
+        "closed_by_server": n, "codes": {close code: count}}.
     attackers.py healthy --port P --count N --interval S --for T
         N pulsewire clients (policy interval S, timeout 10 S) that ping on demand every
         S/2 seconds for T seconds: {"rtt": seconds, "client": i} per answer,
@@ -202,6 +205,7 @@ async def run_flood(args: argparse.Namespace) -> None:
 
 
 async def slowloris(index: int, args: argparse.Namespace, deadline: float) -> None:
+    frame = index < args.frames
     peer = await open_raw(args.port)
     await peer.write(ABSURD_HELLO)
     started = None
@@ -212,13 +216,17 @@ async def slowloris(index: int, args: argparse.Namespace, deadline: float) -> No
             chunk = 16 * 1024
             for _ in range(args.prefix // chunk):  # a message begun in earnest ...
                 await peer.write(frame_header(FrameKind.DATA, 0, chunk) + bytes(chunk))
-            while not peer.ended.done():  # ... then one byte at a time
+            dribble = frame_header(FrameKind.DATA, 0, 1) + b"x"  # ... then a byte at a time
+            if frame:
+                await peer.write(frame_header(FrameKind.DATA, 0, chunk))
+                dribble = b"x"
+            while not peer.ended.done():
                 await asyncio.sleep(args.every)
-                if not await peer.write(frame_header(FrameKind.DATA, 0, 1) + b"x"):
+                if not await peer.write(dribble):
                     break
     closed = await peer.closed_by(deadline)
     peer.close()
-    say(slowloris=index, started=started, closed=closed, code=peer.code)
+    say(slowloris=index, frame=frame, started=started, closed=closed, code=peer.code)
 
 
 async def run_slowloris(args: argparse.Namespace) -> None:
@@ -250,7 +258,7 @@ async def run_connect_flood(args: argparse.Namespace) -> None:
         sock.setblocking(False)
         try:
             sock.bind((f"127.0.0.{2 + i % 8}", 0))  # spread over sources: ports for all
-            async with asyncio.timeout(2.0):
+            async with asyncio.timeout(1.0):  # a full backlog drops SYNs: give up soon
                 await loop.sock_connect(sock, ("127.0.0.1", args.port))
         except (OSError, TimeoutError):
             failed += 1
@@ -262,16 +270,17 @@ async def run_connect_flood(args: argparse.Namespace) -> None:
         task.add_done_callback(held.discard)
 
     pending: set[asyncio.Task[None]] = set()
+    attempted = 0
     for i in range(args.attempts):
         if time.monotonic() > deadline:
             break
         task = asyncio.create_task(attempt(i))
+        attempted += 1
         pending.add(task)
         task.add_done_callback(pending.discard)
-        if len(pending) >= 256:  # at most this many handshakes in flight
+        if len(pending) >= 1024:  # at most this many TCP handshakes in flight
             await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
     await asyncio.gather(*pending)
-    attempted = args.attempts
     if held:
         await asyncio.gather(*held)
     say(
@@ -324,6 +333,7 @@ def main() -> None:
     parser.add_argument("--over", type=float, default=0.0)
     parser.add_argument("--silent", type=int, default=0)
     parser.add_argument("--prefix", type=int, default=1024 * 1024)
+    parser.add_argument("--frames", type=int, default=0)
     parser.add_argument("--every", type=float, default=1.0)
     parser.add_argument("--for", type=float, default=20.0)
     parser.add_argument("--attempts", type=int, default=1000)

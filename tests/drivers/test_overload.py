@@ -8,13 +8,7 @@ deadline keeps the test short).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import sys
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 import structlog
@@ -22,43 +16,6 @@ import structlog
 import pulsewire
 from pulsewire import CloseCode, logevents
 from pulsewire.asyncio.scheduler import scheduler_for
-
-ATTACKERS = Path(__file__).with_name("attackers.py")
-
-
-class Process:
-    """A running ``attackers.py``: its JSON lines, and its end (killed by PID if need be)."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[dict[str, Any]] = []
-
-    async def read_until(self, key: str, count: int = 1, within: float = 60.0) -> None:
-        """Read lines until ``count`` of them have ``key`` (or the process ends)."""
-        assert self.process.stdout is not None
-        async with asyncio.timeout(within):
-            while sum(key in line for line in self.lines) < count:
-                raw = await self.process.stdout.readline()
-                if not raw:
-                    raise EOFError(f"attackers.py ended (exit {self.process.returncode})")
-                self.lines.append(json.loads(raw))
-
-    def where(self, key: str) -> list[dict[str, Any]]:
-        return [line for line in self.lines if key in line]
-
-
-@contextlib.asynccontextmanager
-async def attackers(*args: str) -> AsyncIterator[Process]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(ATTACKERS), *args, stdout=asyncio.subprocess.PIPE
-    )
-    try:
-        yield Process(process)
-    finally:
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()  # by its PID: ours
-        await process.wait()
 
 
 class Watcher(pulsewire.Server):
@@ -89,27 +46,24 @@ HEALTHY_INTERVAL = 0.1  # timeout 1 s: SUSPECT after 0.55 s of silence
 
 @pytest.mark.slow
 @pytest.mark.asyncio
-async def test_300_ping_flooders_are_shed_and_healthy_clients_notice_nothing() -> None:
+async def test_300_ping_flooders_are_shed_and_healthy_clients_notice_nothing(start_script):
     watcher = Watcher()
     policy = pulsewire.Policy(handshake_timeout=HANDSHAKE_TIMEOUT)
     scheduler = scheduler_for(asyncio.get_running_loop())
     async with await pulsewire.serve(watcher, policy=policy) as listener:
         port = str(listener.port)
-        healthy_for = str(RAMP + 8.0)
-        async with (
-            attackers(
-                "healthy", "--port", port, "--count", "2",
-                "--interval", str(HEALTHY_INTERVAL), "--for", healthy_for,
-            ) as healthy,
-        ):  # fmt: skip
-            await healthy.read_until("connected", 2, within=20)
-            stalled_before = scheduler.stalled
-            async with attackers(
-                "flood", "--port", port, "--count", str(FLOODERS),
-                "--over", str(RAMP), "--silent", str(SILENT),
-            ) as flood:  # fmt: skip
-                await flood.read_until("done", within=RAMP + 30)
-            await healthy.read_until("done", within=RAMP + 30)
+        healthy = await start_script(
+            "attackers.py", "healthy", "--port", port, "--count", "2",
+            "--interval", str(HEALTHY_INTERVAL), "--for", str(RAMP + 8.0),
+        )  # fmt: skip
+        await healthy.read_until("connected", 2, within=20)
+        stalled_before = scheduler.stalled
+        flood = await start_script(
+            "attackers.py", "flood", "--port", port, "--count", str(FLOODERS),
+            "--over", str(RAMP), "--silent", str(SILENT),
+        )  # fmt: skip
+        await flood.read_until("done", within=RAMP + 30)
+        await healthy.read_until("done", within=RAMP + 30)
         stats = listener.stats()
     flooders = flood.where("flooder")
     silent = flood.where("silent")

@@ -321,11 +321,12 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     close it with ``CloseCode.TOO_SLOW`` instead):
 
     - a frame whose first bytes have arrived must be whole within ``frame_timeout``;
-    - a message whose first chunk has arrived must be whole within ``message_timeout``
-      plus one second for every ``min_message_rate`` bytes of it received so far (a slow
-      link that keeps moving is never cut off; a peer that dribbles is, within about
-      ``message_timeout``). The clock stops while the peer has no credit left to send
-      with: waiting for our application is not the peer's fault.
+    - a message whose first chunk has arrived must, in every ``message_timeout`` seconds
+      from then until it is whole, grow by at least ``min_message_rate *
+      message_timeout`` bytes: a slow link that keeps moving is never cut off, however
+      large the message; a peer that dribbles is, within two windows, however much it
+      sent first. The windows stop while the peer has no credit left to send with:
+      waiting for our application is not its fault.
     """
 
     max_frame_size: int = 64 * 1024  #: largest DATA frame payload accepted
@@ -333,8 +334,8 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     receive_window: int | None = None  #: default: ``max_message_size``
     chunk_size: int = 16 * 1024  #: outgoing DATA is cut into frames of at most this size
     frame_timeout: float = 30.0  #: a started frame must be whole within this, seconds
-    message_timeout: float = 60.0  #: a started message must be whole within this, seconds ...
-    min_message_rate: float = 1024.0  #: ... plus 1 s per this many bytes of it received
+    message_timeout: float = 30.0  #: a started message is checked every this many seconds ...
+    min_message_rate: float = 1024.0  #: ... and must have grown by this many bytes a second
 
     def __post_init__(self) -> None:
         for name in ("max_frame_size", "max_message_size", "chunk_size"):

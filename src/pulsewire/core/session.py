@@ -166,6 +166,7 @@ class Session:
         "_held",
         "_hello",
         "_inbound_deadline",
+        "_message_mark",
         "_message_since",
         "_messages_consumed",
         "_messages_out",
@@ -279,10 +280,11 @@ class Session:
         self._partial_size = 0
         self._recv_credit = self._window
         # Deadlines on what the peer started (see Limits): when the incomplete frame in the
-        # decoder began, when the incomplete message began (or got credit again), and the
-        # earlier of the two deadlines they make, kept ready for next_deadline().
+        # decoder began; when the current window of the incomplete message began, and its
+        # size then; the earlier of the deadlines they make, kept ready for next_deadline().
         self._frame_since = math.inf
         self._message_since = math.inf
+        self._message_mark = 0
         self._inbound_deadline = math.inf
         self._consumed_unreported = 0
         self._ping_seq = 0  # also the count of PINGs sent
@@ -679,7 +681,7 @@ class Session:
             )
             self._die(Reason.LOCAL_CLOSE, Source.LOCAL, now, abort=True, error=late)
             return
-        if now >= self._inbound_deadline:
+        if now >= self._inbound_deadline and not self._inbound_progressed(now):
             self._fail(self._too_slow(now), now)
             return
         tracker = self._tracker
@@ -804,8 +806,9 @@ class Session:
             if self._message_since != math.inf:
                 if starved:
                     # The peer could not go on with its message for want of credit: its
-                    # clock starts again now (dated by our latest input).
+                    # window starts again now (dated by our latest input).
                     self._message_since = self._clock
+                    self._message_mark = self._partial_size
                 self._set_inbound_deadline()
 
     def _check_open(self, operation: str) -> None:
@@ -981,19 +984,21 @@ class Session:
                 CloseCode.TOO_LARGE,
             )
         if not final:
-            if not self._partial:
-                self._message_since = now  # the message deadline runs from its first chunk
+            if not self._partial:  # the message's first window starts with its first chunk
+                self._message_since = now
+                self._message_mark = 0
+                self._set_inbound_deadline()
             self._partial.append(frame.payload)
             self._partial_size += size
-            self._set_inbound_deadline()
             return
         if self._partial:
             self._partial.append(frame.payload)
             data = b"".join(self._partial)
             self._partial.clear()
             self._partial_size = 0
-            self._message_since = math.inf
-            self._set_inbound_deadline()
+            if self._message_since != math.inf:
+                self._message_since = math.inf
+                self._set_inbound_deadline()
         else:
             data = frame.payload
         self._messages_received += 1
@@ -1204,10 +1209,24 @@ class Session:
         since = self._message_since
         # No credit left: the peer waits for our application, which is no fault of its own.
         if since != math.inf and self._recv_credit > MESSAGE_OVERHEAD:
-            grace = limits.message_timeout + self._partial_size / limits.min_message_rate
-            if since + grace < deadline:
-                deadline = since + grace
+            window_end = since + limits.message_timeout
+            if window_end < deadline:
+                deadline = window_end
         self._inbound_deadline = deadline
+
+    def _inbound_progressed(self, now: float) -> bool:
+        """At an inbound deadline: True if only a message's window ended, and the message
+        grew enough in it (a new window starts); False if the peer is too slow."""
+        limits = self.limits
+        if now >= self._frame_since + limits.frame_timeout:
+            return False
+        grown = self._partial_size - self._message_mark
+        if grown < limits.min_message_rate * limits.message_timeout:
+            return False
+        self._message_since = now
+        self._message_mark = self._partial_size
+        self._set_inbound_deadline()
+        return True
 
     def _too_slow(self, now: float) -> ProtocolError:
         limits = self.limits
@@ -1217,9 +1236,10 @@ class Session:
                 f"{self._decoder.buffered} bytes of it in {now - self._frame_since:.1f} s"
             )
         else:
+            grown = self._partial_size - self._message_mark
             text = (
-                f"a message was not completed within message_timeout ({limits.message_timeout}"
-                f" s) plus 1 s per {limits.min_message_rate:g} bytes: {self._partial_size} "
-                f"bytes of it in {now - self._message_since:.1f} s"
+                f"a message grew by {grown} bytes in {now - self._message_since:.1f} s, less "
+                f"than min_message_rate ({limits.min_message_rate:g} bytes/s) over "
+                f"message_timeout ({limits.message_timeout} s)"
             )
         return ProtocolError(text, CloseCode.TOO_SLOW)
