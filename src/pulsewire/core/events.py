@@ -51,7 +51,8 @@ class Death:
 
     ``pulsewire.core`` counts what it hands to its driver as handed to the kernel unless
     the driver reports otherwise; the asyncio driver does report what its transport still
-    holds (see ``docs/delivery.md`` for where that reading is exact and where it is not).
+    holds (the *Delivery* page of the documentation says where that reading is exact and
+    where it is not).
     """
 
     reason: Reason
