@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import resource
 import sys
 
@@ -25,11 +24,14 @@ from pulsewire.asyncio.scheduler import scheduler_for
 
 
 def rss() -> tuple[int, int]:
-    """Resident set now, and at its peak, in bytes."""
-    with open("/proc/self/statm") as statm:
-        now = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return now, peak
+    """Resident set now, and at its peak, in bytes: VmRSS and VmHWM of this process's own
+    memory (``getrusage``'s ru_maxrss would include the parent's peak: it survives exec)."""
+    fields = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            fields[name] = value
+    return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
 
 
 async def serve(args: argparse.Namespace) -> None:
