@@ -13,7 +13,7 @@ def test_connections_beyond_the_limit_are_refused_until_one_goes() -> None:
     load: ServerLoad[str] = ServerLoad(ServerLimits(), max_connections=2)
     assert [load.admit() for _ in range(3)] == [True, True, False]
     assert (load.connections, load.refused) == (2, 1)
-    load.release("a")
+    load.release()
     assert load.admit()
 
 
@@ -43,7 +43,7 @@ def test_a_connection_that_drains_stops_counting() -> None:
     load.hold("a", 0, 0)
     assert load.held == 0
     assert load.hold("b", 100, 100) == []
-    load.release("b")
+    load.hold("b", 0, 0)  # dead: it holds nothing any more
     assert load.held == 0
 
 

@@ -133,10 +133,10 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         self.on_events: Callable[[Sequence[Event]], None] | None = None
         #: Told when DATA queued by ``send()`` went to the transport.
         self.on_send_progress: Callable[[], None] | None = None
-        #: Told when the bytes the peer makes us hold change: ``(held, incomplete)``, the
-        #: session's ``inbound_held`` and ``inbound_incomplete`` (set by a server with an
-        #: inbound budget).
-        self.on_inbound: Callable[[int, int], None] | None = None
+        #: Told when the bytes the peer makes us hold change: ``(protocol, held,
+        #: incomplete)``, the session's ``inbound_held`` and ``inbound_incomplete`` (0 once
+        #: dead); set by a server with an inbound budget, one callable for all its protocols.
+        self.on_inbound: Callable[[PulsewireProtocol, int, int], None] | None = None
         self.session: Session | None = None
         self.transport: asyncio.Transport | None = None
         self.scheduled_in: Tick | None = None
@@ -341,7 +341,7 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         if held != self._inbound_held:
             self._inbound_held = held
             assert self.on_inbound is not None
-            self.on_inbound(held, session.inbound_incomplete if held else 0)
+            self.on_inbound(self, held, session.inbound_incomplete if held else 0)
 
     def abort(self) -> None:
         """Drop the connection now, as this side's own decision (no CLOSE frame).

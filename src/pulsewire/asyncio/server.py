@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import socket
 import ssl as _ssl
@@ -163,9 +162,11 @@ class Listener:
         )
         self.name = name
         self._log = log if log is not None else _log
-        self._load: ServerLoad[Connection] = ServerLoad(
+        self._load: ServerLoad[PulsewireProtocol] = ServerLoad(
             server_limits, max_connections=max_connections_for(server_limits)
         )
+        # One callable for every protocol: an idle connection carries no closure of its own.
+        self._on_inbound = self._inbound_changed
         self._refusing: set[Connection] = set()  # refused: no death of theirs is counted
         self._refused_log = Throttle(_LOG_INTERVAL)
         self._shed_log = Throttle(_LOG_INTERVAL)
@@ -318,7 +319,7 @@ class Listener:
             self._refusing.discard(connection)  # counted as refused, logged as such
             return
         self._connections.discard(connection)
-        self._load.release(connection)
+        self._load.release()
         if connection.negotiated is None:
             self._handshake_failures[death.reason.value] += 1
             held = self._handshake_log.allow()
@@ -384,12 +385,10 @@ class Listener:
             CloseCode.OVERLOADED, f"the server is at its connection limit ({limit})"
         )
 
-    def _inbound_changed(self, connection: Connection, held: int, incomplete: int) -> None:
+    def _inbound_changed(self, protocol: PulsewireProtocol, held: int, incomplete: int) -> None:
         """A connection holds more or less for its peer: shed the largest holders if the
         server as a whole holds more than its budget."""
-        if connection not in self._connections:
-            return
-        for victim in self._load.hold(connection, held, incomplete):
+        for victim in self._load.hold(protocol, held, incomplete):
             logged = self._shed_log.allow()
             if logged is not None:
                 self._log.warning(
@@ -422,9 +421,9 @@ class Listener:
             initiator=False,
             log=self._log,
         )
-        connection = Connection(protocol, observer=self)  # it joins the listener once connected
+        Connection(protocol, observer=self)  # it joins the listener once connected
         if self._load.budget is not None:
-            protocol.on_inbound = functools.partial(self._inbound_changed, connection)
+            protocol.on_inbound = self._on_inbound
         return protocol
 
     async def _run_handler(self, connection: Connection) -> None:

@@ -7,10 +7,11 @@ does no I/O, so every driver applies the same rules:
 
 - :meth:`ServerLoad.admit` when a connection arrives: False at ``max_connections``;
 - :meth:`ServerLoad.hold` whenever the bytes a connection holds change (its session's
-  ``inbound_held`` and ``inbound_incomplete``): it returns the connections to shed to get
-  back within ``inbound_budget``, the largest incomplete frame or message first (what a
-  slow or hostile sender makes us hold), then the largest backlog of unconsumed messages;
-- :meth:`ServerLoad.release` when a connection is gone.
+  ``inbound_held`` and ``inbound_incomplete``; 0 once it is dead): it returns the
+  connections to shed to get back within ``inbound_budget``, the largest incomplete frame
+  or message first (what a slow or hostile sender makes us hold), then the largest backlog
+  of unconsumed messages;
+- :meth:`ServerLoad.release` when an admitted connection is gone.
 """
 
 from __future__ import annotations
@@ -62,10 +63,9 @@ class ServerLoad(Generic[K]):
         self.connections += 1
         return True
 
-    def release(self, key: K) -> None:
-        """An admitted connection is gone."""
+    def release(self) -> None:
+        """An admitted connection is gone (what it held is reported as 0 by :meth:`hold`)."""
         self.connections -= 1
-        self._forget(key)
 
     def hold(self, key: K, held: int, incomplete: int) -> list[K]:
         """Connection ``key`` now holds ``held`` bytes, ``incomplete`` of them in a frame or
