@@ -159,6 +159,16 @@ def valid_frames() -> list[ValidFrame]:
             "CREDIT of 65536 bytes",
             encode_control(FrameKind.CREDIT, Credit(65536)),
         ),
+        _valid(
+            "close-receipt",
+            "CLOSE 1000 with Feature.RECEIPTS: 7 messages received from the peer, all told",
+            encode_control(FrameKind.CLOSE, Close(1000, received=7)),
+        ),
+        _valid(
+            "credit-receipt",
+            "CREDIT of 4096 bytes with Feature.RECEIPTS: 3 messages consumed so far",
+            encode_control(FrameKind.CREDIT, Credit(4096, consumed=3)),
+        ),
         _valid("data", "DATA: the whole message 'hello' (FIN set)", _data(b"hello", fin=True)),
         _valid(
             "data-chunk",

@@ -218,7 +218,8 @@ def test_verbose_logs_one_line_per_event_on_stderr() -> None:
     # The shape the command line has always printed: time, [level], event, fields.
     assert re.fullmatch(
         r"\d\d:\d\d:\d\d \[info\s*\] server\.listening\s+"
-        r"addresses=\['127\.0\.0\.1:\d+'\] name=pulsewire-serve\n",
+        r"addresses=\['127\.0\.0\.1:\d+'\] inbound_budget=\d+ max_connections=\d+ "
+        r"name=pulsewire-serve\n",
         first,
     ), first
 

@@ -73,6 +73,8 @@ def test_the_file_covers_every_frame_kind_and_close_code_a_receiver_sends() -> N
         CloseCode.NORMAL,
         CloseCode.GOING_AWAY,
         CloseCode.HANDSHAKE_TIMEOUT,  # a matter of time, not of bytes
+        CloseCode.TOO_SLOW,  # so is a frame left incomplete
+        CloseCode.OVERLOADED,  # the receiver's own load
         CloseCode.INTERNAL_ERROR,  # the receiver's own failure
     }
     assert sent == {code.value for code in peer_faults}

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 from typing import Any, TypeAlias, final
 
 import structlog
@@ -28,7 +30,7 @@ from structlog.stdlib import ProcessorFormatter
 from structlog.testing import LogCapture
 from structlog.typing import BindableLogger
 
-__all__ = ["LOGGER_NAME", "EventLogger", "LoggerLike", "get_logger"]
+__all__ = ["LOGGER_NAME", "EventLogger", "LoggerLike", "Throttle", "get_logger"]
 
 #: The root of pulsewire's loggers in the standard ``logging`` tree.
 LOGGER_NAME = "pulsewire"
@@ -155,3 +157,43 @@ def get_logger(name: str = LOGGER_NAME) -> EventLogger:
 def event_logger(logger: LoggerLike | None, default: EventLogger) -> EventLogger:
     """The :class:`EventLogger` for a ``logger=`` argument (``None``: ``default``)."""
     return default if logger is None else EventLogger(logger)
+
+
+@final
+class Throttle:
+    """Bounds the rate of one kind of log line: ``burst`` lines per ``interval`` seconds.
+
+    Under attack one event can happen thousands of times a second (a refused connection,
+    a failed ``accept()``); the log gets the first few in full, then one line per interval
+    that says how many were held back since the last line.
+    """
+
+    __slots__ = ("_clock", "_passed", "_window_start", "burst", "held_back", "interval")
+
+    def __init__(
+        self,
+        interval: float = 10.0,
+        burst: int = 1,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self.burst = burst
+        self._clock = clock
+        self._window_start = -interval
+        self._passed = 0
+        self.held_back = 0  #: lines held back since the last one let through
+
+    def allow(self) -> int | None:
+        """``None``: hold this line back (it is counted). Otherwise log it, with the count
+        this returns of the lines held back before it."""
+        now = self._clock()
+        if now - self._window_start >= self.interval:
+            self._window_start = now
+            self._passed = 0
+        if self._passed < self.burst:
+            self._passed += 1
+            held, self.held_back = self.held_back, 0
+            return held
+        self.held_back += 1
+        return None

@@ -130,9 +130,11 @@ class LocalClosedError(ConnectionClosedError):
     @staticmethod
     def _message(death: Death) -> str:
         if death.close_code is None:
-            return "the connection was closed by this side (abort() was called)"
-        code = "" if death.close_code == NORMAL_CODE else f" with code {death.close_code}"
-        text = f"the connection was closed by this side (close() was called{code})"
-        if death.error is not None:  # e.g. the peer never answered our CLOSE
-            text += f"; {death.error}"
-        return text
+            text = "the connection was closed by this side (abort() was called)"
+        else:
+            code = "" if death.close_code == NORMAL_CODE else f" with code {death.close_code}"
+            text = f"the connection was closed by this side (close() was called{code})"
+            if death.error is not None:  # e.g. the peer never answered our CLOSE
+                text += f"; {death.error}"
+        loss = death.describe_loss()
+        return f"{text}; {loss}" if loss else text

@@ -113,7 +113,8 @@ def test_a_session_announces_its_features() -> None:
     frames = parse_frames(session.data_to_send())
     (hello,) = [frame for frame in frames if frame.kind is FrameKind.HELLO]
     decoded = msgspec.msgpack.decode(hello.payload, type=Hello)
-    assert Feature(decoded.features) == FEATURES == Feature.ECHO | Feature.PROGRESS
+    assert Feature(decoded.features) == FEATURES
+    assert FEATURES == Feature.ECHO | Feature.PROGRESS | Feature.RECEIPTS
 
 
 def test_a_peer_without_features_sees_the_wire_it_always_saw() -> None:
@@ -156,10 +157,7 @@ def test_an_echo_sample_subtracts_the_time_the_stamp_was_held() -> None:
     assert session.rtt.last == pytest.approx(0.2)
 
 
-@pytest.mark.parametrize(
-    ("echo", "held"),
-    [(0.5, 0.1), (1.0, -0.5), (1.0, 2.0), (float("nan"), 0.0), (1.0, float("nan"))],
-)
+@pytest.mark.parametrize(("echo", "held"), [(0.5, 0.1), (1.0, 2.0)])
 def test_an_echo_that_is_not_ours_or_makes_no_sense_is_ignored(echo: float, held: float) -> None:
     session = connected()
     session.data_to_send()
@@ -169,6 +167,25 @@ def test_an_echo_that_is_not_ours_or_makes_no_sense_is_ignored(echo: float, held
     session.receive_data(ping_frame(2, 1.5, echo=echo, held=held, consumed=0), 2.0)
     assert session.death is None
     assert session.rtt.count == before
+
+
+@pytest.mark.parametrize(
+    ("echo", "held"),
+    [(1.0, -0.5), (float("nan"), 0.0), (float("inf"), 0.0), (1.0, float("nan")), (1.0, 1e9)],
+)
+def test_an_echo_out_of_the_field_bounds_is_a_protocol_error_in_either_layout(
+    echo: float, held: float
+) -> None:
+    # The fixed layout is parsed without msgspec: it must refuse what msgspec refuses.
+    for frame in (
+        ping_frame(2, 1.5, echo=echo, held=held, consumed=0),  # the fixed long layout
+        control_frame(Ping(2**40, 1.5, echo, held, 0)),  # msgpack: a seq too big to fix
+    ):
+        session = connected()
+        session.receive_data(frame, 2.0)
+        assert session.death is not None
+        assert session.death.close_code == CloseCode.PROTOCOL_ERROR
+        assert "malformed PING payload" in str(session.death.error)
 
 
 def test_each_side_learns_how_many_of_its_messages_the_peers_application_took() -> None:
@@ -347,7 +364,7 @@ def test_a_deeply_nested_trailing_field_is_a_protocol_error_not_a_crash(kind: Fr
     head = {
         FrameKind.PING: b"\x96\x01\xcb" + bytes(8) + b"\xc0\x00\xc0",  # 5 fields, then <extra>
         FrameKind.PONG: b"\x96\x01\xcb" + bytes(8) + b"\x00\xc0\xc0",
-        FrameKind.CREDIT: b"\x92\x01",  # [increment, <extra>]
+        FrameKind.CREDIT: b"\x93\x01\xc0",  # [increment, consumed, <extra>]
     }[kind]
 
     def fed(extra: bytes) -> Session:

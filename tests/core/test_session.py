@@ -60,7 +60,8 @@ def protocol_death(session: Session, code: CloseCode) -> Death:
     assert death.close_code == code
     assert isinstance(death.error, ProtocolError)
     assert death.error.code == code
-    assert Close(code, death.close_reason) in sent_controls(session)
+    closes = [c for c in sent_controls(session) if isinstance(c, Close)]
+    assert (code, death.close_reason) in [(c.code, c.reason) for c in closes]
     return death
 
 
@@ -403,7 +404,7 @@ def test_consumption_is_reported_in_batches_of_a_quarter_window() -> None:
     session.message_consumed(200)  # 216 * 4 < 1016
     assert sent_frames(session) == []
     session.message_consumed(50)  # (216 + 66) * 4 >= 1016
-    assert sent_controls(session) == [Credit(282)]
+    assert sent_controls(session) == [Credit(282, consumed=2)]  # Feature.RECEIPTS: the count
 
 
 def test_largest_message_after_a_small_consumed_one_is_not_deadlocked() -> None:
@@ -424,7 +425,7 @@ def test_credit_is_granted_at_once_when_the_peer_runs_dry() -> None:
     session.message_consumed(1)  # 17 unreported: far below a quarter window
     assert sent_frames(session) == []
     session.receive_data(data_frame(b"y" * 990, fin=False), 0.2)  # 9 bytes of credit left
-    assert sent_controls(session) == [Credit(17)]
+    assert sent_controls(session) == [Credit(17, consumed=1)]
 
 
 def test_peer_exceeding_its_credit_is_a_flow_control_error() -> None:
@@ -539,8 +540,10 @@ def test_peer_close_echoes_the_code_and_dies_with_eof() -> None:
     death = death_of(session)
     assert (death.reason, death.source) == (Reason.EOF, Source.PEER)
     assert (death.close_code, death.close_reason) == (4001, "app says bye")
-    assert sent_controls(session) == [Close(4001)]
-    assert session.pending_send_bytes == 0
+    assert sent_controls(session) == [Close(4001, received=0)]  # with Feature.RECEIPTS
+    # What was queued is reported, not dropped: never sent, and no longer pending.
+    assert death.unsent == (b"never sent",)
+    assert (death.messages_sent, death.delivered, death.in_doubt) == (1, 0, range(0, 0))
 
 
 BLAMING = [
@@ -614,7 +617,7 @@ def test_close_is_idempotent() -> None:
     session = connected()
     session.close(0.0, 4000, "first")
     session.close(1.0, 4001, "second")
-    assert sent_controls(session) == [Close(4000, "first")]
+    assert sent_controls(session) == [Close(4000, "first", received=0)]
 
 
 @pytest.mark.parametrize("code", [0, 999, 3000, 5000])
@@ -767,13 +770,24 @@ def test_stats_count_messages_bytes_and_pings() -> None:
     pair.advance(2.0)
     client = pair.client.stats(pair.now)
     server = pair.server.stats(pair.now)
-    assert (client.messages_sent, client.bytes_sent) == (1, 5)
+    assert (client.messages_sent, client.messages_written) == (1, 1)
     assert server.messages_received == 1
     assert client.pings_sent >= 2
     assert server.pings_received == client.pings_sent
     assert client.pongs_received == 0
-    assert client.bytes_received == len(opening_bytes(name="server"))
+    assert client.bytes_in == len(opening_bytes(name="server"))
     assert client.pings_received == 0  # whatever the server said is held on the wire
+
+
+def test_bytes_out_and_in_count_every_byte_framing_included() -> None:
+    session = Session(now=0.0, name="client")
+    out = bytes(session.data_to_send())
+    session.receive_data(opening_bytes(name="server"), 0.0)
+    session.send_message(b"12345")
+    out += bytes(session.data_to_send())
+    stats = session.stats(0.0)
+    assert stats.bytes_out == len(out) > len(opening_bytes(name="client")) + 5
+    assert stats.bytes_in == len(opening_bytes(name="server"))
 
 
 def test_stats_is_a_frozen_snapshot() -> None:

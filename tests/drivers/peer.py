@@ -14,7 +14,10 @@ Modes (every policy value comes from a flag; see ``--help``)::
                                         "READY <port>"; read at most R bytes/s, answer PINGs
 
 ``server`` echoes each message back; with ``--sink`` it only receives and prints
-``RECEIVED <length> <sha256>`` per message, as ``slow-sink`` does. With ``--plain`` it also
+``RECEIVED <length> <sha256>`` per message, as ``slow-sink`` does; with ``--numbered`` it
+only receives, and writes ``GOT <n>`` for each message (``n``: its first 8 bytes, big
+endian) straight to the stdout pipe as its application takes it, before anything else can
+run: a SIGKILL never loses a line for a message it took. With ``--plain`` it also
 listens on a second, plain TCP port and holds every connection accepted there (for
 comparison with kernel keepalive). ``client`` closes in order on a stdin line ``close``
 and prints ``DEAD <reason>`` when its connection dies, or ``REFUSED <close code>`` when
@@ -34,6 +37,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import select
 import signal
 import socket
@@ -60,6 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--port", type=int, default=0, help="the server to connect to")
     parser.add_argument("--sink", action="store_true", help="server: receive only, no echo")
+    parser.add_argument("--numbered", action="store_true", help="server: write GOT <n>")
     parser.add_argument("--plain", action="store_true", help="server: also hold plain TCP")
     parser.add_argument("--rcvbuf", type=int, default=0, help="servers: SO_RCVBUF to accept with")
     parser.add_argument("--read-rate", type=float, default=20e6, help="slow-sink: bytes/s")
@@ -189,12 +194,17 @@ async def run_server(args: argparse.Namespace) -> None:
         async for message in connection:
             received(message)
 
+    async def numbered(connection: pulsewire.Connection) -> None:
+        with contextlib.suppress(pulsewire.ConnectionClosedError):
+            async for message in connection:
+                os.write(1, b"GOT %d\n" % int.from_bytes(message[:8], "big"))
+
     async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         held.append(writer)  # keep it open; the test only watches the kernel's side of it
         await reader.read()
 
     listener = await pulsewire.serve(
-        sink if args.sink else echo,
+        numbered if args.numbered else sink if args.sink else echo,
         "127.0.0.1",
         0,
         policy=policy_of(args),

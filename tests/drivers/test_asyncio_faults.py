@@ -181,7 +181,7 @@ async def test_peer_that_stops_reading_dies_of_timeout_and_unblocks_send(spawn_p
         print(
             f"\nsilent reader: DEAD({death.reason.value}, {death.source.value}) "
             f"{detected:.3f} s after its last frame (timeout {policy.timeout} s); "
-            f"{stats.bytes_sent / 2**20:.1f} MiB of {len(payload) / 2**20:.0f} MiB written, "
+            f"{stats.bytes_out / 2**20:.1f} MiB of {len(payload) / 2**20:.0f} MiB written, "
             f"{stats.pings_sent} pings unanswered"
         )
         assert raised.value.reason is Reason.TIMEOUT
@@ -189,7 +189,10 @@ async def test_peer_that_stops_reading_dies_of_timeout_and_unblocks_send(spawn_p
         assert death.reason is Reason.TIMEOUT
         assert death.source is Source.HEARTBEAT
         assert policy.timeout - EARLY <= detected <= policy.timeout + LATE
-        # The buffers really filled: most of the message never left user space.
-        assert stats.bytes_sent < len(payload) - SEND_BUFFER_LIMIT
+        # The buffers really filled: most of the message never left user space, and the
+        # death hands it back, whole (a message is delivered whole or not at all).
+        assert stats.bytes_out < len(payload) - SEND_BUFFER_LIMIT
+        assert death.unsent == (payload,)
+        assert (death.messages_sent, death.delivered) == (1, 0)
         assert stats.pings_sent >= 1
         assert stats.pongs_received == 0

@@ -110,7 +110,10 @@ async def test_plain_handler_function_echoes_and_ends_quietly_on_orderly_close()
             await finished.wait()
         assert death.reason is Reason.LOCAL_CLOSE
         assert death.clean
-        assert listener.stats() == pulsewire.ListenerStats(accepted=1, active=0, deaths={"eof": 1})
+        stats = listener.stats()
+        assert (stats.accepted, stats.active, stats.deaths) == (1, 0, {"eof": 1})
+        assert (stats.handshake_failures, stats.refused, stats.shed) == ({}, 0, 0)
+        assert stats.inbound_held == 0  # every message was consumed
 
 
 @pytest.mark.asyncio

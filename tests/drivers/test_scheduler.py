@@ -272,3 +272,82 @@ def test_a_stall_is_logged_with_what_it_means(
         "this event loop was blocked for 3.50 s (a blocking call, a long GC pause, or the "
         "process was stopped); 3.40 s of it is not counted as silence of any peer"
     )
+
+
+def busy_until(loop: FakeLoop, scheduler: DeadlineScheduler, until: float) -> None:
+    """The loop runs short callbacks (reads) every 10 ms, each asking the time, while the
+    armed timer waits its turn: an overloaded loop, not a blocked one."""
+    while loop.now + 0.01 <= until:
+        loop.now += 0.01
+        scheduler.time()
+
+
+def fire_now(loop: FakeLoop) -> None:
+    timer = loop.armed()
+    assert timer is not None
+    loop.timers.remove(timer)
+    timer.callback()
+
+
+def test_an_overloaded_loop_keeps_real_time(
+    setup: tuple[FakeLoop, DeadlineScheduler, list[tuple[str, float]]],
+) -> None:
+    loop, scheduler, log = setup
+    scheduler.schedule(Target("t", log), 1.0)
+    busy_until(loop, scheduler, 3.0)  # reads kept coming; the timer ran two seconds late
+    fire_now(loop)
+    # Not a stall: nothing is compensated, the target sees the real time, and the
+    # lateness is counted as overload.
+    assert (scheduler.stalled, scheduler.stalls) == (0.0, 0)
+    assert log == [("t", pytest.approx(3.0))]
+    assert scheduler.overloaded == 1
+    assert scheduler.max_overload == pytest.approx(2.0)
+
+
+def test_only_the_stretch_in_which_nothing_ran_is_a_stall(
+    setup: tuple[FakeLoop, DeadlineScheduler, list[tuple[str, float]]],
+) -> None:
+    loop, scheduler, log = setup
+    scheduler.schedule(Target("t", log), 1.0)
+    busy_until(loop, scheduler, 2.0)  # overloaded from 1.0 to 2.0 ...
+    loop.now = 4.0  # ... then one callback blocked the loop for two seconds
+    fire_now(loop)
+    # The silence from 2.0 to 4.0, less the threshold, is not counted; the lateness of
+    # the busy second is.
+    assert scheduler.stalled == pytest.approx(2.0 - scheduler.STALL_THRESHOLD, abs=0.011)
+    assert scheduler.stalls == 1
+    assert scheduler.max_overload == pytest.approx(1.0, abs=0.011)
+
+
+def test_activity_before_the_deadline_does_not_shorten_a_stall(
+    setup: tuple[FakeLoop, DeadlineScheduler, list[tuple[str, float]]],
+) -> None:
+    loop, scheduler, log = setup
+    scheduler.schedule(Target("t", log), 1.0)
+    busy_until(loop, scheduler, 0.95)  # the last read before the block
+    loop.now = 3.0
+    fire_now(loop)
+    assert scheduler.stalled == pytest.approx(2.0 - scheduler.STALL_THRESHOLD)
+    assert scheduler.overloaded == 0
+
+
+def test_late_fires_are_logged_at_a_bounded_rate(
+    setup: tuple[FakeLoop, DeadlineScheduler, list[tuple[str, float]]],
+) -> None:
+    loop, scheduler, log = setup
+    with structlog.testing.capture_logs() as logs:
+        for second in range(20):  # twenty seconds, each with a stall and an overload
+            loop.now = float(second)
+            scheduler.schedule(Target("stall", log), scheduler.time() + 0.05)
+            loop.now += 0.35
+            fire_now(loop)
+            scheduler.schedule(Target("busy", log), scheduler.time() + 0.02)
+            busy_until(loop, scheduler, second + 0.95)
+            fire_now(loop)
+    assert (scheduler.stalls, scheduler.overloaded) == (20, 20)
+    late = [e for e in logs if e["event"] == logevents.SCHEDULER_LATE]
+    overloaded = [e for e in logs if e["event"] == logevents.SCHEDULER_OVERLOADED]
+    # One line at the first, one ten seconds later saying how many were held back.
+    assert [e["held_back"] for e in late] == [0, 9]
+    assert [e["held_back"] for e in overloaded] == [0, 9]
+    assert overloaded[0]["lateness"] == pytest.approx(0.58, abs=0.02)

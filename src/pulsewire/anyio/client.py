@@ -194,7 +194,7 @@ async def _running(
                 where,
                 error.death,
                 handshake_timeout=policy.handshake_timeout,
-                bytes_received=connection.stats().bytes_received,
+                bytes_received=connection.stats().bytes_in,
                 tls=stream.extra(TLSAttribute.ssl_object, None) is not None,
             )
             failure.__cause__ = error

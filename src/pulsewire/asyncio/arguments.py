@@ -14,15 +14,17 @@ import socket
 import ssl as _ssl
 from typing import Any
 
+from pulsewire.core.frames import HEADER_SIZE, MESSAGE_OVERHEAD
 from pulsewire.core.keepalive import SocketOptions
-from pulsewire.core.policy import Limits, Policy
+from pulsewire.core.policy import Limits, Policy, ServerLimits
 from pulsewire.core.session import Session
-from pulsewire.errors import UsageError
+from pulsewire.errors import PolicyError, UsageError
 
 __all__ = [
     "check_host",
     "check_path",
     "check_port",
+    "check_server_limits",
     "check_settings",
     "check_socket",
     "check_tls",
@@ -105,3 +107,17 @@ def check_settings(
         if not isinstance(value, kind):
             raise TypeError(f"{argument} must be a {kind.__name__}, not {type(value).__name__}")
     Session(policy, limits, now=0.0, name=name, rng=_RNG)
+
+
+def check_server_limits(server_limits: object, limits: Limits) -> ServerLimits:
+    """A server's limits, and that one connection filled to its window fits the budget."""
+    if not isinstance(server_limits, ServerLimits):
+        raise TypeError(f"server_limits must be a ServerLimits, not {type(server_limits).__name__}")
+    budget = server_limits.inbound_budget
+    one = limits.effective_receive_window + MESSAGE_OVERHEAD + HEADER_SIZE + limits.max_frame_size
+    if budget is not None and budget < one:
+        raise PolicyError(
+            f"inbound_budget ({budget} bytes) must hold at least one connection's receive "
+            f"window and frame ({one} bytes), or a peer within its limits would be shed"
+        )
+    return server_limits

@@ -192,6 +192,8 @@ class _DeathCounter:
     they happen, before anyone waiting on the connection wakes up."""
 
     takes_messages = False  #: messages stay with the connection, for its user's recv()
+    #: A failed handshake is the connection's to log (the client reports the attempt too).
+    logs_handshake_failures = False
 
     def __init__(self, deaths: Counter[str]) -> None:
         self._deaths = deaths
@@ -385,17 +387,20 @@ class Client:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
-        """Stop reconnecting and close the current connection in order."""
+        """Stop reconnecting and close the current connection in order (raising, as
+        :meth:`Connection.close` does, if messages sent on it were not delivered)."""
         self._closing = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         current = self._current
-        if current is not None and current.death is None:
-            await current.close()
-        async with self._changed:
-            self._changed.notify_all()
+        try:
+            if current is not None and current.death is None:
+                await current.close()
+        finally:
+            async with self._changed:
+                self._changed.notify_all()
 
     async def __aenter__(self) -> Client:
         await self.start()

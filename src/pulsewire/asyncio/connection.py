@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -47,6 +48,9 @@ class ConnectionObserver(Protocol):
     #: True: messages go to :meth:`message_received`, and ``recv()`` is not for this
     #: connection's user.
     takes_messages: bool
+    #: True: the observer logs connections that die before their handshake completes (a
+    #: listener does, at a bounded rate); the connection then does not.
+    logs_handshake_failures: bool
 
     def connection_made(self, connection: Connection) -> None:
         """The transport is connected (after TLS, if any); the handshake starts."""
@@ -79,6 +83,11 @@ class Connection:
     Iteration ends quietly after an orderly close (either side's ``close()``); any other
     death is raised from the loop, so a peer that vanished is never mistaken for one that
     said goodbye. Messages received before the death are still delivered first.
+
+    Nothing sent is lost silently: ``send()`` returns each message's number (from 0), and
+    the :class:`~pulsewire.Death` of a connection says which of them the peer confirmed,
+    which were handed to the kernel unconfirmed, and hands back the bytes of those never
+    sent (``death.unsent``). ``close()`` raises if it could not deliver them all.
 
     ``async with connection:`` closes it in order on exit: with ``NORMAL``, or
     ``INTERNAL_ERROR`` if the block raised, ``GOING_AWAY`` if it was cancelled. So
@@ -224,15 +233,20 @@ class Connection:
 
     # ------------------------------------------------------------------ messages
 
-    async def send(self, message: bytes | bytearray | memoryview) -> None:
-        """Queue one message; wait while more than ``SEND_BUFFER_LIMIT`` bytes are queued.
+    async def send(self, message: bytes | bytearray | memoryview) -> int:
+        """Queue one message and return its number on this connection (0, 1, 2, ... in
+        the order of the calls); wait while more than ``SEND_BUFFER_LIMIT`` bytes are queued.
+
+        Returning means pulsewire has the message, not that the peer does: if the
+        connection dies, its :class:`~pulsewire.Death` says what became of each number.
 
         Raises ``TypeError`` for anything but ``bytes``, ``bytearray`` or ``memoryview``;
-        ``PeerDeadError``/``LocalClosedError`` if the connection is dead, or dies before the
-        queue drains (the message may then not have been delivered).
+        ``PeerDeadError``/``LocalClosedError`` if the connection is dead (the message is not
+        taken), or dies before the queue drains (the message was taken: it is in
+        ``error.death.unsent`` or ``in_doubt``).
         """
         session = self._session
-        session.send_message(message)
+        number = session.send_message(message)
         # Written on the next turn of the loop, together with whatever else is sent in this
         # one: a task sending many small messages makes few large writes.
         self._protocol.flush_soon()
@@ -243,6 +257,7 @@ class Connection:
             self._drain_waiters.append(waiter)
             await waiter
             self._raise_if_dead()
+        return number
 
     async def recv(self) -> bytes:
         """The next message; raises ``ConnectionClosedError`` once dead and drained."""
@@ -280,7 +295,12 @@ class Connection:
         """Close in order: queued messages go first, then CLOSE; wait for the peer's answer.
 
         Bounded by the policy's ``close_timeout``, after which the transport is aborted.
-        Returns the ``Death`` record (``LOCAL_CLOSE`` unless the peer died first).
+        Returns the ``Death`` record (``LOCAL_CLOSE`` unless the peer died first) when every
+        message passed to ``send()`` reached the peer (the peer's answer to our CLOSE says
+        so, from peers that announce ``Feature.RECEIPTS``). Otherwise raises
+        ``LocalClosedError`` (the close timed out) or ``PeerDeadError`` (the peer died
+        first), whose ``death`` lists what was not delivered (``unsent``, ``in_doubt``):
+        it never returns quietly with messages lost.
         """
         session = self._session
         if session.death is None and session.state is not State.CLOSING:
@@ -289,7 +309,10 @@ class Connection:
             )
             session.close(self._protocol.time(), code, reason)
             self._protocol.after_input()
-        return await self.wait_dead()
+        death = await self.wait_dead()
+        if death.undelivered:
+            self._raise_if_dead()
+        return death
 
     async def wait_state(self, *states: State) -> State:
         """Wait until the connection is in one of ``states``; return the state it is in.
@@ -329,15 +352,33 @@ class Connection:
         tb: TracebackType | None,
     ) -> None:
         """Close in order (see :meth:`close`): ``GOING_AWAY`` if the task was cancelled,
-        ``INTERNAL_ERROR`` if the block raised, else ``NORMAL``."""
+        ``INTERNAL_ERROR`` if the block raised, else ``NORMAL`` (and then raise, as
+        :meth:`close` does, if messages were not delivered)."""
         if self.death is not None:
             return
         if exc is None or isinstance(exc, ConnectionClosedError):
-            await self.close()
-        elif isinstance(exc, asyncio.CancelledError):
-            await self.close(CloseCode.GOING_AWAY, "cancelled")
-        else:
-            await self.close(CloseCode.INTERNAL_ERROR, type(exc).__name__)
+            await self.close()  # raises if messages were not delivered
+            return
+        # The block's own exception matters more; what was not delivered is on the Death.
+        with contextlib.suppress(ConnectionClosedError):
+            if isinstance(exc, asyncio.CancelledError):
+                await self.close(CloseCode.GOING_AWAY, "cancelled")
+            else:
+                await self.close(CloseCode.INTERNAL_ERROR, type(exc).__name__)
+
+    def close_now(self, code: int, reason: str = "") -> Death:
+        """Close at once, without waiting for the peer: CLOSE (with ``code`` and
+        ``reason``) goes out ahead of any queued message, and the connection is dead on
+        return. Returns the ``Death``: queued messages are in ``death.unsent``.
+
+        For a server that must let a peer go now and tell it why (a server sheds
+        connections this way); :meth:`close` lets queued messages go first.
+        """
+        self._session  # noqa: B018 -- raises if the transport is not connected yet
+        self._protocol.close_now(code, reason)
+        death = self.death
+        assert death is not None
+        return death
 
     def abort(self) -> None:
         """Drop the connection at once, without a CLOSE (the peer will see RST or EOF).
@@ -456,7 +497,11 @@ class Connection:
             self._observer.connection_recovered(self)
 
     def _died(self, event: Died) -> None:
-        self._log(event)
+        observer = self._observer
+        if not (
+            self.negotiated is None and observer is not None and observer.logs_handshake_failures
+        ):
+            self._log(event)
         death = event.death
         self._wake_all(death)
         if self._observer is not None:

@@ -82,7 +82,7 @@ async def open_connection(
             where,
             error.death,
             handshake_timeout=connection.policy.handshake_timeout,
-            bytes_received=connection.stats().bytes_received,
+            bytes_received=connection.stats().bytes_in,
             tls=connection.get_extra_info("ssl_object") is not None,
         ) from error
     except BaseException:

@@ -8,6 +8,16 @@ deadline with the loop-wide scheduler. It holds no timer and no task of its own.
 Writing: control frames are written at once; DATA only while the transport is not paused
 and at most ``WRITE_BUDGET`` bytes per turn of the loop, so a 50 MB message is cut into
 turns between which reads, PONGs and other connections get their share.
+
+What the kernel took: asyncio's transports keep in a buffer of their own what the kernel
+does not take at once. On a plain socket transport the protocol tells the session how
+many bytes of its output that buffer still holds (``Session.output_unwritten``) after
+each write and, while it is not empty, before each input; so when the session dies and
+the transport is dropped, ``Death.unsent`` lists exactly the messages that never reached
+the kernel. asyncio empties the buffer of a transport that failed (a reset, a broken
+pipe) before it says so: the messages that may have been in it then count as in doubt.
+Over TLS the buffer holds encrypted records whose size says nothing exact about our
+bytes: there, what the transport took counts as written (in doubt, never unsent).
 """
 
 from __future__ import annotations
@@ -93,6 +103,10 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         self.on_events: Callable[[Sequence[Event]], None] | None = None
         #: Told when DATA queued by ``send()`` went to the transport.
         self.on_send_progress: Callable[[], None] | None = None
+        #: Told when the bytes the peer makes us hold change: ``(protocol, held,
+        #: incomplete)``, the session's ``inbound_held`` and ``inbound_incomplete`` (0 once
+        #: dead); set by a server with an inbound budget, one callable for all its protocols.
+        self.on_inbound: Callable[[PulsewireProtocol, int, int], None] | None = None
         self.session: Session | None = None
         self.transport: asyncio.Transport | None = None
         self.scheduled_in: Tick | None = None
@@ -104,6 +118,10 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         self._read_buffer = _shared_read_buffer(scheduler)
         self._writing_paused = False
         self._flush_scheduled = False
+        # Bytes of the session's output the transport held at the last look; None: not
+        # tracked (TLS, or before the transport connected).
+        self._unwritten: int | None = None
+        self._inbound_held = 0  # as last told to on_inbound
 
     def time(self) -> float:
         """The clock sessions run on (the scheduler's stall-compensated clock)."""
@@ -123,6 +141,12 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
             rng=self.scheduler.rng,
             initiator=self.initiator,
         )
+        if (
+            transport.get_extra_info("sslcontext") is None
+            and transport.get_write_buffer_size() == 0  # a wrapped stream's may hold others'
+        ):
+            self._unwritten = 0
+            self.session.output_unwritten(0)  # the transport's buffer is ours to report
         self._apply_socket_options(transport)
         if self.on_connected is not None:
             self.on_connected()
@@ -147,6 +171,8 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         session = self.session
         assert session is not None
+        if self._unwritten:
+            self._report_unwritten()
         now = self.scheduler.time()
         session.receive_data(self._read_buffer[:nbytes], now)
         self.after_input(now)
@@ -157,12 +183,16 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         session = self.session
         assert session is not None
         if data and session.death is None:
+            if self._unwritten:
+                self._report_unwritten()
             now = self.scheduler.time()
             session.receive_data(data, now)
             self.after_input(now)
 
     def eof_received(self) -> bool:
         assert self.session is not None
+        if self._unwritten:
+            self._report_unwritten()
         self.session.receive_eof(self.time())
         self.after_input()
         # We close the transport ourselves once the session has died; a TLS transport
@@ -173,7 +203,12 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         session = self.session
         if session is not None and session.death is None:
             reason, source = reason_for_error(exc)
-            session.connection_lost(reason, self.time(), source=source, error=exc)
+            # asyncio has emptied the buffer of a transport that failed: if it held any of
+            # our output at the last look, we cannot tell how much (None: in doubt).
+            unwritten = 0 if self._unwritten == 0 else None
+            session.connection_lost(
+                reason, self.time(), source=source, error=exc, unwritten=unwritten
+            )
             self.after_input()
         self.scheduler.cancel(self)
 
@@ -189,6 +224,8 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
     def on_deadline(self, now: float) -> None:
         session = self.session
         assert session is not None
+        if self._unwritten:
+            self._report_unwritten()
         session.handle_timer(now)
         self.after_input(now)
 
@@ -204,7 +241,20 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
                     self._close_transport(event.abort)
             if self.on_events is not None:
                 self.on_events(events)
+        if self.on_inbound is not None:
+            self._report_inbound(session)
         self.scheduler.schedule(self, session.next_deadline())
+
+    def close_now(self, code: int, reason: str = "") -> None:
+        """Send CLOSE and drop the connection without waiting for the peer (a refusal
+        before the handshake; shedding after it): see ``Session.close_now``."""
+        session = self.session
+        if session is None or session.death is not None:
+            return
+        if self._unwritten:
+            self._report_unwritten()
+        session.close_now(self.time(), code, reason)
+        self.after_input()
 
     def flush(self, now: float | None = None) -> None:
         """Write what the session has to send; ``now``: the clock, when the caller read it."""
@@ -217,6 +267,13 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
         data = session.data_to_send(budget, self.scheduler.time() if now is None else now)
         if data:
             transport.write(data)
+            unwritten = self._unwritten
+            if unwritten is not None:
+                held = transport.get_write_buffer_size()
+                # An idle heartbeat leaves the buffer empty and carries no message.
+                if held or unwritten or pending:
+                    self._unwritten = held
+                    session.output_unwritten(held)
         if pending:
             if session.pending_send_bytes and not self._writing_paused:
                 self.flush_soon()  # more DATA is waiting: continue after the loop's next reads
@@ -232,6 +289,25 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False
         self.flush()
+        session = self.session
+        if self.on_inbound is not None and session is not None and session.death is None:
+            self._report_inbound(session)  # the application consumed: we may hold less
+
+    def _report_unwritten(self) -> None:
+        """Tell the session how much of its output the transport still holds (called before
+        an input, since the transport may have written more on its own in between)."""
+        transport, session = self.transport, self.session
+        assert transport is not None
+        assert session is not None
+        held = self._unwritten = transport.get_write_buffer_size()
+        session.output_unwritten(held)
+
+    def _report_inbound(self, session: Session) -> None:
+        held = session.inbound_held if session.death is None else 0
+        if held != self._inbound_held:
+            self._inbound_held = held
+            assert self.on_inbound is not None
+            self.on_inbound(self, held, session.inbound_incomplete if held else 0)
 
     def abort(self) -> None:
         """Drop the connection now, as this side's own decision (no CLOSE frame).
@@ -243,7 +319,13 @@ class PulsewireProtocol(asyncio.BufferedProtocol):
             self.flush()
             # The verdict is ours: record it before the transport reports a bare EOF, which
             # would be mistaken for the peer closing (Death(EOF, KERNEL)).
-            session.connection_lost(Reason.LOCAL_CLOSE, self.time(), source=Source.LOCAL)
+            transport = self.transport
+            unwritten = None
+            if self._unwritten is not None and transport is not None:
+                unwritten = transport.get_write_buffer_size()  # dropped with the transport
+            session.connection_lost(
+                Reason.LOCAL_CLOSE, self.time(), source=Source.LOCAL, unwritten=unwritten
+            )
             self.after_input()  # dispatches the death, which aborts the transport
         if self.transport is not None:
             self.transport.abort()

@@ -22,14 +22,27 @@ such a tick's end, :meth:`DeadlineScheduler.time` reads the tick's end (a PONG t
 back within that millisecond must not look older than its PING).
 
 Local-stall guard: the scheduler's clock, :meth:`DeadlineScheduler.time`, is the loop's
-monotonic clock *minus the time the loop was stalled*. When the armed timer is overdue by
-more than ``STALL_THRESHOLD`` (the loop was blocked by a long GC pause, a blocking call,
-CPU starvation), the overdue time beyond the threshold is added to ``stalled`` and the
-clock given to every session stands still for it. A peer is never blamed for our own
-stall: after it, every overdue connection gets its ping out and a fresh chance to answer,
-while a truly dead peer is still convicted after ``timeout`` plus the stall. Reads that
-arrive after a stall are processed before timers (asyncio runs I/O callbacks first), and
-they see the same compensated clock, so evidence and deadlines never disagree.
+monotonic clock *minus the time the loop was stalled*. A stall is a stretch in which the
+loop ran nothing at all: no read, no timer, nothing that asked this clock the time (a long
+GC pause, a blocking call, one callback that ran for seconds, the process stopped or
+starved of CPU). Every read and every fire asks the clock, so the scheduler knows when
+the loop last showed signs of activity. When the armed timer is overdue by more than
+``STALL_THRESHOLD``, the part of the silence since the latest activity beyond the threshold
+(and beyond the timer's own threshold) is added to ``stalled``, and the clock given to
+every session stands still for it. A peer is never blamed for our own stall: after it,
+every overdue connection gets its ping out and a fresh chance to answer, while a truly
+dead peer is still convicted after ``timeout`` plus the stall. Reads that arrive after a
+stall are processed before timers (asyncio runs I/O callbacks first), and they see the
+same compensated clock, so evidence and deadlines never disagree.
+
+An *overloaded* loop is not stalled: it keeps running short callbacks (reads go on being
+processed, each asking the time), only there are too many of them and the timer fires
+late. That lateness is not compensated: the clock keeps real time, so abuse limits (the
+token bucket on pings), handshake deadlines and frame deadlines go on working at their
+real rates, and the peers that overload us are closed by them first. Each late fire is
+counted (``overloaded``, ``max_overload``) and logged as ``scheduler.overloaded``, and each
+stall as ``scheduler.late``, at most once per ``LOG_INTERVAL`` each, with how many more
+there were.
 """
 
 from __future__ import annotations
@@ -44,7 +57,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from pulsewire import logevents
-from pulsewire._log import get_logger
+from pulsewire._log import Throttle, get_logger
 
 __all__ = ["DeadlineScheduler", "Scheduled", "Tick", "scheduler_for"]
 
@@ -79,8 +92,11 @@ class DeadlineScheduler:
     TICK = 1 / 128
     #: A timer may run this much early (uvloop's clock ticks in milliseconds).
     CLOCK_RESOLUTION = 1e-3
-    #: A timer this late means the local loop was blocked: time beyond it is not counted.
+    #: A timer this late, with nothing run for this long, means the loop was blocked: time
+    #: beyond it is not counted. A timer this late while the loop ran is overload.
     STALL_THRESHOLD = 0.1
+    #: ``scheduler.late`` and ``scheduler.overloaded`` are logged at most this often, s.
+    LOG_INTERVAL = 10.0
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -96,13 +112,19 @@ class DeadlineScheduler:
         self._timer: asyncio.TimerHandle | None = None
         self._armed_at = math.inf  # loop time at which the timer is armed
         self._stall_from = math.inf  # loop time after which that timer counts as stalled
-        self._stall_counted_until = -math.inf
+        self._seen = -math.inf  # loop time of the latest clock read: the latest activity
         self._handed_out = -math.inf  # the latest tick end given to targets as ``now``
+        self._late_log = Throttle(self.LOG_INTERVAL, clock=self._clock)
+        self._overload_log = Throttle(self.LOG_INTERVAL, clock=self._clock)
         #: Draws every session's ping jitter: one generator for the loop, not one each.
         self.rng = random.Random()
         #: Seconds of loop stall subtracted from the clock so far.
         self.stalled = 0.0
         self.stalls = 0
+        #: Fires later than ``STALL_THRESHOLD`` while the loop kept running (overload), and
+        #: the largest such lateness, seconds: not compensated.
+        self.overloaded = 0
+        self.max_overload = 0.0
         self.fired = 0
         #: Largest lateness seen: from the start of the earliest tick a fire served.
         self.max_lateness = 0.0
@@ -116,10 +138,13 @@ class DeadlineScheduler:
         return sum(len(tick) for tick in self._by_number.values())
 
     def time(self) -> float:
-        """The loop's clock, less the time the loop was stalled (see the module docstring)."""
+        """The loop's clock, less the time the loop was stalled (see the module docstring).
+
+        Every call is also a sign of activity: the loop is running callbacks."""
         now = self._clock()
         if now > self._stall_from:
             self._count_stall(now)
+        self._seen = now
         now -= self.stalled
         return now if now > self._handed_out else self._handed_out
 
@@ -153,14 +178,14 @@ class DeadlineScheduler:
     # ------------------------------------------------------------------ internals
 
     def _count_stall(self, now: float) -> None:
-        stall_from = self._stall_from
-        counted = self._stall_counted_until
-        start = stall_from if stall_from > counted else counted
+        """The timer is overdue: count what of the silence since the loop last ran is a
+        stall (beyond the threshold after both the latest activity and the deadline)."""
+        start = self._seen + self.STALL_THRESHOLD
+        if self._stall_from > start:
+            start = self._stall_from
         if now > start:
-            if start == stall_from:
-                self.stalls += 1
+            self.stalls += 1
             self.stalled += now - start
-            self._stall_counted_until = now
 
     def _arm(self, number: int) -> None:
         if self._timer is not None:
@@ -175,17 +200,9 @@ class DeadlineScheduler:
         armed_at = self._armed_at
         now = self.time()
         self._armed_at = self._stall_from = math.inf
-        if self.stalled > stalled_before:
-            lateness = self._loop.time() - armed_at
-            not_counted = self.stalled - stalled_before
-            _log.warning(
-                logevents.SCHEDULER_LATE,
-                lateness=round(lateness, 4),
-                not_counted=round(not_counted, 4),
-                why=f"this event loop was blocked for {lateness:.2f} s (a blocking call, a "
-                f"long GC pause, or the process was stopped); {not_counted:.2f} s of it is "
-                "not counted as silence of any peer",
-            )
+        late = self._seen - armed_at  # on the loop's own clock
+        if late > self.STALL_THRESHOLD:
+            self._report_late(late, self.stalled - stalled_before)
         last = math.floor((now + self.CLOCK_RESOLUTION) * self._per_second)
         numbers, by_number = self._numbers, self._by_number
         first: int | None = None
@@ -220,6 +237,36 @@ class DeadlineScheduler:
                 self.on_fire(lateness)
         if numbers:
             self._arm(numbers[0])
+
+    def _report_late(self, late: float, not_counted: float) -> None:
+        """Log a late fire: a stall (compensated) or overload (not), at a bounded rate."""
+        if not_counted > 0:
+            held = self._late_log.allow()
+            if held is not None:
+                _log.warning(
+                    logevents.SCHEDULER_LATE,
+                    lateness=round(late, 4),
+                    not_counted=round(not_counted, 4),
+                    held_back=held,
+                    why=f"this event loop was blocked for {late:.2f} s (a blocking call, a "
+                    f"long GC pause, or the process was stopped); {not_counted:.2f} s of it "
+                    "is not counted as silence of any peer",
+                )
+        # A stall is compensated beyond the threshold: what is left of the lateness past
+        # that allowance is the time the loop was too busy to fire.
+        overload = late - not_counted - self.STALL_THRESHOLD if not_counted > 0 else late
+        if overload > self.STALL_THRESHOLD:
+            self.overloaded += 1
+            if overload > self.max_overload:
+                self.max_overload = overload
+            held = self._overload_log.allow()
+            if held is not None:
+                _log.warning(
+                    logevents.SCHEDULER_OVERLOADED,
+                    lateness=round(overload, 4),
+                    held_back=held,
+                    max_lateness=round(self.max_overload, 4),
+                )
 
 
 _schedulers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DeadlineScheduler] = (

@@ -12,12 +12,16 @@ from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, final
 
+import msgspec
+
 from pulsewire import logevents
-from pulsewire._log import EventLogger, LoggerLike, event_logger, get_logger
+from pulsewire._log import EventLogger, LoggerLike, Throttle, event_logger, get_logger
+from pulsewire.asyncio.acceptor import Acceptor, tcp_sockets, unix_socket
 from pulsewire.asyncio.arguments import (
     check_host,
     check_path,
     check_port,
+    check_server_limits,
     check_settings,
     check_socket,
     check_tls,
@@ -28,13 +32,46 @@ from pulsewire.asyncio.scheduler import scheduler_for
 from pulsewire.core.events import Death
 from pulsewire.core.frames import CloseCode
 from pulsewire.core.keepalive import SocketOptions
-from pulsewire.core.policy import Limits, Policy
+from pulsewire.core.load import ServerLoad
+from pulsewire.core.policy import Limits, Policy, ServerLimits
 from pulsewire.driverkit.hooks import HookRunner, ListenerStats, ServerHooks
+from pulsewire.driverkit.logs import death_fields
 from pulsewire.errors import UsageError
 
-__all__ = ["Handler", "Listener", "ListenerStats", "Server", "serve", "serve_unix"]
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None  # type: ignore[assignment]
+
+__all__ = [
+    "Handler",
+    "Listener",
+    "ListenerStats",
+    "Server",
+    "max_connections_for",
+    "serve",
+    "serve_unix",
+]
 
 _log = get_logger()
+
+#: Failed handshakes logged in full per ``_LOG_INTERVAL``; beyond, counted in the next line.
+_HANDSHAKE_FAILURE_BURST = 10
+_LOG_INTERVAL = 10.0
+
+
+def max_connections_for(limits: ServerLimits) -> int | None:
+    """The connection limit in force: ``limits.max_connections``, or by default the soft
+    ``RLIMIT_NOFILE`` less a reserve of ``max(64, limit // 16)`` files (``None``: none)."""
+    if limits.max_connections is not None:
+        return limits.max_connections
+    if resource is None:  # pragma: no cover - Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return max(1, soft - max(64, soft // 16))
+
 
 Handler = Callable[[Connection], Awaitable[None]]
 
@@ -75,6 +112,7 @@ class Listener:
         limits: Limits,
         socket_options: SocketOptions,
         name: str,
+        server_limits: ServerLimits | None = None,
         log: EventLogger | None = None,
     ) -> None:
         #: The policy of every connection it accepts.
@@ -83,10 +121,25 @@ class Listener:
         self.limits = limits
         #: The socket options applied to every accepted TCP socket.
         self.socket_options = socket_options
+        #: What it holds for all its peers together (connections, buffered inbound bytes).
+        self.server_limits = server_limits = (
+            server_limits if server_limits is not None else ServerLimits()
+        )
         #: The name it sends in its HELLOs.
         self.name = name
         self._log = log if log is not None else _log
-        self._server: asyncio.Server | None = None
+        self._load: ServerLoad[PulsewireProtocol] = ServerLoad(
+            server_limits, max_connections=max_connections_for(server_limits)
+        )
+        # One callable for every protocol: an idle connection carries no closure of its own.
+        self._on_inbound = self._inbound_changed
+        self._refusing: set[Connection] = set()  # refused: no death of theirs is counted
+        self._refused_log = Throttle(_LOG_INTERVAL)
+        self._shed_log = Throttle(_LOG_INTERVAL)
+        self._handshake_log = Throttle(_LOG_INTERVAL, burst=_HANDSHAKE_FAILURE_BURST)
+        #: The listener logs failed handshakes itself, at a bounded rate.
+        self.logs_handshake_failures = True
+        self._acceptor: Acceptor | None = None
         self._handler_tasks: set[asyncio.Task[None]] = set()
         #: Runs the handler or the hooks, and counts the connections (the observer's work).
         self._runner: HookRunner[Connection] = HookRunner(handler, self._spawn, self._log)
@@ -99,9 +152,10 @@ class Listener:
     # ------------------------------------------------------------------ public
 
     @property
-    def sockets(self) -> tuple[Any, ...]:
-        """The listening sockets (one per address ``host`` resolved to; empty once closed)."""
-        return () if self._server is None else tuple(self._server.sockets)
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets (one per address ``host`` resolved to; closed once the
+        listener is)."""
+        return () if self._acceptor is None else tuple(self._acceptor.sockets)
 
     @property
     def port(self) -> int:
@@ -128,8 +182,18 @@ class Listener:
         return self._runner.connections
 
     def stats(self) -> ListenerStats:
-        """A frozen snapshot: connections accepted, active, and deaths by reason."""
-        return self._runner.stats()
+        """A frozen snapshot: connections accepted, active, deaths by reason, and what
+        the server's limits turned away."""
+        load = self._load
+        return msgspec.structs.replace(
+            self._runner.stats(),
+            refused=load.refused,
+            shed=load.shed,
+            max_connections=load.max_connections,
+            inbound_held=load.held,
+            peak_inbound_held=load.peak_held,
+            accept_failures=0 if self._acceptor is None else self._acceptor.accept_failures,
+        )
 
     async def serve_forever(self) -> None:
         """Serve until cancelled (Ctrl-C under ``asyncio.run``, or ``task.cancel()``), or
@@ -139,7 +203,7 @@ class Listener:
         returns. Cancelling it does not close the listener; ``async with`` around it (or
         :meth:`close`) does, closing every connection in order.
         """
-        if self._server is None:
+        if self._acceptor is None:
             raise UsageError("the listener is not listening: serve() starts it")
         # Not asyncio.Server.serve_forever(): from Python 3.12, cancelling it waits for
         # every connection to close, and ours stay open until close() closes them.
@@ -148,19 +212,29 @@ class Listener:
     async def close(self, code: int = CloseCode.GOING_AWAY, reason: str = "server closing") -> None:
         """Stop accepting, close every connection in order (bounded), and wait."""
         self._closed.set()
-        if self._server is not None:
-            self._server.close()
+        if self._acceptor is not None:
+            self._acceptor.close()
         closing = [connection.close(code, reason) for connection in self.connections]
         if closing:
+            # A connection that could not deliver everything raises: its death is logged.
             await asyncio.gather(*closing, return_exceptions=True)
         for connection in self.connections:
             connection.abort()
-        if self._server is not None:
-            await self._server.wait_closed()
+        if self._acceptor is not None:
+            await self._acceptor.wait_closed()
         if self._handler_tasks:
             await asyncio.gather(*self._handler_tasks, return_exceptions=True)
         self._remove_socket_file()
-        self._log.info(logevents.SERVER_CLOSED, name=self.name, accepted=self.stats().accepted)
+        stats = self.stats()
+        self._log.info(
+            logevents.SERVER_CLOSED,
+            name=self.name,
+            accepted=stats.accepted,
+            refused=stats.refused,
+            shed=stats.shed,
+            accept_failures=stats.accept_failures,
+            handshake_failures=sum(stats.handshake_failures.values()),
+        )
 
     async def __aenter__(self) -> Listener:
         return self
@@ -177,8 +251,12 @@ class Listener:
 
     def connection_made(self, connection: Connection) -> None:
         """Called by an accepted connection once its transport is up (after TLS): counts
-        it (a client that fails TLS never gets this far). Not for applications to call."""
+        it (a client that fails TLS never gets this far), or refuses it at
+        ``max_connections``. Not for applications to call."""
         self._runner.connection_made(connection)
+        if not self._load.admit():
+            self._runner.forget(connection)
+            self._refuse(connection)
 
     def connection_ready(self, connection: Connection) -> None:
         """Called by an accepted connection when its handshake completes: runs the
@@ -201,19 +279,89 @@ class Listener:
         self._runner.connection_recovered(connection)
 
     def connection_dead(self, connection: Connection, death: Death) -> None:
-        """Called by a connection that died: counts it, and runs ``on_dead`` if
-        ``on_connect`` ran."""
+        """Called by a connection that died: counts it, logs a failed handshake (at a
+        bounded rate), and runs ``on_dead`` if ``on_connect`` ran."""
+        if connection in self._refusing:
+            self._refusing.discard(connection)  # counted as refused, logged as such
+            return
+        self._load.release()
+        if connection.negotiated is None:
+            held = self._handshake_log.allow()
+            if held is not None:
+                quiet = death.reason.value in ("local_close", "eof")
+                (self._log.info if quiet else self._log.warning)(
+                    logevents.HANDSHAKE_FAILED,
+                    peer=connection.peer_address,
+                    **death_fields(death),
+                    held_back=held,
+                )
         self._runner.connection_dead(connection, death)
 
     # ------------------------------------------------------------------ internals
 
-    async def _start(self, server: Awaitable[asyncio.Server], unix_path: str | None) -> None:
-        self._server = await server
+    async def _start(
+        self,
+        sockets: list[socket.socket],
+        *,
+        ssl: _ssl.SSLContext | None,
+        unix_path: str | None = None,
+    ) -> None:
+        self._acceptor = Acceptor(
+            sockets,
+            self._new_protocol,
+            ssl=ssl,
+            ssl_handshake_timeout=self.policy.handshake_timeout if ssl is not None else None,
+            log=self._log,
+        )
+        try:
+            await self._acceptor.start()
+        except BaseException:
+            self._acceptor.close()
+            raise
         if unix_path is not None and not unix_path.startswith("\0"):
             with contextlib.suppress(OSError):
                 self._made_path = (unix_path, os.stat(unix_path).st_ino)
-        addresses = [format_address(sock.getsockname()) for sock in self._server.sockets]
-        self._log.info(logevents.SERVER_LISTENING, name=self.name, addresses=addresses)
+        addresses = [format_address(sock.getsockname()) for sock in sockets]
+        self._log.info(
+            logevents.SERVER_LISTENING,
+            name=self.name,
+            addresses=addresses,
+            max_connections=self._load.max_connections,
+            inbound_budget=self._load.budget,
+        )
+
+    def _refuse(self, connection: Connection) -> None:
+        """At the connection limit: tell the newcomer so, and let it go."""
+        limit = self._load.max_connections
+        held = self._refused_log.allow()
+        if held is not None:
+            self._log.warning(
+                logevents.SERVER_REFUSED,
+                peer=connection.peer_address,
+                limit=limit,
+                held_back=held,
+            )
+        self._refusing.add(connection)
+        connection.close_now(
+            CloseCode.OVERLOADED, f"the server is at its connection limit ({limit})"
+        )
+
+    def _inbound_changed(self, protocol: PulsewireProtocol, held: int, incomplete: int) -> None:
+        """A connection holds more or less for its peer: shed the largest holders if the
+        server as a whole holds more than its budget."""
+        for victim in self._load.hold(protocol, held, incomplete):
+            logged = self._shed_log.allow()
+            if logged is not None:
+                self._log.warning(
+                    logevents.SERVER_SHED,
+                    peer=victim.peer_address,
+                    budget=self._load.budget,
+                    held_back=logged,
+                )
+            victim.close_now(
+                CloseCode.OVERLOADED,
+                f"the server holds more than its inbound budget ({self._load.budget} bytes)",
+            )
 
     def _remove_socket_file(self) -> None:
         """Remove the Unix socket file this listener made, unless another took its place."""
@@ -235,6 +383,8 @@ class Listener:
             log=self._log,
         )
         Connection(protocol, observer=self)  # it joins the listener once connected
+        if self._load.budget is not None:
+            protocol.on_inbound = self._on_inbound
         return protocol
 
     def _spawn(self, connection: Connection, call: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -252,6 +402,7 @@ async def serve(
     sock: socket.socket | None = None,
     policy: Policy | None = None,
     limits: Limits | None = None,
+    server_limits: ServerLimits | None = None,
     socket_options: SocketOptions | None = None,
     ssl: _ssl.SSLContext | None = None,
     name: str = "",
@@ -273,11 +424,15 @@ async def serve(
     ``ssl``: an ``ssl.SSLContext`` for TLS (set ``verify_mode = ssl.CERT_REQUIRED`` and
     load a CA to require client certificates); the TLS handshake, like the pulsewire one,
     must complete within ``policy.handshake_timeout``. ``socket_options`` are set on every
-    accepted TCP socket (default :class:`~pulsewire.SocketOptions`). ``logger``: where the
-    listener's and its connections' log events go (as for :func:`connect`).
+    accepted TCP socket (default :class:`~pulsewire.SocketOptions`). ``server_limits``:
+    what the server holds for all its peers together (connections, buffered inbound
+    bytes; default :class:`~pulsewire.ServerLimits`, see ``docs/security.md``).
+    ``logger``: where the listener's and its connections' log events go (as for
+    :func:`connect`).
 
-    Raises ``TypeError``, ``ValueError`` or :class:`~pulsewire.UsageError` for bad
-    arguments, and ``OSError`` when it cannot listen (the address is in use, say).
+    Raises ``TypeError``, ``ValueError``, :class:`~pulsewire.UsageError` or
+    :class:`~pulsewire.PolicyError` for bad arguments, and ``OSError`` when it cannot
+    listen (the address is in use, say).
     """
     check_tls(ssl, None, needs_hostname=False)
     if sock is not None:
@@ -292,35 +447,24 @@ async def serve(
     limits = limits if limits is not None else Limits()
     socket_options = socket_options if socket_options is not None else SocketOptions()
     check_settings(policy, limits, socket_options, name)
+    server_limits = check_server_limits(
+        server_limits if server_limits is not None else ServerLimits(), limits
+    )
     listener = Listener(
         handler,
         policy=policy,
         limits=limits,
+        server_limits=server_limits,
         socket_options=socket_options,
         name=name,
         log=event_logger(logger, _log),
     )
-    loop = asyncio.get_running_loop()
-    tls_timeout = policy.handshake_timeout if ssl is not None else None
-    server = (
-        loop.create_server(
-            listener._new_protocol,
-            sock=sock,
-            ssl=ssl,
-            backlog=backlog,
-            ssl_handshake_timeout=tls_timeout,
-        )
-        if sock is not None
-        else loop.create_server(
-            listener._new_protocol,
-            host,
-            port,
-            ssl=ssl,
-            backlog=backlog,
-            ssl_handshake_timeout=tls_timeout,
-        )
-    )
-    await listener._start(server, None)
+    if sock is not None:
+        sock.listen(backlog)  # as loop.create_server(sock=...) does
+        sockets = [sock]
+    else:
+        sockets = await tcp_sockets(host, port, backlog)
+    await listener._start(sockets, ssl=ssl)
     return listener
 
 
@@ -330,6 +474,7 @@ async def serve_unix(
     *,
     policy: Policy | None = None,
     limits: Limits | None = None,
+    server_limits: ServerLimits | None = None,
     ssl: _ssl.SSLContext | None = None,
     name: str = "",
     backlog: int = 1024,
@@ -347,21 +492,17 @@ async def serve_unix(
     policy = policy if policy is not None else Policy()
     limits = limits if limits is not None else Limits()
     check_settings(policy, limits, SocketOptions(), name)
+    server_limits = check_server_limits(
+        server_limits if server_limits is not None else ServerLimits(), limits
+    )
     listener = Listener(
         handler,
         policy=policy,
         limits=limits,
+        server_limits=server_limits,
         socket_options=SocketOptions(),
         name=name,
         log=event_logger(logger, _log),
     )
-    loop = asyncio.get_running_loop()
-    server = loop.create_unix_server(
-        listener._new_protocol,
-        path,
-        ssl=ssl,
-        backlog=backlog,
-        ssl_handshake_timeout=policy.handshake_timeout if ssl is not None else None,
-    )
-    await listener._start(server, path)
+    await listener._start([unix_socket(path, backlog)], ssl=ssl, unix_path=path)
     return listener

@@ -134,9 +134,20 @@ async def _serve(host: str, port: int, policy: Policy, label: str) -> int:
         await listener.close()
     stats = listener.stats()
     deaths = ", ".join(f"{reason} {count}" for reason, count in sorted(stats.deaths.items()))
+    # What the server's own limits turned away, when they did (see docs/security.md).
+    turned_away = ", ".join(
+        f"{what} {count}"
+        for what, count in (
+            ("refused", stats.refused),
+            ("shed", stats.shed),
+            ("failed handshakes", sum(stats.handshake_failures.values())),
+        )
+        if count
+    )
     print(
         f"pulsewire serve: stopped; {stats.accepted} connection(s) served"
-        + (f"; ended by {deaths}" if deaths else ""),
+        + (f"; ended by {deaths}" if deaths else "")
+        + (f"; {turned_away}" if turned_away else ""),
         flush=True,
     )
     return 0

@@ -21,7 +21,8 @@ from pulsewire.core.frames import CloseCode
 from pulsewire.core.heartbeat import Heartbeat
 from pulsewire.core.keepalive import KernelKeepalive, SocketOptions
 from pulsewire.core.liveness import Decision, LivenessTracker
-from pulsewire.core.policy import Adaptive, Evidence, Limits, Policy
+from pulsewire.core.load import ServerLoad
+from pulsewire.core.policy import Adaptive, Evidence, Limits, Policy, ServerLimits
 from pulsewire.core.session import Negotiated, Session
 from pulsewire.core.states import Reason, State
 from pulsewire.core.stats import SessionStats
@@ -46,6 +47,8 @@ __all__ = [
     "Policy",
     "Reason",
     "Recovered",
+    "ServerLimits",
+    "ServerLoad",
     "Session",
     "SessionStats",
     "SocketOptions",

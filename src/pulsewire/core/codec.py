@@ -7,7 +7,8 @@ Goals, in the order they matter:
   unread bytes plus the read being parsed, whatever the peer sends;
 - **fail early**: a wrong magic is rejected on the first byte that differs, an unknown kind
   or reserved flag on its header, each as a :class:`ProtocolError` with the close code to send;
-- **linear time**: every byte is looked at once; the unparsed tail is kept, never rescanned;
+- **linear time**: every byte is looked at once; the unparsed tail is kept, never rescanned
+  (a caller that takes the frames of a read a batch at a time moves its rest once a batch);
 - **safe against dribbling**: a peer that sends one byte at a time costs a little CPU per
   byte, never memory.
 """
@@ -106,13 +107,17 @@ class FrameDecoder:
             return None
         return parse_heartbeat(data)
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
+    def feed(self, data: bytes | bytearray | memoryview, limit: int = 0) -> list[Frame]:
         """Return every frame completed by ``data``; raise :class:`ProtocolError` on garbage.
 
         ``data`` may be a view of a buffer the caller reuses: whatever is kept is copied.
         Frames completed before the garbage in the same read are returned first, and the
         error is raised by the next call (or :meth:`raise_pending`), so the outcome does
         not depend on how the bytes happened to be split.
+
+        ``limit``: return at most this many frames (0: no limit) and keep the rest of the
+        bytes; ``feed(b"", limit)`` returns the next ones. The bound on memory holds: what
+        is kept is the rest of one read.
         """
         if self._error is not None:
             raise self._error
@@ -150,6 +155,8 @@ class FrameDecoder:
                 break
             pos = start + length
             frames.append(_tuple_new(Frame, (spec[0], flags, bytes(view[start:pos]))))
+            if len(frames) == limit:
+                break
         self._keep(view, pos, end)
         return frames
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -34,7 +34,26 @@ class Source(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Death:
-    """Why and how a connection died."""
+    """Why and how a connection died, and what became of the messages sent on it.
+
+    Messages passed to ``send()`` are numbered from 0 in the order of the calls. At the
+    death every one of them is in exactly one of three ranges, in this order:
+
+    - ``range(0, delivered)``: the peer had them. Its application had consumed them at
+      its last report (PING, PONG and CREDIT carry the count when the peer announces
+      ``Feature.PROGRESS``/``Feature.RECEIPTS``), or its CLOSE said its pulsewire had
+      received them (``Feature.RECEIPTS``: an orderly close accounts for all of them).
+    - :attr:`in_doubt`: handed to the kernel, with no word from the peer: it may or may
+      not have them (they were in a socket buffer, on the wire, or in the peer's queue).
+    - :attr:`unsent_range`: never handed whole to the kernel (still queued, or in the
+      transport's buffer when it was dropped): the peer cannot have them. Their bytes are
+      in :attr:`unsent`, ready to send again on another connection.
+
+    ``pulsewire.core`` counts what it hands to its driver as handed to the kernel unless
+    the driver reports otherwise; the asyncio driver does report what its transport still
+    holds (the *Delivery* page of the documentation says where that reading is exact and
+    where it is not).
+    """
 
     reason: Reason  #: why: TIMEOUT, RESET, EOF, UNREACHABLE, PROTOCOL_ERROR, LOCAL_CLOSE
     source: Source  #: who established it: the heartbeat, the kernel, the peer, this side
@@ -43,6 +62,25 @@ class Death:
     close_code: int | None = None  #: the CLOSE code sent or received, if any
     close_reason: str = ""  #: the reason text of that CLOSE
     error: Exception | None = None  #: the ProtocolError or OSError behind the verdict
+    messages_sent: int = 0  #: messages passed to ``send()`` on this connection
+    delivered: int = 0  #: messages ``0 .. delivered - 1`` reached the peer (see above)
+    #: the last messages passed to ``send()``, never handed whole to the kernel, in order
+    unsent: tuple[bytes, ...] = field(default=(), repr=False)
+
+    @property
+    def unsent_range(self) -> range:
+        """The numbers of the messages in :attr:`unsent`."""
+        return range(self.messages_sent - len(self.unsent), self.messages_sent)
+
+    @property
+    def in_doubt(self) -> range:
+        """The numbers of the messages handed to the kernel that the peer never confirmed."""
+        return range(self.delivered, self.messages_sent - len(self.unsent))
+
+    @property
+    def undelivered(self) -> int:
+        """Messages not known to have reached the peer: in doubt, or unsent."""
+        return self.messages_sent - self.delivered
 
     @property
     def clean(self) -> bool:
@@ -66,7 +104,21 @@ class Death:
                 text += f" {self.close_reason!r}"
         if self.error is not None:
             text += f": {self.error}"
+        loss = self.describe_loss()
+        if loss:
+            text += f"; {loss}"
         return text
+
+    def describe_loss(self) -> str:
+        """What was not delivered, in words (empty when every message was)."""
+        if not self.undelivered:
+            return ""
+        parts = []
+        if self.unsent:
+            parts.append(f"{len(self.unsent)} never sent (death.unsent)")
+        if self.in_doubt:
+            parts.append(f"{len(self.in_doubt)} unconfirmed (death.in_doubt)")
+        return f"of {self.messages_sent} messages sent, " + " and ".join(parts)
 
 
 class HandshakeCompleted(msgspec.Struct, frozen=True):

@@ -36,6 +36,9 @@ __all__ = [
     "MAGIC",
     "MAX_CONTROL_PAYLOAD",
     "MAX_FIXED_SEQ",
+    "MAX_WIRE_CLOCK",
+    "MAX_WIRE_COUNT",
+    "MAX_WIRE_SECONDS",
     "MESSAGE_OVERHEAD",
     "PREAMBLE",
     "PREAMBLE_SIZE",
@@ -96,7 +99,12 @@ class CloseCode(enum.IntEnum):
     TOO_LARGE = 1006  #: frame or message larger than the advertised limit
     FLOW_CONTROL = 1007  #: the peer sent more DATA than its credit allows
     HANDSHAKE_TIMEOUT = 1008  #: no HELLO within the handshake deadline
+    #: a frame or message the peer started was not completed within the receiver's deadline
+    TOO_SLOW = 1009
     INTERNAL_ERROR = 1011  #: the local side failed
+    #: the server is at its connection limit, or over its budget of buffered inbound bytes:
+    #: it refused or shed this connection (try again later)
+    OVERLOADED = 1013
 
     @classmethod
     def is_valid(cls, code: int) -> bool:
@@ -104,15 +112,23 @@ class CloseCode(enum.IntEnum):
         return code in cls._value2member_map_ or 4000 <= code <= 4999
 
 
-# Bounds checked when a peer's HELLO is decoded (msgspec checks them on decode only).
-_Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+# Bounds checked when a peer's control frame is decoded (msgspec checks them on decode
+# only; parse_heartbeat checks the same ones on its fast path).
+#: Longest duration a control frame may carry, seconds (one day).
+MAX_WIRE_SECONDS: Final = 86_400
+#: Largest magnitude of a clock reading a control frame may carry (floats are exact to it).
+MAX_WIRE_CLOCK: Final = 2.0**53
+#: Largest count a control frame may carry (a signed 64-bit integer).
+MAX_WIRE_COUNT: Final = 2**63 - 1
+_Seconds = Annotated[float, msgspec.Meta(gt=0, le=MAX_WIRE_SECONDS)]
+_Duration = Annotated[float, msgspec.Meta(ge=0, le=MAX_WIRE_SECONDS)]
 _Bytes = Annotated[int, msgspec.Meta(ge=1, le=2**31)]
 _Name = Annotated[str, msgspec.Meta(max_length=256)]
 _Reason = Annotated[str, msgspec.Meta(max_length=1024)]
 _Seq = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
 #: A reading of a monotonic clock: any finite number of seconds (NaN and infinities fail).
-_Clock = Annotated[float, msgspec.Meta(ge=-(2.0**53), le=2.0**53)]
-_Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+_Clock = Annotated[float, msgspec.Meta(ge=-MAX_WIRE_CLOCK, le=MAX_WIRE_CLOCK)]
+_Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_WIRE_COUNT)]
 
 
 class Feature(enum.IntFlag):
@@ -128,10 +144,14 @@ class Feature(enum.IntFlag):
     #: PING and PONG carry the count of messages the sender's application has consumed, so
     #: that at any death each side knows which of its messages the peer's application had.
     PROGRESS = 2
+    #: CREDIT carries that count too (a busy one-way stream sends no PING, but CREDIT as
+    #: its receiver consumes), and CLOSE the count of the peer's messages its sender
+    #: received: an orderly close accounts for every message.
+    RECEIPTS = 4
 
 
 #: What this implementation supports (and so announces).
-FEATURES: Final = Feature.ECHO | Feature.PROGRESS
+FEATURES: Final = Feature.ECHO | Feature.PROGRESS | Feature.RECEIPTS
 
 
 class Hello(msgspec.Struct, frozen=True, array_like=True):
@@ -153,7 +173,7 @@ class Ping(msgspec.Struct, frozen=True, array_like=True, gc=False):
     #: ``Feature.ECHO``: the ``stamp`` of the latest PONG the sender received ...
     echo: _Clock | None = None
     #: ... and how long the sender held it before this PING, seconds
-    held: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 0.0
+    held: _Duration = 0.0
     #: ``Feature.PROGRESS``: messages the sender's application has consumed so far
     consumed: _Count | None = None
 
@@ -163,7 +183,7 @@ class Pong(msgspec.Struct, frozen=True, array_like=True, gc=False):
     sent_at: float  #: copied from the PING
     #: How long the answering side's application has left a received message unconsumed,
     #: when that exceeds its ``progress_timeout``; 0.0 when it is making progress.
-    stuck_for: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 0.0
+    stuck_for: _Duration = 0.0
     #: ``Feature.ECHO``: the answering side's clock when it sent this PONG
     stamp: _Clock | None = None
     #: ``Feature.PROGRESS``: messages the answering side's application has consumed so far
@@ -173,10 +193,14 @@ class Pong(msgspec.Struct, frozen=True, array_like=True, gc=False):
 class Close(msgspec.Struct, frozen=True, array_like=True):
     code: Annotated[int, msgspec.Meta(ge=0, le=65535)]
     reason: _Reason = ""
+    #: ``Feature.RECEIPTS``: messages the sender received from its peer, all told
+    received: _Count | None = None
 
 
 class Credit(msgspec.Struct, frozen=True, array_like=True, gc=False):
     increment: _Bytes  #: bytes the sender may send beyond its current credit
+    #: ``Feature.RECEIPTS``: messages the sender's application has consumed so far
+    consumed: _Count | None = None
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -259,7 +283,6 @@ _pack_long_ping = functools.partial(
 _pack_long_pong = functools.partial(
     _LONG_FRAME.pack, FrameKind.PONG, 0, _LONG.size, _FIXARRAY_5, _UINT32
 )
-_MAX_COUNT = 2**63 - 1
 
 
 def ping_frame(
@@ -273,7 +296,7 @@ def ping_frame(
     if seq <= MAX_FIXED_SEQ:
         if echo is None and consumed is None:
             return _pack_short_ping(seq, _FLOAT64, sent_at)
-        if echo is not None and consumed is not None and consumed <= _MAX_COUNT:
+        if echo is not None and consumed is not None and consumed <= MAX_WIRE_COUNT:
             f = _FLOAT64
             return _pack_long_ping(seq, f, sent_at, f, echo, f, held, _UINT64, consumed)
     return encode_control(FrameKind.PING, Ping(seq, sent_at, echo, held, consumed))
@@ -290,7 +313,7 @@ def pong_frame(
     if seq <= MAX_FIXED_SEQ:
         if stamp is None and consumed is None and not stuck_for:
             return _pack_short_pong(seq, _FLOAT64, sent_at)
-        if stamp is not None and consumed is not None and consumed <= _MAX_COUNT:
+        if stamp is not None and consumed is not None and consumed <= MAX_WIRE_COUNT:
             f = _FLOAT64
             return _pack_long_pong(seq, f, sent_at, f, stuck_for, f, stamp, _UINT64, consumed)
     return encode_control(FrameKind.PONG, Pong(seq, sent_at, stuck_for, stamp, consumed))
@@ -324,10 +347,18 @@ def parse_heartbeat(data: bytes | bytearray | memoryview) -> Ping | Pong | None:
             and u == _UINT64
             and not flags
             and length == _LONG.size
+            and count <= MAX_WIRE_COUNT
         ):
+            # The bounds msgspec checks on the slow path; out of them (NaN included), the
+            # slow path decodes the payload again and reports what is wrong.
             if kind == FrameKind.PING:
-                return Ping(seq, sent_at, x, y, count)  # echo, held
-            if kind == FrameKind.PONG:
+                if -MAX_WIRE_CLOCK <= x <= MAX_WIRE_CLOCK and 0.0 <= y <= MAX_WIRE_SECONDS:
+                    return Ping(seq, sent_at, x, y, count)  # echo, held
+            elif (
+                kind == FrameKind.PONG
+                and 0.0 <= x <= MAX_WIRE_SECONDS
+                and -MAX_WIRE_CLOCK <= y <= MAX_WIRE_CLOCK
+            ):
                 return Pong(seq, sent_at, x, y, count)  # stuck_for, stamp
     return None
 

@@ -15,14 +15,22 @@ from typing import Final
 
 import msgspec
 
-from pulsewire.core.frames import MESSAGE_OVERHEAD
+from pulsewire.core.frames import MAX_WIRE_SECONDS, MESSAGE_OVERHEAD
 from pulsewire.errors import PolicyError
 
-__all__ = ["MIN_INTERVAL", "MIN_TIMEOUT", "Adaptive", "Evidence", "Limits", "Policy"]
+__all__ = [
+    "MIN_INTERVAL",
+    "MIN_TIMEOUT",
+    "Adaptive",
+    "Evidence",
+    "Limits",
+    "Policy",
+    "ServerLimits",
+]
 
 # What HELLO can carry (the bounds in ``frames.Hello``): a policy or limit beyond them would
 # be rejected by every peer as a malformed HELLO, so it is rejected here, at construction.
-_MAX_WIRE_SECONDS = 86_400
+_MAX_WIRE_SECONDS = MAX_WIRE_SECONDS
 _MAX_WIRE_BYTES = 2**31
 
 #: The shortest ``interval`` and ``min_peer_interval`` a policy takes, in seconds. More than
@@ -402,23 +410,49 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """What the peer may make this side hold, and how data is cut for sending.
+    """What the peer may make this side hold, for how long, and how data is cut for sending.
 
     ``receive_window`` is the credit granted to the peer: the most bytes of DATA it may
     send that our application has not consumed yet. It bounds inbound memory while letting
     us keep reading the socket (so PING/PONG flow) when the application is slow.
+
+    Deadlines on what the peer starts (every byte is evidence of life, so a peer that
+    dribbles a frame or a message one byte at a time is never convicted of silence; these
+    close it with ``CloseCode.TOO_SLOW`` instead):
+
+    - a frame whose first bytes have arrived must be whole within ``frame_timeout``;
+    - a message whose first chunk has arrived must, in every ``message_timeout`` seconds
+      from then until it is whole, grow by at least ``min_message_rate *
+      message_timeout`` bytes: a slow link that keeps moving is never cut off, however
+      large the message; a peer that dribbles is, within two windows, however much it
+      sent first. The windows stop while the peer has no credit left to send with:
+      waiting for our application is not its fault.
     """
 
     max_frame_size: int = 64 * 1024  #: largest DATA frame payload accepted
     max_message_size: int = 4 * 1024 * 1024  #: largest message accepted
     receive_window: int | None = None  #: default: ``max_message_size``
     chunk_size: int = 16 * 1024  #: outgoing DATA is cut into frames of at most this size
+    frame_timeout: float = 30.0  #: a started frame must be whole within this, seconds
+    message_timeout: float = 30.0  #: a started message is checked every this many seconds ...
+    min_message_rate: float = 1024.0  #: ... and must have grown by this many bytes a second
 
     def __post_init__(self) -> None:
         for name in ("max_frame_size", "max_message_size", "chunk_size"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value > 0):
                 raise PolicyError(f"{name} must be a positive number of bytes, got {value!r}")
+        _positive("frame_timeout", self.frame_timeout)
+        _positive("message_timeout", self.message_timeout)
+        if not (
+            isinstance(self.min_message_rate, int | float)
+            and math.isfinite(self.min_message_rate)
+            and self.min_message_rate > 0
+        ):
+            raise PolicyError(
+                "min_message_rate must be a positive number of bytes per second, "
+                f"got {self.min_message_rate!r}"
+            )
         if self.receive_window is not None and self.receive_window < self.max_message_size:
             raise PolicyError(
                 f"receive_window ({self.receive_window}) must be at least max_message_size "
@@ -437,3 +471,31 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     def effective_receive_window(self) -> int:
         """``receive_window``, or its default: ``max_message_size``."""
         return self.max_message_size if self.receive_window is None else self.receive_window
+
+
+class ServerLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What one listening server holds for all its peers together (each connection is
+    bounded by :class:`Limits`; this bounds their sum).
+
+    - ``max_connections``: connections accepted and not yet dead. One more is refused:
+      it is told ``CLOSE(OVERLOADED)`` right after its preamble and closed. ``None`` (the
+      default): as many as the process may open files, less a reserve (the asyncio driver
+      reads the soft ``RLIMIT_NOFILE`` when it starts listening: ``limit - max(64,
+      limit // 16)``; no bound where there is no such limit).
+    - ``inbound_budget``: bytes held for peers across every connection: frames and messages
+      they have started, and messages the application has not consumed yet. Past it, the
+      connection holding the most is closed with ``CLOSE(OVERLOADED)``, the largest
+      incomplete frame or message first (that is what a slow sender makes us hold), until
+      the total fits again. ``None``: no budget, only each connection's window.
+    """
+
+    #: connections accepted and not yet dead (None: from ``RLIMIT_NOFILE``, see above)
+    max_connections: int | None = None
+    #: bytes held for peers across every connection (None: no budget)
+    inbound_budget: int | None = 256 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("max_connections", "inbound_budget"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and value > 0):
+                raise PolicyError(f"{name} must be a positive whole number or None, got {value!r}")

@@ -14,6 +14,12 @@ The driver contract, complete (a driver for another I/O library needs nothing el
    within the byte budget the transport can take), dispatch
    :meth:`Session.events_received`, and arm one timer at :meth:`Session.next_deadline`
    (``None``: no timer). ``next_deadline`` is a pure query: asking changes nothing.
+   A driver whose writes can wait in a buffer of its own before the kernel takes them
+   (asyncio's transports) reports, after each write and before each input while that
+   buffer is not empty, how many bytes of the output it still holds:
+   :meth:`Session.output_unwritten` (and passes the figure to ``connection_lost`` when it
+   knows it). Then a death lists exactly the messages that never reached the kernel; a
+   driver that does not report has them counted as written once handed to it.
 4. When the timer fires, call :meth:`Session.handle_timer` with a ``now`` no earlier than
    the deadline: a timer that can fire early by its clock's resolution passes the deadline
    itself. A driver may call it late (a busy loop) or when nothing is due; both are safe.
@@ -98,6 +104,7 @@ _PEER_BLAMES_US = frozenset(
         CloseCode.TOO_LARGE,
         CloseCode.FLOW_CONTROL,
         CloseCode.HANDSHAKE_TIMEOUT,
+        CloseCode.TOO_SLOW,
     }
 )
 _CLOSE_CODES = frozenset(int(code) for code in CloseCode)
@@ -110,6 +117,10 @@ _MAX_NAME = 256  #: the bound ``Hello.name`` is decoded with
 PING_TOLERANCE = 0.5
 #: Pings the peer may send at once beyond its rate, on top of those a stall could release.
 _PING_BURST = 3.0
+
+
+#: Frames decoded at a time from one read (see receive_data).
+FRAME_BATCH = 128
 
 
 def _message_bytes(data: object) -> bytes:
@@ -143,23 +154,31 @@ class Session:
         "_clock",
         "_close_code",
         "_close_deadline",
-        "_close_frame",
+        "_close_queued",
         "_close_reason",
         "_consumed_unreported",
         "_control",
         "_decoder",
         "_echo",
         "_events",
+        "_frame_since",
         "_handshake_evidence",
+        "_held",
         "_hello",
+        "_inbound_deadline",
+        "_message_mark",
+        "_message_since",
         "_messages_consumed",
+        "_messages_out",
         "_messages_received",
         "_messages_sent",
+        "_out_offset",
         "_outbox",
         "_outbox_offset",
         "_partial",
         "_partial_size",
         "_peer_consumed",
+        "_peer_received",
         "_peer_stuck_for",
         "_pending_bytes",
         "_ping_gap",
@@ -170,21 +189,23 @@ class Session:
         "_pings_refused",
         "_pongs_received",
         "_progress",
+        "_receipts",
         "_received_bytes",
         "_recv_credit",
         "_rng",
         "_rtt",
         "_send_credit",
-        "_sent_bytes",
         "_stamp_received",
         "_stamp_received_at",
         "_stamp_sent",
         "_started",
         "_state",
         "_tracker",
+        "_tracks_output",
         "_unconsumed_since",
         "_wanted_pongs",
         "_window",
+        "_written_upto",
         "death",
         "initiator",
         "limits",
@@ -250,7 +271,7 @@ class Session:
         self._outbox_offset = 0
         self._pending_bytes = 0
         self._send_credit = 0
-        self._close_frame: bytes | None = None
+        self._close_queued = False  # close() was called: CLOSE follows the outbox
         self._close_code: int | None = None
         self._close_reason = ""
         self._close_deadline = math.inf
@@ -258,6 +279,13 @@ class Session:
         self._partial: list[bytes] = []
         self._partial_size = 0
         self._recv_credit = self._window
+        # Deadlines on what the peer started (see Limits): when the incomplete frame in the
+        # decoder began; when the current window of the incomplete message began, and its
+        # size then; the earlier of the deadlines they make, kept ready for next_deadline().
+        self._frame_since = math.inf
+        self._message_since = math.inf
+        self._message_mark = 0
+        self._inbound_deadline = math.inf
         self._consumed_unreported = 0
         self._ping_seq = 0  # also the count of PINGs sent
         # Abuse limit on the peer's pings, a token bucket (see _spend_ping_token); the
@@ -268,18 +296,27 @@ class Session:
         # Progress: arrival times of received messages the application has not consumed.
         self._unconsumed_since: deque[float] | None = None
         self._peer_stuck_for = 0.0
+        # Delivery accounting (see Death): messages passed to send_message, those handed
+        # whole to the driver, and, when the driver reports what it still holds
+        # (output_unwritten), those it may hold with the output offset each ends at.
         self._messages_sent = 0
+        self._messages_out = 0
+        self._out_offset = 0  # bytes handed to the driver so far
+        self._tracks_output = False
+        self._held: deque[tuple[int, bytes]] | None = None
+        self._written_upto = 0  # output offset up to which the kernel has taken everything
+        self._peer_received = 0  # of ours, as the peer's CLOSE reported (Feature.RECEIPTS)
         self._messages_received = 0
         self._messages_consumed = 0  # received messages the application has taken
         self._peer_consumed = 0  # of ours, as the peer last reported (Feature.PROGRESS)
         # Features both sides announced (set at the handshake).
         self._echo = False  # Feature.ECHO: RTT on both ends
         self._progress = False  # Feature.PROGRESS: consumed counts in PING and PONG
+        self._receipts = False  # Feature.RECEIPTS: counts in CREDIT and CLOSE
         self._stamp_sent = math.nan  # our latest PONG's stamp (NaN equals no echo)
         self._stamp_received: float | None = None  # the peer's latest PONG stamp ...
         self._stamp_received_at = 0.0  # ... and when it arrived
         self._wanted_pongs: set[int] | None = None  # on-demand pings awaiting an answer
-        self._sent_bytes = 0
         self._received_bytes = 0
         self._pings_received = 0
         self._pongs_received = 0
@@ -303,8 +340,22 @@ class Session:
 
     @property
     def pending_send_bytes(self) -> int:
-        """Bytes of DATA accepted by :meth:`send_message` and not yet handed out."""
+        """Bytes of DATA accepted by :meth:`send_message` and not yet handed out (after the
+        death: the bytes that never were)."""
         return self._pending_bytes
+
+    @property
+    def inbound_held(self) -> int:
+        """Bytes the peer has made this side hold: an incomplete frame and message, and
+        messages received that the application has not consumed (counted as flow-control
+        credit: 16 bytes more per message). Bounded by the receive window plus one frame."""
+        return self._decoder.buffered + self._window - self._recv_credit - self._consumed_unreported
+
+    @property
+    def inbound_incomplete(self) -> int:
+        """Of :attr:`inbound_held`, the bytes of the incomplete frame and message: what a
+        peer that sends slowly makes us hold."""
+        return self._decoder.buffered + self._partial_size
 
     def ping_allowed_at(self) -> float:
         """The earliest time :meth:`send_ping` may send a PING: pings closer than
@@ -324,7 +375,10 @@ class Session:
         else:
             deadline = tracker.next_deadline()
         close_deadline = self._close_deadline
-        return deadline if deadline < close_deadline else close_deadline
+        if close_deadline < deadline:
+            deadline = close_deadline
+        inbound_deadline = self._inbound_deadline
+        return deadline if deadline < inbound_deadline else inbound_deadline
 
     def silence(self, now: float) -> float:
         """Seconds since the last evidence of life."""
@@ -349,11 +403,12 @@ class Session:
             peer_stuck_for=self._peer_stuck_for,
             pending_send_bytes=self._pending_bytes,
             messages_sent=self._messages_sent,
+            messages_written=self._messages_sent - self._unwritten_count(),
             messages_received=self._messages_received,
             messages_consumed=self._messages_consumed,
-            peer_consumed=self._peer_consumed if self._progress else None,
-            bytes_sent=self._sent_bytes,
-            bytes_received=self._received_bytes,
+            peer_consumed=self._peer_consumed if self._progress or self._receipts else None,
+            bytes_out=self._out_offset,
+            bytes_in=self._received_bytes,
             pings_sent=self._ping_seq,
             pings_received=self._pings_received,
             pongs_received=self._pongs_received,
@@ -388,19 +443,45 @@ class Session:
         if self._outbox and budget != 0 and self.negotiated is not None:
             out = bytearray() if out is None else bytearray(out)
             self._emit_data(out, budget)
-        if self._close_frame is not None and not self._outbox:
-            out = self._close_frame if out is None else out + self._close_frame
-            self._close_frame = None
+        if self._close_queued and not self._outbox:
+            self._close_queued = False
+            assert self._close_code is not None
+            close = self._close_bytes(self._close_code, self._close_reason)
+            out = close if out is None else out + close
         if not out:
             return b""
+        self._out_offset += len(out)
         if self._tracker is not None:
             self._tracker.sent(self._clock)
         return out
 
+    def output_unwritten(self, nbytes: int) -> None:
+        """The driver still holds the last ``nbytes`` of the output :meth:`data_to_send`
+        returned: the kernel has not taken them yet (asyncio: the transport's buffer).
+
+        A driver whose writes can wait in such a buffer calls this after every write, and
+        before every input while ``nbytes`` was not 0; a death then lists in
+        ``Death.unsent`` every message whose last byte the kernel never took. Without it,
+        output handed to the driver counts as written.
+        """
+        if not 0 <= nbytes <= self._out_offset:
+            raise UsageError(
+                f"unwritten bytes must lie between 0 and the output so far, got {nbytes}"
+            )
+        self._tracks_output = True
+        upto = self._out_offset - nbytes
+        if upto > self._written_upto:
+            self._written_upto = upto
+        held = self._held
+        while held and held[0][0] <= upto:
+            held.popleft()
+
     # ------------------------------------------------------------------ local inputs
 
-    def send_message(self, data: bytes | bytearray | memoryview) -> None:
-        """Queue one application message. Raises if the connection is closing or dead."""
+    def send_message(self, data: bytes | bytearray | memoryview) -> int:
+        """Queue one application message and return its number (0 for the first on this
+        connection; see :class:`~pulsewire.core.events.Death`). Raises if the connection
+        is closing or dead."""
         if self.death is not None or self._state is State.CLOSING:
             self._check_open("send")
         negotiated = self.negotiated
@@ -420,7 +501,9 @@ class Session:
             outbox = self._outbox = deque()
         outbox.append(message)
         self._pending_bytes += size
-        self._messages_sent += 1
+        number = self._messages_sent
+        self._messages_sent = number + 1
+        return number
 
     def message_consumed(self, size: int) -> None:
         """The application has taken a received message of ``size`` bytes: grant credit."""
@@ -471,9 +554,36 @@ class Session:
         self._clock = now
         self._close_code = int(code)
         self._close_reason = reason
-        self._close_frame = encode_control(FrameKind.CLOSE, Close(code, reason))
+        self._close_queued = True  # encoded when it goes out, with the counts of that moment
         self._close_deadline = now + self.policy.effective_close_timeout
         self._state = next_state(self._state, Trigger.LOCAL_CLOSE)
+
+    def close_now(self, now: float, code: int, reason: str = "") -> None:
+        """Close at once, without waiting for the peer: CLOSE goes out (ahead of any queued
+        DATA, which is reported in ``Death.unsent``) and the session dies with
+        ``LOCAL_CLOSE``; the driver flushes and closes the transport.
+
+        Before a responder's handshake this is a refusal: the peer gets the preamble and
+        CLOSE instead of a HELLO (a server at its connection limit answers this way).
+        A server also sheds a connection so, when it must free what that peer holds.
+        """
+        if self.death is not None:
+            return
+        if not CloseCode.is_valid(code):
+            raise UsageError(f"invalid close code {code}: use a CloseCode or 4000-4999")
+        if len(reason.encode()) > 1024:
+            raise UsageError("close reason longer than 1024 bytes")
+        self._clock = now
+        self._hello = None  # a responder that has not accepted yet never will
+        self._queue_control(self._close_bytes(code, reason))
+        self._die(
+            Reason.LOCAL_CLOSE,
+            Source.LOCAL,
+            now,
+            abort=False,
+            close_code=int(code),
+            close_reason=reason,
+        )
 
     # ------------------------------------------------------------------ network inputs
 
@@ -494,13 +604,31 @@ class Session:
                 else:
                     self._handle_pong(heartbeat, now)
                 return
-            for frame in decoder.feed(data):
-                self._handle_frame(frame, now)
-                if self.death is not None:
-                    return
+            # Decoded FRAME_BATCH frames at a time: a peer whose first frames kill the
+            # connection (a ping flood, say) costs the decoding of one batch, not of every
+            # frame it managed to pack into the read.
+            frames = decoder.feed(data, FRAME_BATCH)
+            completed = bool(frames)
+            while True:
+                for frame in frames:
+                    self._handle_frame(frame, now)
+                    if self.death is not None:
+                        return
+                if len(frames) < FRAME_BATCH:
+                    break
+                frames = decoder.feed(b"", FRAME_BATCH)  # the rest of the read
             decoder.raise_pending()
         except ProtocolError as error:
             self._fail(error, now)
+            return
+        # The frame deadline: from the read that left a frame incomplete, until one whole.
+        if decoder.at_frame_boundary:
+            if self._frame_since != math.inf:
+                self._frame_since = math.inf
+                self._set_inbound_deadline()
+        elif completed or self._frame_since == math.inf:
+            self._frame_since = now
+            self._set_inbound_deadline()
 
     def receive_eof(self, now: float) -> None:
         """The peer closed its sending side (FIN)."""
@@ -523,12 +651,23 @@ class Session:
         *,
         source: Source = Source.KERNEL,
         error: Exception | None = None,
+        unwritten: int | None = None,
     ) -> None:
-        """The transport is gone; ``reason`` is mapped from the socket error by the driver."""
+        """The transport is gone; ``reason`` is mapped from the socket error by the driver.
+
+        ``unwritten``: the bytes of output the driver still held when the transport went
+        (see :meth:`output_unwritten`), if it knows; ``None`` when it cannot tell (asyncio
+        empties a failed transport's buffer before it says so): the messages it may have
+        held are then counted as in doubt, never as unsent.
+        """
         if self._state is State.DEAD:
             return
         if self._state is State.CLOSING and reason is Reason.EOF:
             reason = Reason.LOCAL_CLOSE
+        if unwritten is not None:
+            self.output_unwritten(unwritten)
+        else:
+            self._written_upto = self._out_offset
         self._die(reason, source, now, abort=True, error=error)
 
     def handle_timer(self, now: float) -> None:
@@ -541,6 +680,9 @@ class Session:
                 f"no CLOSE from the peer within {self.policy.effective_close_timeout} s"
             )
             self._die(Reason.LOCAL_CLOSE, Source.LOCAL, now, abort=True, error=late)
+            return
+        if now >= self._inbound_deadline and not self._inbound_progressed(now):
+            self._fail(self._too_slow(now), now)
             return
         tracker = self._tracker
         if tracker is None:
@@ -594,7 +736,13 @@ class Session:
         budget = _UNLIMITED if budget is None else budget
         credit = self._send_credit
         sent = 0
+        whole = 0  # messages whose last chunk went out
         pack = HEADER.pack
+        # The driver reports what it still holds: remember where each message ends.
+        held = self._held if self._tracks_output else None
+        if held is None and self._tracks_output:
+            held = self._held = deque()
+        base = self._out_offset
         while outbox and budget > 0:
             message = outbox[0]
             offset = self._outbox_offset
@@ -609,6 +757,9 @@ class Session:
                 out += pack(FrameKind.DATA, FLAG_FIN, remaining)
                 out += message
                 outbox.popleft()
+                whole += 1
+                if held is not None:
+                    held.append((base + len(out), message))
                 credit -= remaining + MESSAGE_OVERHEAD
                 budget -= remaining
                 sent += remaining
@@ -632,11 +783,14 @@ class Session:
             if final:
                 outbox.popleft()
                 self._outbox_offset = 0
+                whole += 1
+                if held is not None:
+                    held.append((base + len(out), message))
             else:
                 self._outbox_offset = offset + size
         self._send_credit = credit
         self._pending_bytes -= sent
-        self._sent_bytes += sent
+        self._messages_out += whole
 
     def _grant_credit(self) -> None:
         # Report consumption in batches of a quarter window; but at once when the peer is
@@ -644,9 +798,18 @@ class Session:
         # may be held by the message it is sending, which we cannot consume until it ends.
         unreported = self._consumed_unreported
         if unreported and (unreported * 4 >= self._window or self._recv_credit <= MESSAGE_OVERHEAD):
+            starved = self._recv_credit <= MESSAGE_OVERHEAD
             self._consumed_unreported = 0
             self._recv_credit += unreported
-            self._queue_control(encode_control(FrameKind.CREDIT, Credit(unreported)))
+            consumed = self._messages_consumed if self._receipts else None
+            self._queue_control(encode_control(FrameKind.CREDIT, Credit(unreported, consumed)))
+            if self._message_since != math.inf:
+                if starved:
+                    # The peer could not go on with its message for want of credit: its
+                    # window starts again now (dated by our latest input).
+                    self._message_since = self._clock
+                    self._message_mark = self._partial_size
+                self._set_inbound_deadline()
 
     def _check_open(self, operation: str) -> None:
         if self.death is not None:
@@ -705,6 +868,9 @@ class Session:
             self._send_credit += payload.increment
             if self._send_credit > _MAX_CREDIT:
                 raise ProtocolError("peer granted absurd credit", CloseCode.FLOW_CONTROL)
+            consumed = payload.consumed
+            if consumed is not None and consumed != self._peer_consumed and self._receipts:
+                self._peer_consumed_up_to(consumed)
         elif isinstance(payload, Close):
             self._handle_close(payload, now)
 
@@ -758,6 +924,7 @@ class Session:
         features = Feature(hello.features) & FEATURES  # unknown bits: a newer peer's
         self._echo = Feature.ECHO in features
         self._progress = Feature.PROGRESS in features
+        self._receipts = Feature.RECEIPTS in features
         if self.initiator:
             # Our HELLO went out when the session started, and the responder sends its own
             # only once it has ours: the first round trip, measured before any ping.
@@ -817,6 +984,10 @@ class Session:
                 CloseCode.TOO_LARGE,
             )
         if not final:
+            if not self._partial:  # the message's first window starts with its first chunk
+                self._message_since = now
+                self._message_mark = 0
+                self._set_inbound_deadline()
             self._partial.append(frame.payload)
             self._partial_size += size
             return
@@ -825,6 +996,9 @@ class Session:
             data = b"".join(self._partial)
             self._partial.clear()
             self._partial_size = 0
+            if self._message_since != math.inf:
+                self._message_since = math.inf
+                self._set_inbound_deadline()
         else:
             data = frame.payload
         self._messages_received += 1
@@ -862,10 +1036,10 @@ class Session:
 
     def _peer_consumed_up_to(self, consumed: int) -> None:
         """The peer's application has consumed ``consumed`` of our messages so far."""
-        if not self._peer_consumed <= consumed <= self._messages_sent:
+        if not self._peer_consumed <= consumed <= self._messages_out:
             raise ProtocolError(
                 f"peer reports {consumed} messages consumed, but {self._peer_consumed} were "
-                f"reported before and {self._messages_sent} were sent"
+                f"reported before and {self._messages_out} were sent whole"
             )
         self._peer_consumed = consumed
 
@@ -930,11 +1104,20 @@ class Session:
             self._refresh_suspicion(now, self.silence(now), SuspectCause.PEER_STUCK)
 
     def _handle_close(self, close: Close, now: float) -> None:
+        received = close.received
+        if received is not None and self._receipts:
+            if not self._peer_consumed <= received <= self._messages_out:
+                raise ProtocolError(
+                    f"peer's CLOSE reports {received} messages received, but "
+                    f"{self._peer_consumed} were consumed and {self._messages_out} sent whole"
+                )
+            self._peer_received = received
         if self._state is State.CLOSING:
             self._die(Reason.LOCAL_CLOSE, Source.LOCAL, now, abort=False)
             return
-        # Echo the code so the peer's close completes; anything still queued is moot.
-        self._queue_control(encode_control(FrameKind.CLOSE, Close(close.code)))
+        # Echo the code so the peer's close completes; anything still queued is moot (and
+        # reported as unsent).
+        self._queue_control(self._close_bytes(close.code))
         reason = Reason.PROTOCOL_ERROR if close.code in _PEER_BLAMES_US else Reason.EOF
         self._die(
             reason,
@@ -948,7 +1131,7 @@ class Session:
     def _fail(self, error: ProtocolError, now: float) -> None:
         """The peer broke the protocol: tell it why, then die."""
         reason_text = str(error).encode()[:1024].decode(errors="ignore")
-        self._queue_control(encode_control(FrameKind.CLOSE, Close(error.code, reason_text)))
+        self._queue_control(self._close_bytes(error.code, reason_text))
         self._die(
             Reason.PROTOCOL_ERROR,
             Source.LOCAL,
@@ -973,6 +1156,8 @@ class Session:
         self._state = next_state(self._state, Trigger.DIE)
         if reason is Reason.LOCAL_CLOSE and close_code is None:
             close_code, close_reason = self._close_code, self._close_reason
+        unsent = self._unsent()
+        delivered = max(self._peer_consumed, self._peer_received)
         self.death = Death(
             reason=reason,
             source=source,
@@ -981,11 +1166,85 @@ class Session:
             close_code=close_code,
             close_reason=close_reason,
             error=error,
+            messages_sent=self._messages_sent,
+            # Our own record of what reached the kernel wins over a peer that claims more.
+            delivered=min(delivered, self._messages_sent - len(unsent)),
+            unsent=unsent,
         )
         self._outbox = None
-        self._pending_bytes = 0
-        self._close_frame = None
+        self._held = None
+        self._close_queued = False
         self._partial.clear()
+        self._partial_size = 0
+        self._frame_since = self._message_since = self._inbound_deadline = math.inf
         if abort:
             self._control = None
         self._events.append(Died(self.death, abort))
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _unsent(self) -> tuple[bytes, ...]:
+        """The messages whose last byte the kernel never took, in order: those the driver
+        still holds (as it last reported), then the outbox (its head perhaps half sent)."""
+        unsent: list[bytes] = []
+        held = self._held
+        if held:
+            upto = self._written_upto
+            unsent += [message for end, message in held if end > upto]
+        if self._outbox:
+            unsent += self._outbox
+        return tuple(unsent)
+
+    def _unwritten_count(self) -> int:
+        """How many messages passed to send_message the kernel has not taken whole."""
+        held = self._held
+        upto = self._written_upto
+        in_driver = sum(1 for end, _ in held if end > upto) if held else 0
+        return self._messages_sent - self._messages_out + in_driver
+
+    def _close_bytes(self, code: int, reason: str = "") -> bytes:
+        """A CLOSE frame; with ``Feature.RECEIPTS`` it says how many messages we received."""
+        received = self._messages_received if self._receipts else None
+        return encode_control(FrameKind.CLOSE, Close(code, reason, received))
+
+    def _set_inbound_deadline(self) -> None:
+        """Recompute the deadline on what the peer started (see Limits)."""
+        limits = self.limits
+        deadline = self._frame_since + limits.frame_timeout
+        since = self._message_since
+        # No credit left: the peer waits for our application, which is no fault of its own.
+        if since != math.inf and self._recv_credit > MESSAGE_OVERHEAD:
+            window_end = since + limits.message_timeout
+            if window_end < deadline:
+                deadline = window_end
+        self._inbound_deadline = deadline
+
+    def _inbound_progressed(self, now: float) -> bool:
+        """At an inbound deadline: True if only a message's window ended, and the message
+        grew enough in it (a new window starts); False if the peer is too slow."""
+        limits = self.limits
+        if now >= self._frame_since + limits.frame_timeout:
+            return False
+        grown = self._partial_size - self._message_mark
+        if grown < limits.min_message_rate * limits.message_timeout:
+            return False
+        self._message_since = now
+        self._message_mark = self._partial_size
+        self._set_inbound_deadline()
+        return True
+
+    def _too_slow(self, now: float) -> ProtocolError:
+        limits = self.limits
+        if now >= self._frame_since + limits.frame_timeout:
+            text = (
+                f"a frame was not completed within frame_timeout ({limits.frame_timeout} s): "
+                f"{self._decoder.buffered} bytes of it in {now - self._frame_since:.1f} s"
+            )
+        else:
+            grown = self._partial_size - self._message_mark
+            text = (
+                f"a message grew by {grown} bytes in {now - self._message_since:.1f} s, less "
+                f"than min_message_rate ({limits.min_message_rate:g} bytes/s) over "
+                f"message_timeout ({limits.message_timeout} s)"
+            )
+        return ProtocolError(text, CloseCode.TOO_SLOW)

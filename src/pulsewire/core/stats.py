@@ -17,10 +17,11 @@ class SessionStats(msgspec.Struct, frozen=True, kw_only=True):
     #: The names of the fields that only ever grow (for code that sums or diffs them).
     COUNTERS: ClassVar[tuple[str, ...]] = (
         "messages_sent",
+        "messages_written",
         "messages_received",
         "messages_consumed",
-        "bytes_sent",
-        "bytes_received",
+        "bytes_out",
+        "bytes_in",
         "pings_sent",
         "pings_received",
         "pongs_received",
@@ -38,15 +39,18 @@ class SessionStats(msgspec.Struct, frozen=True, kw_only=True):
     rtt_p99: float | None  #: over the last 64 samples
     timeout: float  #: the timeout in force (adaptive policies move it)
     peer_stuck_for: float  #: the peer's last report of its application being stuck, s
-    pending_send_bytes: int  #: accepted by send() and not yet written
-    messages_sent: int  #: messages accepted by send()
-    messages_received: int  #: whole messages received
+    pending_send_bytes: int  #: DATA bytes accepted by send() and not yet handed out
+    messages_sent: int  #: passed to send() (numbered from 0: see ``Death``)
+    #: of those, handed whole to the kernel (as far as the driver reports: see ``Death``);
+    #: not a count of what the peer received: that is ``peer_consumed``
+    messages_written: int
+    messages_received: int  #: received whole from the peer
     messages_consumed: int  #: received messages the application has taken
     #: of the messages sent, how many the peer's application had consumed at its latest
     #: report (None: the peer does not report it)
     peer_consumed: int | None
-    bytes_sent: int  #: DATA payload bytes written
-    bytes_received: int  #: all bytes read, framing included
+    bytes_out: int  #: every byte handed to the transport, framing included
+    bytes_in: int  #: every byte received from the peer, framing included
     pings_sent: int  #: PINGs this side sent
     pings_received: int  #: PINGs the peer sent (each answered with a PONG)
     pongs_received: int  #: answers to this side's PINGs (one RTT sample each)

@@ -19,6 +19,7 @@ The driver supplies how to start a task (``spawn``); everything else is here.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -95,12 +96,19 @@ class ServerHooks(Generic[C]):
 class ListenerStats(msgspec.Struct, frozen=True):
     """Counters for a listener: connections accepted, alive now, and how the others ended."""
 
-    accepted: int  #: transports connected (after TLS, if any)
+    accepted: int  #: transports connected (after TLS, if any), refused ones included
     active: int  #: accepted and not dead yet (handshaking or established)
     deaths: dict[str, int]  #: deaths of established connections, by reason
     #: connections that died before their handshake completed, by reason (a peer that is
     #: not pulsewire, or never sent its HELLO: ``timeout``; a port scan or health check: ``eof``)
     handshake_failures: dict[str, int] = msgspec.field(default_factory=dict)
+    #: The server's limits at work (asyncio driver; see ``docs/security.md``):
+    refused: int = 0  #: refused at ``max_connections`` with ``CLOSE(OVERLOADED)``
+    shed: int = 0  #: closed with ``CLOSE(OVERLOADED)`` to keep within ``inbound_budget``
+    max_connections: int | None = None  #: the connection limit in force
+    inbound_held: int = 0  #: bytes held for peers now, across every connection
+    peak_inbound_held: int = 0  #: the most ``inbound_held`` has been
+    accept_failures: int = 0  #: ``accept()`` calls that failed (EMFILE, ENFILE, ...)
 
 
 class HookRunner(Generic[C]):
@@ -148,6 +156,11 @@ class HookRunner(Generic[C]):
         """The transport is up (after TLS, if any): the connection counts from now on."""
         self._connections.add(connection)
         self._accepted += 1
+
+    def forget(self, connection: C) -> None:
+        """Stop counting ``connection`` as active (the listener refused it): no hook, no
+        death of its is counted."""
+        self._connections.discard(connection)
 
     def connection_ready(self, connection: C) -> None:
         handler = self._handler
@@ -221,7 +234,9 @@ async def run_guarded(
     except Exception:
         log.exception(logevents.HANDLER_ERROR, peer=connection.peer_address)
         if connection.death is None:
-            await connection.close(CloseCode.INTERNAL_ERROR, "handler error")
+            # What it could not deliver is on its death, which peer.dead logs.
+            with contextlib.suppress(ConnectionClosedError):
+                await connection.close(CloseCode.INTERNAL_ERROR, "handler error")
 
 
 async def run_handler(
@@ -237,5 +252,7 @@ async def run_handler(
         log.exception(logevents.HANDLER_ERROR, peer=connection.peer_address)
         code, reason = CloseCode.INTERNAL_ERROR, "handler error"
     if connection.death is None:
-        # The handler is done with the connection: close it in order.
-        await connection.close(code, reason)
+        # The handler is done with the connection: close it in order. What could not be
+        # delivered is on its death, which peer.dead logs.
+        with contextlib.suppress(ConnectionClosedError):
+            await connection.close(code, reason)

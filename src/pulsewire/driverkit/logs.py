@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pulsewire import logevents
 from pulsewire._log import EventLogger
-from pulsewire.core.events import Died, Event, HandshakeCompleted, Recovered, Suspected
+from pulsewire.core.events import Death, Died, Event, HandshakeCompleted, Recovered, Suspected
 from pulsewire.core.states import Reason
 
-__all__ = ["log_event"]
+__all__ = ["death_fields", "log_event"]
 
 #: Deaths that are part of a normal life: logged at info, the others at warning.
 _QUIET_REASONS = (Reason.LOCAL_CLOSE, Reason.EOF)
+
+
+def death_fields(death: Death) -> dict[str, Any]:
+    """The log fields of ``peer.dead`` and ``peer.handshake_failed`` (with ``peer`` added)."""
+    fields: dict[str, Any] = {
+        "reason": death.reason.value,
+        "source": death.source.value,
+        "silence": round(death.silence, 4),
+        "last_rtt": death.last_rtt,
+        "close_code": death.close_code,
+        "error": None if death.error is None else str(death.error),
+    }
+    if death.undelivered:  # what the application must know: not everything arrived
+        fields["unsent"] = len(death.unsent)
+        fields["in_doubt"] = len(death.in_doubt)
+    return fields
 
 
 def log_event(
@@ -46,10 +64,5 @@ def log_event(
         (log.info if quiet else log.warning)(
             logevents.PEER_DEAD if handshake_done else logevents.HANDSHAKE_FAILED,
             peer=peer,
-            reason=death.reason.value,
-            source=death.source.value,
-            silence=round(death.silence, 4),
-            last_rtt=death.last_rtt,
-            close_code=death.close_code,
-            error=None if death.error is None else str(death.error),
+            **death_fields(death),
         )
