@@ -110,6 +110,8 @@ class Connection(Protocol):
 
     async def wait_dead(self) -> pulsewire.Death: ...
 
+    async def close(self, code: int = ..., reason: str = ...) -> pulsewire.Death: ...
+
 
 @dataclass
 class Listening:

@@ -95,6 +95,44 @@ async def test_peer_reset_dies_of_reset_promptly(adapter: Adapter, spawn) -> Non
     assert stats.deaths == {"reset": 1}
 
 
+async def test_close_returns_when_every_message_was_delivered(adapter: Adapter, spawn) -> None:
+    peer = await spawn("server", *PEER_POLICY, *adapter.peer_flags)
+    async with adapter.connect(adapter.peer_target(peer.ready), policy=POLICY) as connection:
+        with anyio.fail_after(5):
+            for index in range(20):
+                await connection.send(b"m%d" % index)
+            for index in range(20):
+                assert await connection.recv() == b"m%d" % index
+            death = await connection.close()
+    assert death.reason is Reason.LOCAL_CLOSE
+    assert not death.undelivered
+    assert death.delivered == death.messages_sent == 20
+
+
+async def test_close_that_cannot_deliver_raises_with_what_it_did_not(
+    adapter: Adapter, spawn
+) -> None:
+    peer = await spawn("server", *PEER_POLICY, *adapter.peer_flags)
+    policy = Policy(interval=0.2, timeout=5.0, close_timeout=0.5)
+    async with adapter.connect(adapter.peer_target(peer.ready), policy=policy) as connection:
+        with anyio.fail_after(5):
+            await connection.send(b"first")
+            assert await connection.recv() == b"first"
+        peer.freeze()  # its kernel still takes our bytes; its application never will
+        for index in range(10):
+            await connection.send(b"m%d" % index)
+        with pytest.raises(pulsewire.LocalClosedError) as raised:
+            with anyio.fail_after(policy.close_timeout + 5):
+                await connection.close()
+    death = raised.value.death
+    assert death.reason is Reason.LOCAL_CLOSE
+    assert death.undelivered
+    assert death.messages_sent == 11
+    # Every message is in exactly one of the three; none of the ten can be delivered.
+    assert death.delivered + len(death.in_doubt) + len(death.unsent) == 11
+    assert death.delivered <= 1
+
+
 async def test_busy_connection_sends_no_pings(adapter: Adapter, spawn) -> None:
     # No jitter on either side: a ping is due only after a full interval (0.2 s) without a
     # message, four message periods, so a scheduling hiccup of ~0.15 s cannot fake one.

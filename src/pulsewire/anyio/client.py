@@ -206,7 +206,13 @@ async def _running(
                 failure = error
             finally:
                 if connection.death is None:
-                    await connection.close()
+                    try:
+                        await connection.close()
+                    except ConnectionClosedError as error:
+                        # Messages were not delivered: the caller hears of it, unless the
+                        # block's own error says more.
+                        if failure is None:
+                            failure = error
     if failure is not None:
         raise failure
 
@@ -307,7 +313,9 @@ class Client:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Stop reconnecting and close the current connection in order."""
+        """Stop reconnecting and close the current connection in order (raising, as
+        :meth:`Connection.close` does, if messages sent on it were not delivered, unless
+        the block raised)."""
         self._closing = True
         self._notify()
         current = self._current
@@ -315,7 +323,11 @@ class Client:
         assert tasks is not None
         try:
             if current is not None and current.death is None:
-                await current.close()
+                try:
+                    await current.close()
+                except ConnectionClosedError:
+                    if exc is None:
+                        raise
         finally:
             tasks.cancel_scope.cancel()
             # The block's own exception, if any, goes on as itself (not in a group).

@@ -238,7 +238,12 @@ class Connection(TypedAttributeProvider):
         """Close in order: queued messages go first, then CLOSE; wait for the peer's answer.
 
         Bounded by the policy's ``close_timeout``, after which the stream is dropped.
-        Returns the ``Death`` record (``LOCAL_CLOSE`` unless the peer died first).
+        Returns the ``Death`` record (``LOCAL_CLOSE`` unless the peer died first) when every
+        message passed to ``send()`` reached the peer (the peer's answer to our CLOSE says
+        so, from peers that announce ``Feature.RECEIPTS``). Otherwise raises
+        ``LocalClosedError`` (the close timed out) or ``PeerDeadError`` (the peer died
+        first), whose ``death`` lists what was not delivered (``unsent``, ``in_doubt``):
+        it never returns quietly with messages lost.
         """
         session = self._session
         if session.death is None and session.state is not State.CLOSING:
@@ -247,7 +252,10 @@ class Connection(TypedAttributeProvider):
             )
             session.close(self._driver.time(), code, reason)
             self._driver.after_input()
-        return await self.wait_dead()
+        death = await self.wait_dead()
+        if death.undelivered:
+            self._raise_if_dead()
+        return death
 
     async def wait_state(self, *states: State) -> State:
         """Wait until the connection is in one of ``states``; return the state it is in.
