@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 
+import msgspec
 import pytest
 
 from pulsewire.core.estimators import ResponseEstimator, phi_to_z
@@ -264,6 +265,16 @@ AUTO_LIKE = Policy(
 def test_the_auto_preset_is_what_these_tests_drive() -> None:
     auto = Policy.auto()
     assert (auto.interval, auto.timeout, auto.adaptive) == (1.0, 8.0, AUTO_LIKE.adaptive)
+
+
+def test_the_auto_preset_takes_a_higher_floor_and_refuses_one_it_cannot_keep() -> None:
+    patient = Policy.auto(min_timeout=2.0)
+    assert patient.adaptive == msgspec.structs.replace(AUTO_LIKE.adaptive, min_timeout=2.0)
+    assert (patient.interval, patient.timeout) == (1.0, 8.0)
+    with pytest.raises(PolicyError, match="min_timeout"):
+        Policy.auto(min_timeout=9.0)  # above the 8 s ceiling
+    with pytest.raises(PolicyError, match="min_timeout"):
+        Policy.auto(min_timeout=0.5)  # not even one interval
 
 
 def test_with_a_strict_tail_a_clean_window_earns_the_floor_only_through_clean_after() -> None:

@@ -257,10 +257,10 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # ------------------------------------------------------------------ presets
 
     @classmethod
-    def auto(cls) -> Policy:
+    def auto(cls, *, min_timeout: float = 1.2) -> Policy:
         """The policy to use when you do not know the link: fast where it is clean, patient
-        where it loses packets. Ping every second, busy or idle; adaptive between 1.2 s
-        and 8 s.
+        where it loses packets. Ping every second, busy or idle; adaptive between
+        ``min_timeout`` (1.2 s) and 8 s.
 
         - A young connection: the 8 s ceiling until five answers have been timed, then
           room for three or four retransmissions in a row (2.4-4 s) until 30 have.
@@ -275,14 +275,21 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         idle cost it shares); application data does not replace pings, so the timeout
         stays measured on busy connections. A link that turns lossy after a clean spell
         can cost a false death while the timeout rises (a late answer must be seen
-        first). Measured against ``Policy()``, kernel keepalive and websockets in
+        first), and so can two losses in a row on a link clean enough to have earned the
+        floor (1 % loss: about one in five connection-hours). ``min_timeout=2.0`` trades a
+        slower verdict on clean links (about 2 s) for room for two more retransmissions
+        there. Measured against ``Policy()``, kernel keepalive and websockets in
         docs/detection.md; which to pick when: docs/tuning.md.
         """
         return cls(
             interval=1.0,
             timeout=8.0,
             adaptive=Adaptive(
-                min_timeout=1.2, min_std=0.03, tail_threshold=6.0, tail_extra=4, clean_after=30
+                min_timeout=min_timeout,
+                min_std=0.03,
+                tail_threshold=6.0,
+                tail_extra=4,
+                clean_after=30,
             ),
         )
 
