@@ -1,5 +1,5 @@
 """The anyio Client's arguments and classification: what the conformance suite does not
-run (its behaviour is there, on both drivers: tests/conformance/test_client.py)."""
+run (its behaviour is there, on both drivers: tests/conformance/test_client_stops.py)."""
 
 from __future__ import annotations
 
