@@ -4,17 +4,20 @@ Every scenario in this directory runs once per **driver** (``asyncio``: the nati
 driver; ``anyio``: :mod:`pulsewire.anyio`), **backend** (asyncio, uvloop, trio; the
 asyncio driver runs on asyncio and uvloop only) and **transport** (TCP, TLS, Unix
 socket). A (driver, transport) pair is one small :class:`Adapter`: how the side under
-test connects to a peer process, and how it listens for one. Peers are real
+test connects to a peer process (once, or with a reconnecting client), and how it listens
+for one. Peers are real
 ``tests/drivers/peer.py`` processes (:mod:`peers`), signalled by PID.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Protocol
 
 import anyio
@@ -25,7 +28,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 import pulsewire
 import pulsewire.anyio
 from peers import SpawnPeer, peer_spawner
-from pulsewire import Limits, Policy, SocketOptions
+from pulsewire import Backoff, Limits, Policy, SocketOptions
 
 TRANSPORTS = ("tcp", "tls", "unix")
 #: (event loop, driver): the asyncio driver runs on asyncio event loops only.
@@ -110,7 +113,28 @@ class Connection(Protocol):
 
     async def wait_dead(self) -> pulsewire.Death: ...
 
+    async def ping(self) -> float: ...
+
     async def close(self, code: int = ..., reason: str = ...) -> pulsewire.Death: ...
+
+
+class Client(Protocol):
+    """What the scenarios use of a reconnecting client: both drivers' ``Client`` have it."""
+
+    def stats(self) -> pulsewire.ClientStats: ...
+
+    async def connection(self) -> Connection: ...
+
+    def __aiter__(self) -> AsyncIterator[Connection]: ...
+
+    async def __aenter__(self) -> Client: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
 
 @dataclass
@@ -200,6 +224,43 @@ class Adapter:
         finally:
             if connection.death is None:
                 connection.abort()
+
+    def client(
+        self,
+        target: Any,
+        *,
+        policy: Policy,
+        backoff: Backoff,
+        max_attempts: int | None = None,
+        retry_if: Callable[[pulsewire.ConnectError], bool] | None = None,
+    ) -> Client:
+        """A reconnecting client of this driver for ``target`` (not started: ``async with``)."""
+        options: dict[str, Any] = {
+            "policy": policy,
+            "backoff": backoff,
+            "max_attempts": max_attempts,
+            "retry_if": retry_if,
+        }
+        if self.transport == "unix":
+            options["path"] = str(target)
+        else:
+            options["host"], options["port"] = "127.0.0.1", target
+        tls = self.tls.client_context() if self.transport == "tls" else None
+        if self.driver == "anyio":
+            if tls is not None:
+                options.update(ssl_context=tls, tls_hostname="localhost")
+            return pulsewire.anyio.Client(**options)
+        if tls is not None:
+            options.update(ssl=tls, server_hostname="localhost")
+        return pulsewire.Client(**options)
+
+    def nowhere(self) -> Any:
+        """A target nobody listens on: a port free a moment ago, or a socket path unused."""
+        if self.transport == "unix":
+            return self.socket_path  # nothing listens there unless the test calls listen()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
 
     @contextlib.asynccontextmanager
     async def listen(

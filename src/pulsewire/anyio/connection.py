@@ -61,8 +61,8 @@ class Connection(TypedAttributeProvider):
 
     The same surface as the asyncio driver's :class:`pulsewire.Connection`: whole
     ``bytes`` messages (``await send(b)``, ``await recv()``, ``async for``), ``state``,
-    ``rtt``, ``stats()``, ``wait_dead()``, ``close()``, ``abort()``; every operation on a
-    dead connection raises :class:`~pulsewire.PeerDeadError` (or
+    ``rtt``, ``ping()``, ``stats()``, ``wait_dead()``, ``close()``, ``abort()``; every
+    operation on a dead connection raises :class:`~pulsewire.PeerDeadError` (or
     :class:`~pulsewire.LocalClosedError` after ``close()``) carrying the :class:`Death`.
     Iteration ends quietly after an orderly close and raises for any other death.
 
@@ -82,6 +82,7 @@ class Connection(TypedAttributeProvider):
         "_driver",
         "_inbound",
         "_observer",
+        "_pings",
         "_received",
     )
 
@@ -95,6 +96,8 @@ class Connection(TypedAttributeProvider):
         self._changed: anyio.Event | None = None  # state waiters wait on it
         self._drained: anyio.Event | None = None  # send() waits on it
         self._dead = anyio.Event()
+        #: ping() callers by sequence number: the event, and the RTT once answered.
+        self._pings: dict[int, _PingWaiter] | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.peer_address} {self.state.value}>"
@@ -158,9 +161,40 @@ class Connection(TypedAttributeProvider):
 
     @property
     def rtt(self) -> float | None:
-        """Smoothed round-trip time in seconds (RFC 6298), ``None`` before the first PONG."""
+        """Smoothed round-trip time in seconds (RFC 6298), ``None`` before the first PONG.
+        :meth:`ping` measures one on demand."""
         session = self._driver.session
         return None if session is None else session.rtt.srtt
+
+    async def ping(self) -> float:
+        """Send a PING now and return its round-trip time in seconds.
+
+        It takes the place of the next scheduled ping. Pings are spaced at least half the
+        negotiated interval apart (closer ones count as abuse at the peer): a call that
+        comes sooner waits until then. Raises ``PeerDeadError``/``LocalClosedError`` if
+        the connection dies first.
+        """
+        while True:
+            session = self._session
+            self._raise_if_dead()
+            wait = session.ping_allowed_at() - self._driver.time()
+            if wait <= 0 or session.negotiated is None:  # before the handshake: send_ping says
+                break
+            await anyio.sleep(wait)
+        seq = session.send_ping(self._driver.time())
+        waiter = _PingWaiter()
+        if self._pings is None:
+            self._pings = {}
+        self._pings[seq] = waiter
+        self._driver.after_input()
+        try:
+            await waiter.answered.wait()
+        finally:
+            del self._pings[seq]
+        if waiter.rtt is None:  # woken by the death
+            self._raise_if_dead()
+        assert waiter.rtt is not None
+        return waiter.rtt
 
     @property
     def negotiated(self) -> Negotiated | None:
@@ -322,7 +356,8 @@ class Connection(TypedAttributeProvider):
                 self._message(event.data)
                 continue
             if isinstance(event, PingAnswered):
-                continue  # an RTT sample, already in rtt and stats()
+                self._ping_answered(event)  # an RTT sample, already in rtt and stats()
+                continue
             log_event(
                 self._driver.log,
                 event,
@@ -359,6 +394,12 @@ class Connection(TypedAttributeProvider):
             self._drained = None
             drained.set()
 
+    def _ping_answered(self, event: PingAnswered) -> None:
+        waiter = None if self._pings is None else self._pings.get(event.seq)
+        if waiter is not None:
+            waiter.rtt = event.rtt
+            waiter.answered.set()
+
     def _message(self, data: bytes) -> None:
         observer = self._observer
         if observer is not None and observer.takes_messages:
@@ -375,4 +416,16 @@ class Connection(TypedAttributeProvider):
         if self._received is not None:
             self._received.set()
         self._send_progressed()
+        for waiter in (self._pings or {}).values():
+            waiter.answered.set()
         self._dead.set()
+
+
+class _PingWaiter:
+    """One ``ping()`` call waiting for its PONG: set on the answer, or on the death."""
+
+    __slots__ = ("answered", "rtt")
+
+    def __init__(self) -> None:
+        self.answered = anyio.Event()
+        self.rtt: float | None = None

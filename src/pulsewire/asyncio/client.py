@@ -9,12 +9,10 @@ import os
 import random
 import socket
 import ssl as _ssl
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import final
 
-from pulsewire import logevents
 from pulsewire._log import LoggerLike, event_logger, get_logger
 from pulsewire.asyncio.arguments import (
     check_host,
@@ -28,30 +26,21 @@ from pulsewire.asyncio.connection import Connection
 from pulsewire.asyncio.opening import OpenTransport, open_connection
 from pulsewire.asyncio.protocol import PulsewireProtocol, format_address
 from pulsewire.core.backoff import Backoff
-from pulsewire.core.events import Death
-from pulsewire.core.frames import CloseCode
 from pulsewire.core.keepalive import SocketOptions
 from pulsewire.core.policy import Limits, Policy
-from pulsewire.driverkit.connecting import ClientStats, policy_after_death
-from pulsewire.errors import ConnectError, HandshakeError, TLSError, UsageError
+from pulsewire.driverkit.connecting import (
+    ClientRecord,
+    ClientStats,
+    RetryIf,
+    check_max_attempts,
+    policy_after_death,
+    retryable,
+)
+from pulsewire.errors import ConnectError, UsageError
 
 __all__ = ["Client", "ClientStats", "connect", "connect_unix"]
 
 _log = get_logger()
-
-# Caps for the TOO_MANY_PINGS back-off: a timeout of a day is the protocol's limit.
-_MAX_TIMEOUT = 86_400.0
-_MAX_INTERVAL = _MAX_TIMEOUT / 2
-
-#: Close codes by which a peer refuses the handshake for good: retrying cannot help.
-_REFUSALS = frozenset(
-    {
-        CloseCode.PROTOCOL_ERROR,
-        CloseCode.UNSUPPORTED_VERSION,
-        CloseCode.POLICY_MISMATCH,
-        CloseCode.TOO_LARGE,
-    }
-)
 
 
 def _tcp(
@@ -187,39 +176,6 @@ async def connect_unix(
     )
 
 
-class _DeathCounter:
-    """The :class:`ConnectionObserver` of a client's connections: counts their deaths as
-    they happen, before anyone waiting on the connection wakes up."""
-
-    takes_messages = False  #: messages stay with the connection, for its user's recv()
-    #: A failed handshake is the connection's to log (the client reports the attempt too).
-    logs_handshake_failures = False
-
-    def __init__(self, deaths: Counter[str]) -> None:
-        self._deaths = deaths
-
-    def connection_made(self, connection: Connection) -> None:
-        pass
-
-    def connection_ready(self, connection: Connection) -> None:
-        pass
-
-    def message_received(
-        self, connection: Connection, message: bytes, consumed: Callable[[int], None]
-    ) -> None:
-        pass
-
-    def connection_suspected(self, connection: Connection) -> None:
-        pass
-
-    def connection_recovered(self, connection: Connection) -> None:
-        pass
-
-    def connection_dead(self, connection: Connection, death: Death) -> None:
-        if connection.negotiated is not None:
-            self._deaths[death.reason.value] += 1
-
-
 @final
 class Client:
     """Keeps one pulsewire connection alive, reconnecting after each death.
@@ -268,7 +224,7 @@ class Client:
         name: str = "",
         backoff: Backoff | None = None,
         max_attempts: int | None = None,
-        retry_if: Callable[[ConnectError], bool] | None = None,
+        retry_if: RetryIf | None = None,
         logger: LoggerLike | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -287,10 +243,7 @@ class Client:
             self.path = None
             self._where = f"{check_host(host)}:{check_port(port)}"
             self._open = _tcp(host, port, ssl, server_hostname)
-        if max_attempts is not None and (
-            isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
-        ):
-            raise ValueError(f"max_attempts must be a positive int or None, not {max_attempts!r}")
+        max_attempts = check_max_attempts(max_attempts)
         #: The server's host name or address (None for a Unix socket).
         self.host = host
         #: The server's port.
@@ -315,17 +268,15 @@ class Client:
         #: Whether a failed attempt is worth retrying (default: :meth:`retryable`).
         self.retry_if = retry_if if retry_if is not None else Client.retryable
         self._log = event_logger(logger, _log)
-        self._rng = rng if rng is not None else random.Random()
+        self._record = ClientRecord(
+            self._where, self._log, rng if rng is not None else random.Random()
+        )
         self._current: Connection | None = None
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._error: BaseException | None = None  #: why it gave up
         self._error_seen = False  #: the error was raised to the user already
-        self._connects = 0
-        self._failed = 0
-        self._deaths: Counter[str] = Counter()
-        self._observer = _DeathCounter(self._deaths)
 
     # ------------------------------------------------------------------ public
 
@@ -340,20 +291,11 @@ class Client:
         other failure (refused, unreachable, timed out, a peer that closed with GOING_AWAY
         or never answered the handshake) may pass: True.
         """
-        if isinstance(error, TLSError):
-            return False
-        if isinstance(error, HandshakeError):
-            return error.code not in _REFUSALS and not 4000 <= error.code <= 4999
-        return True
+        return retryable(error)
 
     def stats(self) -> ClientStats:
         """A frozen snapshot: handshakes, failed attempts, deaths by reason, the policy."""
-        return ClientStats(
-            connects=self._connects,
-            failed_attempts=self._failed,
-            deaths=dict(self._deaths),
-            policy=self.policy,
-        )
+        return self._record.stats(self.policy)
 
     async def connection(self) -> Connection:
         """The current live connection, waiting for one if there is none.
@@ -441,63 +383,36 @@ class Client:
                 self._changed.notify_all()
 
     async def _keep_connected(self) -> None:
-        where = self._where
-        failures = 0  # in a row
+        record = self._record
         while not self._closing:
             try:
                 connection = await open_connection(
                     self._open,
-                    where,
+                    self._where,
                     policy=self.policy,
                     limits=self.limits,
                     socket_options=self.socket_options,
                     name=self.name,
                     initiator=True,
                     log=self._log,
-                    observer=self._observer,
+                    observer=record,
                 )
             except ConnectError as error:
-                self._failed += 1
-                failures += 1
-                self._give_up_unless_retryable(error, failures)
-                delay = self.backoff.delay(failures - 1, self._rng)
-                self._log.warning(
-                    logevents.CLIENT_CONNECT_FAILED,
-                    peer=where,
-                    error=str(error),
-                    retry_in=round(delay, 3),
+                delay = record.attempt_failed(
+                    error,
+                    retry_if=self.retry_if,
+                    max_attempts=self.max_attempts,
+                    backoff=self.backoff,
                 )
                 await asyncio.sleep(delay)
                 continue
-            failures = 0
-            self._connects += 1
-            if self._connects > 1:
-                self._log.info(logevents.CLIENT_RECONNECTED, peer=where, connects=self._connects)
+            record.connected()
             async with self._changed:
                 self._current = connection
                 self._changed.notify_all()
             death = await connection.wait_dead()
             async with self._changed:
                 self._changed.notify_all()
-            self._on_death(death, where)
+            self.policy = policy_after_death(self.policy, death, self._where, self._log)
             if not self._closing:
-                await asyncio.sleep(self.backoff.delay(0, self._rng))
-
-    def _give_up_unless_retryable(self, error: ConnectError, failures: int) -> None:
-        final: ConnectError | None = None
-        if not self.retry_if(error):
-            final = error
-        elif self.max_attempts is not None and failures >= self.max_attempts:
-            final = ConnectError(
-                f"gave up on {self._where} after {failures} failed attempts in a row; "
-                f"the last: {error}"
-            )
-            final.__cause__ = error
-        if final is not None:
-            self._log.error(
-                logevents.CLIENT_GAVE_UP, peer=self._where, attempts=failures, error=str(error)
-            )
-            raise final
-
-    def _on_death(self, death: Death, where: str) -> None:
-        self.policy = policy_after_death(self.policy, death, where, self._log)
+                await asyncio.sleep(record.delay_after_death(self.backoff))

@@ -1,28 +1,60 @@
-"""What a failed opening raises; how a reconnecting client reports a death and backs off.
+"""What a failed opening raises; when a reconnecting client retries, gives up, backs off.
 
 Shared by the drivers: every failure to open a connection becomes a
 :class:`~pulsewire.ConnectError` that names its cause
 (:class:`~pulsewire.HandshakeError`: not a compatible pulsewire peer;
 :class:`~pulsewire.TLSError`: a certificate was refused, no common TLS version; the base
-class: refused, unreachable, timed out, the peer vanished mid-way).
+class: refused, unreachable, timed out, the peer vanished mid-way). Both drivers'
+``Client`` keep their record in a :class:`ClientRecord`, which decides after each failed
+attempt whether to wait and retry or to give up (:func:`retryable`, ``max_attempts``), and
+after each death how to go on (:func:`policy_after_death`). The Clients only do the I/O.
 """
 
 from __future__ import annotations
 
+import random
 import re
 import ssl as _ssl
+from collections import Counter
+from collections.abc import Callable
+from typing import Protocol, TypeAlias, final
 
 import msgspec
 
 from pulsewire import logevents
 from pulsewire._log import EventLogger
+from pulsewire.core.backoff import Backoff
 from pulsewire.core.events import Death, Source
 from pulsewire.core.frames import CloseCode
 from pulsewire.core.policy import Policy
+from pulsewire.core.session import Negotiated
 from pulsewire.core.states import Reason
 from pulsewire.errors import ConnectError, HandshakeError, TLSError
 
-__all__ = ["ClientStats", "handshake_failure", "policy_after_death", "tls_failure"]
+__all__ = [
+    "REFUSALS",
+    "ClientRecord",
+    "ClientStats",
+    "RetryIf",
+    "check_max_attempts",
+    "handshake_failure",
+    "policy_after_death",
+    "retryable",
+    "tls_failure",
+]
+
+#: A Client's ``retry_if``: given a failed attempt's error, whether to try again.
+RetryIf: TypeAlias = Callable[[ConnectError], bool]
+
+#: Close codes by which a peer refuses the handshake for good: retrying cannot help.
+REFUSALS = frozenset(
+    {
+        CloseCode.PROTOCOL_ERROR,
+        CloseCode.UNSUPPORTED_VERSION,
+        CloseCode.POLICY_MISMATCH,
+        CloseCode.TOO_LARGE,
+    }
+)
 
 # Caps for the TOO_MANY_PINGS back-off: a timeout of a day is the protocol's limit.
 _MAX_TIMEOUT = 86_400.0
@@ -50,6 +82,145 @@ class ClientStats(msgspec.Struct, frozen=True):
     failed_attempts: int  #: connection attempts that failed
     deaths: dict[str, int]  #: deaths of its connections, by reason
     policy: Policy  #: the policy in force (its interval doubles after TOO_MANY_PINGS)
+
+
+def retryable(error: ConnectError) -> bool:
+    """Both Clients' default ``retry_if`` (``Client.retryable``, documented there): False
+    for a TLS error and for a handshake refused with a code in :data:`REFUSALS` or an
+    application's 4000-4999; True for every other failure."""
+    if isinstance(error, TLSError):
+        return False
+    if isinstance(error, HandshakeError):
+        return error.code not in REFUSALS and not 4000 <= error.code <= 4999
+    return True
+
+
+def check_max_attempts(max_attempts: object) -> int | None:
+    """A Client's ``max_attempts``: a positive int, or None (never give up for the count)."""
+    if max_attempts is not None and (
+        isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
+    ):
+        raise ValueError(f"max_attempts must be a positive int or None, not {max_attempts!r}")
+    return max_attempts
+
+
+class _Handshaken(Protocol):
+    """A connection, as far as the record needs it: did its handshake complete?"""
+
+    @property
+    def negotiated(self) -> Negotiated | None: ...
+
+
+@final
+class ClientRecord:
+    """What a reconnecting client has been through, and what it does next.
+
+    The Client runs the attempts and the waits; after each, it tells the record, which
+    counts, logs the ``client.*`` event, and decides: after a failed attempt, wait
+    (:meth:`attempt_failed` returns how long) or give up (it raises the error the
+    client gives up with). The record is also the observer of the client's connections:
+    a death is counted as it happens, before anyone waiting on the connection wakes up,
+    so that ``stats()`` is current in the user's own loop.
+    """
+
+    #: Messages stay with the connection, for its user's ``recv()``.
+    takes_messages = False
+    #: A failed handshake is the connection's to log (the record logs the attempt too).
+    logs_handshake_failures = False
+
+    def __init__(self, where: str, log: EventLogger, rng: random.Random) -> None:
+        self._where = where
+        self._log = log
+        self._rng = rng
+        self._connects = 0
+        self._failed = 0
+        self._failed_in_a_row = 0
+        self._deaths: Counter[str] = Counter()
+
+    def stats(self, policy: Policy) -> ClientStats:
+        """A frozen snapshot, with ``policy`` the one in force."""
+        return ClientStats(
+            connects=self._connects,
+            failed_attempts=self._failed,
+            deaths=dict(self._deaths),
+            policy=policy,
+        )
+
+    def attempt_failed(
+        self,
+        error: ConnectError,
+        *,
+        retry_if: RetryIf,
+        max_attempts: int | None,
+        backoff: Backoff,
+    ) -> float:
+        """Count a failed attempt; return how long to wait before the next one.
+
+        Raises the error the client gives up with: ``error`` itself when ``retry_if(error)``
+        is false (called once per attempt, after the count), or, after ``max_attempts``
+        failures in a row, a :class:`~pulsewire.ConnectError` that says so, whose
+        ``__cause__`` is ``error``. Whatever ``retry_if`` raises passes through.
+        """
+        self._failed += 1
+        self._failed_in_a_row += 1
+        failures = self._failed_in_a_row
+        final: ConnectError | None = None
+        if not retry_if(error):
+            final = error
+        elif max_attempts is not None and failures >= max_attempts:
+            final = ConnectError(
+                f"gave up on {self._where} after {failures} failed attempts in a row; "
+                f"the last: {error}"
+            )
+            final.__cause__ = error
+        if final is not None:
+            self._log.error(
+                logevents.CLIENT_GAVE_UP, peer=self._where, attempts=failures, error=str(error)
+            )
+            raise final
+        delay = backoff.delay(failures - 1, self._rng)
+        self._log.warning(
+            logevents.CLIENT_CONNECT_FAILED,
+            peer=self._where,
+            error=str(error),
+            retry_in=round(delay, 3),
+        )
+        return delay
+
+    def connected(self) -> None:
+        """A handshake completed: count it, and start the failures in a row afresh."""
+        self._failed_in_a_row = 0
+        self._connects += 1
+        if self._connects > 1:
+            self._log.info(logevents.CLIENT_RECONNECTED, peer=self._where, connects=self._connects)
+
+    def delay_after_death(self, backoff: Backoff) -> float:
+        """How long to wait before reconnecting after a death: one first attempt's
+        delay, so that the clients of a restarting server do not all come back at once."""
+        return backoff.delay(0, self._rng)
+
+    # The observer of the client's connections (both drivers' ConnectionObserver) ------
+
+    def connection_made(self, connection: object) -> None:
+        pass
+
+    def connection_ready(self, connection: object) -> None:
+        pass
+
+    def message_received(
+        self, connection: object, message: bytes, consumed: Callable[[int], None]
+    ) -> None:
+        pass
+
+    def connection_suspected(self, connection: object) -> None:
+        pass
+
+    def connection_recovered(self, connection: object) -> None:
+        pass
+
+    def connection_dead(self, connection: _Handshaken, death: Death) -> None:
+        if connection.negotiated is not None:  # a failed handshake is a failed attempt
+            self._deaths[death.reason.value] += 1
 
 
 def handshake_failure(
