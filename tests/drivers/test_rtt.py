@@ -64,3 +64,22 @@ async def test_a_ping_on_a_connection_that_dies_raises_the_death(accepting) -> N
         await connection.wait_dead()
         with pytest.raises(pulsewire.PeerDeadError):
             await connection.ping()
+
+
+@pytest.mark.asyncio
+async def test_a_ping_before_the_handshake_says_so_instead_of_waiting(accepting) -> None:
+    # A server's Connection exists from the moment TCP connects: a peer that never sends
+    # its HELLO leaves it handshaking, and ping() must not wait for an allowance that
+    # only the handshake can set.
+    async with await pulsewire.serve(accepting) as listener:
+        _, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        try:
+            async with asyncio.timeout(5):  # no event says "accepted": poll, bounded
+                while not listener.connections:
+                    await asyncio.sleep(0.01)
+            (connection,) = listener.connections
+            with pytest.raises(pulsewire.UsageError, match="before the handshake"):
+                async with asyncio.timeout(5):
+                    await connection.ping()
+        finally:
+            writer.close()

@@ -190,7 +190,7 @@ class Connection:
             session = self._session
             self._raise_if_dead()
             wait = session.ping_allowed_at() - self._protocol.time()
-            if wait <= 0:
+            if wait <= 0 or session.negotiated is None:  # before the handshake: send_ping says
                 break
             await asyncio.sleep(wait)
         seq = session.send_ping(self._protocol.time())
