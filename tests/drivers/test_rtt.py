@@ -72,11 +72,10 @@ async def test_a_ping_before_the_handshake_says_so_instead_of_waiting(accepting)
     # its HELLO leaves it handshaking, and ping() must not wait for an allowance that
     # only the handshake can set.
     async with await pulsewire.serve(accepting) as listener:
-        _, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
         try:
-            async with asyncio.timeout(5):  # no event says "accepted": poll, bounded
-                while not listener.connections:
-                    await asyncio.sleep(0.01)
+            async with asyncio.timeout(5):
+                await reader.readexactly(5)  # its preamble: the server's side is connected
             (connection,) = listener.connections
             with pytest.raises(pulsewire.UsageError, match="before the handshake"):
                 async with asyncio.timeout(5):
