@@ -354,6 +354,33 @@ def test_tls_echo_takes_certificates_from_files(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# Unix socket pair
+# --------------------------------------------------------------------------------------
+
+
+def test_unix_pair_echoes_pings_and_removes_its_socket_file(tmp_path: Path) -> None:
+    path = tmp_path / "pulse.sock"
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "unix_pair.py"), "--path", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"server: listening on {path}"
+    assert lines[1:4] == ["echo: hello 0", "echo: hello 1", "echo: hello 2"]
+    assert lines[4].startswith("client: ping answered in ")
+    assert float(lines[4].split()[4]) < 1000  # a round trip, in ms
+    assert lines[4].endswith("kernel options: None")  # nothing set on a Unix socket
+    assert lines[5:] == [
+        "client: closed (local_close, clean: True)",
+        "server: socket file removed: True",
+    ]
+    assert not path.exists()
+
+
+# --------------------------------------------------------------------------------------
 # bring your own protocol: newline-delimited JSON with pulsewire.Heartbeat
 # --------------------------------------------------------------------------------------
 
