@@ -547,10 +547,7 @@ class Session:
         """Start an orderly close: queued DATA is sent first, then CLOSE; wait for the peer's."""
         if self._state in (State.CLOSING, State.DEAD):
             return
-        if not CloseCode.is_valid(code):
-            raise UsageError(f"invalid close code {code}: use a CloseCode or 4000-4999")
-        if len(reason.encode()) > 1024:
-            raise UsageError("close reason longer than 1024 bytes")
+        _check_close(code, reason)
         self._clock = now
         self._close_code = int(code)
         self._close_reason = reason
@@ -569,10 +566,7 @@ class Session:
         """
         if self.death is not None:
             return
-        if not CloseCode.is_valid(code):
-            raise UsageError(f"invalid close code {code}: use a CloseCode or 4000-4999")
-        if len(reason.encode()) > 1024:
-            raise UsageError("close reason longer than 1024 bytes")
+        _check_close(code, reason)
         self._clock = now
         self._hello = None  # a responder that has not accepted yet never will
         self._queue_control(self._close_bytes(code, reason))
@@ -1248,3 +1242,11 @@ class Session:
                 f"message_timeout ({limits.message_timeout} s)"
             )
         return ProtocolError(text, CloseCode.TOO_SLOW)
+
+
+def _check_close(code: int, reason: str) -> None:
+    """What the application may put in a CLOSE: a valid code, a reason of at most 1 KiB."""
+    if not CloseCode.is_valid(code):
+        raise UsageError(f"invalid close code {code}: use a CloseCode or 4000-4999")
+    if len(reason.encode()) > 1024:
+        raise UsageError("close reason longer than 1024 bytes")
