@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections import deque
 from statistics import NormalDist
 
 __all__ = ["ResponseEstimator", "RttEstimator", "phi_to_z"]
@@ -115,7 +114,9 @@ class ResponseEstimator:
         the first late answer raises it at once.
 
     Updates are O(1) (amortised: monotonic queues keep the maxima); the sums are recomputed
-    once per window so floating-point drift cannot accumulate. Pure: no clock, no I/O.
+    once per window so floating-point drift cannot accumulate. The window is a ring of
+    doubles and a ring of flags stored in place: an idle connection of an adaptive policy
+    keeps about a kilobyte for it, not a float object per delay. Pure: no clock, no I/O.
     """
 
     RECENT = 5  #: answers whose slowest sets the fewest retransmissions allowed
@@ -126,18 +127,20 @@ class ResponseEstimator:
         "_base_sum",
         "_base_sum_sq",
         "_clean_after",
+        "_count",
         "_decay",
         "_extra",
         "_late",
         "_late_weight",
         "_maximum",
+        "_next",
         "_recent",
+        "_ring",
         "_since_refresh",
         "_sum",
         "_sum_sq",
         "_weight",
         "rto_min",
-        "samples",
     )
 
     def __init__(
@@ -149,10 +152,12 @@ class ResponseEstimator:
         extra: int = 2,
         clean_after: int | None = None,
     ) -> None:
-        self.samples: deque[float] = deque(maxlen=window)
+        self._ring = array("d", bytes(8 * window))  #: the window's delays, oldest at _next
+        self._late = bytearray(window)  #: 1 where the delay in the same place was late
+        self._count = 0  #: delays in the window
+        self._next = 0  #: where the next delay goes
         self._extra = extra
         self._clean_after = clean_after
-        self._late: deque[bool] = deque(maxlen=window)  #: whether each sample was late
         self.rto_min = rto_min
         self._decay = 1.0 - 1.0 / loss_memory
         self._sum = self._sum_sq = 0.0
@@ -164,21 +169,32 @@ class ResponseEstimator:
         self._since_refresh = 0
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return self._count
+
+    @property
+    def samples(self) -> list[float]:
+        """The delays in the window, oldest first."""
+        ring, count, start = self._ring, self._count, self._next
+        if count < len(ring):
+            return ring[:count].tolist()
+        return ring[start:].tolist() + ring[:start].tolist()
 
     def add(self, delay: float) -> None:
-        samples, flags = self.samples, self._late
+        ring, flags, where = self._ring, self._late, self._next
         late = self._base_count > 0 and delay > self.base_mean + self.LATE * self.rto_min
-        if len(samples) == samples.maxlen:
-            old = samples[0]
+        if self._count == len(ring):
+            old = ring[where]
             self._sum -= old
             self._sum_sq -= old * old
-            if not flags[0]:
+            if not flags[where]:
                 self._base_count -= 1
                 self._base_sum -= old
                 self._base_sum_sq -= old * old
-        samples.append(delay)
-        flags.append(late)
+        else:
+            self._count += 1
+        ring[where] = delay
+        flags[where] = late
+        self._next = where + 1 if where + 1 < len(ring) else 0
         self._sum += delay
         self._sum_sq += delay * delay
         if not late:
@@ -189,21 +205,23 @@ class ResponseEstimator:
         self._weight = self._decay * self._weight + 1.0
         # The path changed when the window's count of late answers is three standard errors
         # above what the long-run share predicts, or that far below half of it.
-        expected = (self._late_weight + 0.5) / (self._weight + 1.0) * len(samples)
-        count = len(samples) - self._base_count
+        size = self._count
+        expected = (self._late_weight + 0.5) / (self._weight + 1.0) * size
+        count = size - self._base_count
         spread = 3.0 * math.sqrt(count)
         if count - spread > expected or count + spread + 1.0 < expected / 2:
             self._late_weight = float(count)
-            self._weight = float(len(samples))
+            self._weight = float(size)
         self._maximum.add(delay)
         self._recent.add(delay)
         self._since_refresh += 1
-        if self._since_refresh >= len(samples):
+        if self._since_refresh >= size:
             self._refresh()
 
     def _refresh(self) -> None:
-        samples = self.samples
-        base = [x for x, late in zip(samples, self._late, strict=True) if not late]
+        count = self._count
+        samples = self._ring[:count].tolist()
+        base = [x for x, late in zip(samples, self._late[:count], strict=True) if not late]
         self._sum = math.fsum(samples)
         self._sum_sq = math.fsum(x * x for x in samples)
         self._base_count = len(base)
@@ -215,11 +233,11 @@ class ResponseEstimator:
 
     @property
     def mean(self) -> float:
-        return self._sum / len(self.samples) if self.samples else 0.0
+        return self._sum / self._count if self._count else 0.0
 
     @property
     def std(self) -> float:
-        return _std(len(self.samples), self._sum, self._sum_sq)
+        return _std(self._count, self._sum, self._sum_sq)
 
     # ------------------------------------------------------------------ the tail
 
@@ -249,7 +267,7 @@ class ResponseEstimator:
     @property
     def late_count(self) -> int:
         """Late delays in the window."""
-        return len(self.samples) - self._base_count
+        return self._count - self._base_count
 
     @property
     def late_share(self) -> float:
@@ -268,26 +286,28 @@ class ResponseEstimator:
 
     def retransmissions(self, delay: float) -> int:
         """How many retransmissions in a row ``delay`` is consistent with (0 for on time)."""
-        excess = delay - self.top
-        if excess <= 0:
-            return 0
-        return max(0, math.ceil(math.log2(excess / self.rto + 1.0) - 1e-9))
+        return _retransmissions(delay, self.top, self.rto)
 
     def retransmissions_allowed(self, target: float) -> int:
         """``k``: retransmissions in a row the tail allows for (see the class docstring)."""
-        clean_after = self._clean_after
-        if clean_after is not None and self.late_count == 0 and len(self.samples) >= clean_after:
-            wanted = 1
-        else:
-            share = self.late_share
-            wanted = max(1, math.ceil(math.log(target) / math.log(share) - 1e-9) - 1)
-        wanted = max(wanted, self.retransmissions(self.recent_maximum) + 1)
-        return min(wanted, self.retransmissions(self.maximum) + self._extra)
+        return self._retransmissions_allowed(target, self.top, self.rto)
 
     def tail_allowance(self, target: float) -> float:
         """``top + (2**k - 1) * rto``: on time, or ``k`` retransmissions late."""
-        retries = self.retransmissions_allowed(target)
-        return self.top + ((1 << retries) - 1) * self.rto
+        base = self.base_mean
+        top, rto = base + 3.0 * self.base_std, base + self.rto_min  # as .top and .rto, once
+        retries = self._retransmissions_allowed(target, top, rto)
+        return top + ((1 << retries) - 1) * rto
+
+    def _retransmissions_allowed(self, target: float, top: float, rto: float) -> int:
+        clean_after = self._clean_after
+        if clean_after is not None and self._count == self._base_count >= clean_after:
+            wanted = 1  # a clean window: no late answer in at least clean_after
+        else:
+            share = self.late_share
+            wanted = max(1, math.ceil(math.log(target) / math.log(share) - 1e-9) - 1)
+        wanted = max(wanted, _retransmissions(self._recent.value, top, rto) + 1)
+        return min(wanted, _retransmissions(self._maximum.value, top, rto) + self._extra)
 
     def allowance(self, z: float, min_std: float, target: float | None) -> float:
         """The larger of the normal allowance and (unless ``target`` is None) the tail's."""
@@ -298,14 +318,17 @@ class ResponseEstimator:
 
 
 class _SlidingMax:
-    """The maximum of the last ``width`` values: O(1) amortised per value."""
+    """The maximum of the last ``width`` values: O(1) amortised per value (but for the
+    shift of a short list when the oldest candidate leaves)."""
 
     __slots__ = ("_added", "_candidates", "_width")
 
     def __init__(self, width: int) -> None:
         self._width = width
         self._added = 0  #: values ever added: the index of the next one
-        self._candidates: deque[tuple[int, float]] = deque()  #: decreasing values
+        #: decreasing values, with their index: a list, not a deque (a deque's first block
+        #: alone is 0.7 KiB, and there are a few candidates at a time)
+        self._candidates: list[tuple[int, float]] = []
 
     def add(self, value: float) -> None:
         candidates = self._candidates
@@ -314,11 +337,20 @@ class _SlidingMax:
         candidates.append((self._added, value))
         self._added += 1
         if candidates[0][0] <= self._added - 1 - self._width:
-            candidates.popleft()
+            del candidates[0]
 
     @property
     def value(self) -> float:
         return self._candidates[0][1] if self._candidates else 0.0
+
+
+def _retransmissions(delay: float, top: float, rto: float) -> int:
+    """Retransmissions in a row ``delay`` is consistent with, given the slowest on-time
+    answer ``top`` and the kernel's ``rto`` (0 for on time)."""
+    excess = delay - top
+    if excess <= 0:
+        return 0
+    return max(0, math.ceil(math.log2(excess / rto + 1.0) - 1e-9))
 
 
 def _std(count: int, total: float, total_sq: float) -> float:
