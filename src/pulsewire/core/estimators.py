@@ -180,35 +180,44 @@ class ResponseEstimator:
         return ring[start:].tolist() + ring[:start].tolist()
 
     def add(self, delay: float) -> None:
-        ring, flags, where = self._ring, self._late, self._next
-        late = self._base_count > 0 and delay > self.base_mean + self.LATE * self.rto_min
-        if self._count == len(ring):
+        # Runs once per answer on every connection of an adaptive policy: the sums are
+        # read into locals and written back once.
+        ring, flags, where, size = self._ring, self._late, self._next, self._count
+        base_count, base_sum, base_sum_sq = self._base_count, self._base_sum, self._base_sum_sq
+        total, total_sq = self._sum, self._sum_sq
+        late = base_count > 0 and delay > base_sum / base_count + self.LATE * self.rto_min
+        if size == len(ring):
             old = ring[where]
-            self._sum -= old
-            self._sum_sq -= old * old
+            total -= old
+            total_sq -= old * old
             if not flags[where]:
-                self._base_count -= 1
-                self._base_sum -= old
-                self._base_sum_sq -= old * old
+                base_count -= 1
+                base_sum -= old
+                base_sum_sq -= old * old
         else:
-            self._count += 1
+            size += 1
+            self._count = size
         ring[where] = delay
         flags[where] = late
         self._next = where + 1 if where + 1 < len(ring) else 0
-        self._sum += delay
-        self._sum_sq += delay * delay
+        square = delay * delay
+        self._sum = total + delay
+        self._sum_sq = total_sq + square
         if not late:
-            self._base_count += 1
-            self._base_sum += delay
-            self._base_sum_sq += delay * delay
-        self._late_weight = self._decay * self._late_weight + late
-        self._weight = self._decay * self._weight + 1.0
+            base_count += 1
+            base_sum += delay
+            base_sum_sq += square
+        self._base_count = base_count
+        self._base_sum = base_sum
+        self._base_sum_sq = base_sum_sq
+        decay = self._decay
+        late_weight = self._late_weight = decay * self._late_weight + late
+        weight = self._weight = decay * self._weight + 1.0
         # The path changed when the window's count of late answers is three standard errors
         # above what the long-run share predicts, or that far below half of it.
-        size = self._count
-        expected = (self._late_weight + 0.5) / (self._weight + 1.0) * size
-        count = size - self._base_count
-        spread = 3.0 * math.sqrt(count)
+        expected = (late_weight + 0.5) / (weight + 1.0) * size
+        count = size - base_count
+        spread = 3.0 * math.sqrt(count) if count else 0.0
         if count - spread > expected or count + spread + 1.0 < expected / 2:
             self._late_weight = float(count)
             self._weight = float(size)
@@ -311,10 +320,13 @@ class ResponseEstimator:
 
     def allowance(self, z: float, min_std: float, target: float | None) -> float:
         """The larger of the normal allowance and (unless ``target`` is None) the tail's."""
-        normal = self.mean + z * max(self.std, min_std)
+        count, total = self._count, self._sum
+        std = _std(count, total, self._sum_sq)
+        normal = (total / count if count else 0.0) + z * (std if std > min_std else min_std)
         if target is None:
             return normal
-        return max(normal, self.tail_allowance(target))
+        tail = self.tail_allowance(target)
+        return tail if tail > normal else normal
 
 
 class _SlidingMax:
