@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pulsewire
@@ -74,3 +77,29 @@ def test_ci_runs_the_readmes_test_command_verbatim() -> None:
     commands = re.findall(r"^python3 -m venv \.venv && .*pytest$", README, re.MULTILINE)
     assert len(commands) == 1
     assert f"\n{commands[0]}\n" in CI
+
+
+#: What would make the wheel platform-specific: sources or builds of an extension module.
+COMPILED = (".c", ".h", ".pyx", ".so", ".pyd")
+
+
+def test_nothing_in_src_is_compiled_code() -> None:
+    compiled = [path for path in (ROOT / "src").rglob("*") if path.suffix in COMPILED]
+    assert compiled == []
+
+
+def test_pip_wheel_builds_one_pure_python_wheel(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = tmp_path.glob("pulsewire-*.whl")
+    assert wheel.name == f"pulsewire-{pulsewire.__version__}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    assert "pulsewire/py.typed" in names
+    assert "pulsewire/testing/vectors.json" in names
+    assert not [name for name in names if name.endswith(COMPILED)]
