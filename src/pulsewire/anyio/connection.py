@@ -9,7 +9,6 @@ from typing import Any, Protocol, final
 import anyio
 from anyio import TypedAttributeProvider
 
-from pulsewire import logevents
 from pulsewire.anyio.attributes import PulsewireAttribute
 from pulsewire.anyio.driver import StreamDriver
 from pulsewire.core.events import (
@@ -23,14 +22,11 @@ from pulsewire.core.events import (
     Suspected,
 )
 from pulsewire.core.frames import CloseCode
-from pulsewire.core.policy import Limits, Policy
-from pulsewire.core.session import Negotiated, Session
-from pulsewire.core.states import Reason, State
-from pulsewire.core.stats import SessionStats
+from pulsewire.core.states import State
+from pulsewire.driverkit.handle import ConnectionBase, ends_iteration
 from pulsewire.driverkit.logs import log_event
 from pulsewire.driverkit.sockets import SEND_BUFFER_LIMIT
-from pulsewire.errors import ConnectionClosedError, LocalClosedError, PeerDeadError, UsageError
-from pulsewire.kernel import KeepaliveReport
+from pulsewire.errors import ConnectionClosedError, UsageError
 
 __all__ = ["Connection", "ConnectionObserver"]
 
@@ -56,7 +52,7 @@ class ConnectionObserver(Protocol):
 
 
 @final
-class Connection(TypedAttributeProvider):
+class Connection(ConnectionBase, TypedAttributeProvider):
     """One pulsewire connection over an anyio byte stream, as seen from this side.
 
     The same surface as the asyncio driver's :class:`pulsewire.Connection`: whole
@@ -75,19 +71,21 @@ class Connection(TypedAttributeProvider):
     the task group of whoever made them.
     """
 
+    _io: StreamDriver
+
     __slots__ = (
         "_changed",
         "_dead",
         "_drained",
-        "_driver",
         "_inbound",
+        "_io",
         "_observer",
         "_pings",
         "_received",
     )
 
     def __init__(self, driver: StreamDriver, *, observer: ConnectionObserver | None = None) -> None:
-        self._driver = driver
+        self._io = driver
         driver.on_events = self._on_events
         driver.on_send_progress = self._send_progressed
         self._observer = observer
@@ -99,12 +97,9 @@ class Connection(TypedAttributeProvider):
         #: ping() callers by sequence number: the event, and the RTT once answered.
         self._pings: dict[int, _PingWaiter] | None = None
 
-    def __repr__(self) -> str:
-        return f"<Connection {self.peer_address} {self.state.value}>"
-
     async def run(self) -> None:
         """Drive the connection until it is dead and its stream closed (the maker runs it)."""
-        await self._driver.run()
+        await self._io.run()
 
     # ------------------------------------------------------------------ queries
 
@@ -113,7 +108,7 @@ class Connection(TypedAttributeProvider):
         """anyio's typed attributes: the stream's own (``SocketAttribute`` and, over TLS,
         ``TLSAttribute``) and :class:`PulsewireAttribute`'s."""
         return {
-            **self._driver.stream.extra_attributes,
+            **self._io.stream.extra_attributes,
             PulsewireAttribute.rtt: lambda: self.rtt,
             PulsewireAttribute.state: lambda: self.state,
             PulsewireAttribute.death: lambda: self.death,
@@ -121,50 +116,6 @@ class Connection(TypedAttributeProvider):
             PulsewireAttribute.policy: lambda: self.policy,
             PulsewireAttribute.kernel_report: lambda: self.kernel_report,
         }
-
-    @property
-    def policy(self) -> Policy:
-        """The policy this side watches its peer with."""
-        return self._driver.policy
-
-    @property
-    def limits(self) -> Limits:
-        """The limits this side enforces on what it receives."""
-        return self._driver.limits
-
-    @property
-    def name(self) -> str:
-        """This side's name, sent to the peer in HELLO."""
-        return self._driver.name
-
-    @property
-    def peer_address(self) -> str:
-        """The peer's address as ``host:port``, a Unix path, or ``?`` (memory streams)."""
-        return self._driver.peer_address
-
-    @property
-    def kernel_report(self) -> KeepaliveReport | None:
-        """What the kernel applied of the socket options (None: nothing asked, or not TCP)."""
-        return self._driver.kernel_report
-
-    @property
-    def state(self) -> State:
-        """HANDSHAKE, ALIVE, SUSPECT, CLOSING or DEAD."""
-        session = self._driver.session
-        return State.HANDSHAKE if session is None else session.state
-
-    @property
-    def death(self) -> Death | None:
-        """Why the connection died, once it has."""
-        session = self._driver.session
-        return None if session is None else session.death
-
-    @property
-    def rtt(self) -> float | None:
-        """Smoothed round-trip time in seconds (RFC 6298), ``None`` before the first PONG.
-        :meth:`ping` measures one on demand."""
-        session = self._driver.session
-        return None if session is None else session.rtt.srtt
 
     async def ping(self) -> float:
         """Send a PING now and return its round-trip time in seconds.
@@ -175,18 +126,16 @@ class Connection(TypedAttributeProvider):
         the connection dies first.
         """
         while True:
-            session = self._session
-            self._raise_if_dead()
-            wait = session.ping_allowed_at() - self._driver.time()
-            if wait <= 0 or session.negotiated is None:  # before the handshake: send_ping says
+            wait = self._ping_wait()  # the peer's allowance may move while we wait
+            if wait <= 0:
                 break
             await anyio.sleep(wait)
-        seq = session.send_ping(self._driver.time())
+        seq = self._session.send_ping(self._io.time())
         waiter = _PingWaiter()
         if self._pings is None:
             self._pings = {}
         self._pings[seq] = waiter
-        self._driver.after_input()
+        self._io.after_input()
         try:
             await waiter.answered.wait()
         finally:
@@ -195,29 +144,6 @@ class Connection(TypedAttributeProvider):
             self._raise_if_dead()
         assert waiter.rtt is not None
         return waiter.rtt
-
-    @property
-    def negotiated(self) -> Negotiated | None:
-        """The intervals settled by the handshake, and the peer's HELLO."""
-        session = self._driver.session
-        return None if session is None else session.negotiated
-
-    @property
-    def peer_name(self) -> str:
-        """The name the peer sent in its HELLO ("" before the handshake)."""
-        negotiated = self.negotiated
-        return "" if negotiated is None else negotiated.peer.name
-
-    def stats(self) -> SessionStats:
-        """A frozen snapshot of this connection's counters and RTT figures."""
-        return self._session.stats(self._driver.time())
-
-    @property
-    def _session(self) -> Session:
-        session = self._driver.session
-        if session is None:
-            raise UsageError("the connection is not running yet")
-        return session
 
     # ------------------------------------------------------------------ messages
 
@@ -231,7 +157,7 @@ class Connection(TypedAttributeProvider):
             raise TypeError("send() takes bytes; encode text first")
         session = self._session
         session.send_message(message)
-        self._driver.after_input()
+        self._io.after_input()
         while session.pending_send_bytes > SEND_BUFFER_LIMIT:
             if self._drained is None:
                 self._drained = anyio.Event()
@@ -264,7 +190,7 @@ class Connection(TypedAttributeProvider):
         try:
             return await self.recv()
         except ConnectionClosedError as error:
-            if error.death.clean or error.death.reason is Reason.LOCAL_CLOSE:
+            if ends_iteration(error.death):
                 raise StopAsyncIteration from None
             raise
 
@@ -279,17 +205,8 @@ class Connection(TypedAttributeProvider):
         first), whose ``death`` lists what was not delivered (``unsent``, ``in_doubt``):
         it never returns quietly with messages lost.
         """
-        session = self._session
-        if session.death is None and session.state is not State.CLOSING:
-            self._driver.log.info(
-                logevents.CONNECTION_CLOSE, peer=self.peer_address, code=int(code), why=reason
-            )
-            session.close(self._driver.time(), code, reason)
-            self._driver.after_input()
-        death = await self.wait_dead()
-        if death.undelivered:
-            self._raise_if_dead()
-        return death
+        self._begin_close(code, reason)
+        return self._closed(await self.wait_dead())
 
     async def wait_state(self, *states: State) -> State:
         """Wait until the connection is in one of ``states``; return the state it is in.
@@ -320,7 +237,7 @@ class Connection(TypedAttributeProvider):
 
         Messages ``send()`` accepted and not yet written are dropped.
         """
-        self._driver.abort()
+        self._io.abort()
 
     # ------------------------------------------------------------------ internals
 
@@ -332,15 +249,10 @@ class Connection(TypedAttributeProvider):
 
     def _consumed(self, size: int) -> None:
         """The application is done with a received message: the peer may send more."""
-        session = self._driver.session
+        session = self._io.session
         if session is not None:
             session.message_consumed(size)
-            self._driver.after_input()
-
-    def _raise_if_dead(self) -> None:
-        death = self.death
-        if death is not None:
-            raise (LocalClosedError if death.reason is Reason.LOCAL_CLOSE else PeerDeadError)(death)
+            self._io.after_input()
 
     def _state_changed(self) -> None:
         changed, self._changed = self._changed, None
@@ -359,11 +271,11 @@ class Connection(TypedAttributeProvider):
                 self._ping_answered(event)  # an RTT sample, already in rtt and stats()
                 continue
             log_event(
-                self._driver.log,
+                self._io.log,
                 event,
                 self.peer_address,
                 handshake_done=self.negotiated is not None,
-                initiator=self._driver.initiator,
+                initiator=self._io.initiator,
             )
             self._state_changed()
             if isinstance(event, HandshakeCompleted):
@@ -385,7 +297,7 @@ class Connection(TypedAttributeProvider):
         drained = self._drained
         if drained is None:
             return
-        session = self._driver.session
+        session = self._io.session
         if (
             session is None
             or session.death is not None

@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Protocol, final
 
-from pulsewire import logevents
 from pulsewire.asyncio.protocol import PulsewireProtocol
 from pulsewire.core.events import (
     Death,
@@ -22,10 +21,8 @@ from pulsewire.core.events import (
     Suspected,
 )
 from pulsewire.core.frames import CloseCode
-from pulsewire.core.policy import Limits, Policy
-from pulsewire.core.session import Negotiated, Session
 from pulsewire.core.states import Reason, State
-from pulsewire.core.stats import SessionStats
+from pulsewire.driverkit.handle import ConnectionBase, ends_iteration
 from pulsewire.driverkit.logs import log_event
 from pulsewire.driverkit.sockets import SEND_BUFFER_LIMIT
 from pulsewire.errors import (
@@ -34,7 +31,6 @@ from pulsewire.errors import (
     PeerDeadError,
     UsageError,
 )
-from pulsewire.kernel import KeepaliveReport
 
 __all__ = ["SEND_BUFFER_LIMIT", "Connection", "ConnectionObserver"]
 
@@ -71,7 +67,7 @@ class ConnectionObserver(Protocol):
 
 
 @final
-class Connection:
+class Connection(ConnectionBase):
     """One pulsewire connection, as seen from this side.
 
     Messages are whole ``bytes`` objects: ``await send(b)`` on one side, ``await recv()`` or
@@ -99,13 +95,15 @@ class Connection:
     :func:`~pulsewire.serve_unix`.
     """
 
+    _io: PulsewireProtocol
+
     __slots__ = (
         "_dead_waiter",
         "_drain_waiters",
         "_inbound",
+        "_io",
         "_observer",
         "_ping_waiters",
-        "_protocol",
         "_recv_waiter",
         "_state_waiters",
     )
@@ -113,7 +111,7 @@ class Connection:
     def __init__(
         self, protocol: PulsewireProtocol, *, observer: ConnectionObserver | None = None
     ) -> None:
-        self._protocol = protocol
+        self._io = protocol
         protocol.on_events = self._on_events
         protocol.on_connected = self._connected
         protocol.on_send_progress = self._send_progressed
@@ -125,58 +123,6 @@ class Connection:
         self._dead_waiter: asyncio.Future[Death] | None = None
         self._ping_waiters: dict[int, asyncio.Future[float]] | None = None
 
-    def __repr__(self) -> str:
-        return f"<Connection {self.peer_address} {self.state.value}>"
-
-    # ------------------------------------------------------------------ queries
-
-    @property
-    def policy(self) -> Policy:
-        """How this side watches the peer (the ``policy`` given to connect or serve)."""
-        return self._protocol.policy
-
-    @property
-    def limits(self) -> Limits:
-        """What this side accepts from the peer (the ``limits`` given to connect or serve)."""
-        return self._protocol.limits
-
-    @property
-    def name(self) -> str:
-        """This side's name, sent to the peer in HELLO."""
-        return self._protocol.name
-
-    @property
-    def peer_address(self) -> str:
-        """The peer's address as ``host:port`` (``?`` before the transport connects)."""
-        return self._protocol.peer_address
-
-    @property
-    def kernel_report(self) -> KeepaliveReport | None:
-        """What the kernel applied of the socket options (None: nothing asked, or not TCP)."""
-        return self._protocol.kernel_report
-
-    @property
-    def state(self) -> State:
-        """HANDSHAKE, ALIVE, SUSPECT, CLOSING or DEAD."""
-        session = self._protocol.session
-        return State.HANDSHAKE if session is None else session.state
-
-    @property
-    def death(self) -> Death | None:
-        """Why the connection died, once it has."""
-        session = self._protocol.session
-        return None if session is None else session.death
-
-    @property
-    def rtt(self) -> float | None:
-        """Smoothed round-trip time in seconds (RFC 6298), on both ends.
-
-        The connecting side has a first sample from the handshake; the accepting side from
-        the peer's second PING on (peers that announce ``Feature.ECHO``). ``None`` before
-        any sample. :meth:`ping` measures one on demand.
-        """
-        return self._session.rtt.srtt
-
     async def ping(self) -> float:
         """Send a PING now and return its round-trip time in seconds.
 
@@ -187,49 +133,25 @@ class Connection:
         """
         loop = asyncio.get_running_loop()
         while True:
-            session = self._session
-            self._raise_if_dead()
-            wait = session.ping_allowed_at() - self._protocol.time()
-            if wait <= 0 or session.negotiated is None:  # before the handshake: send_ping says
+            wait = self._ping_wait()  # the peer's allowance may move while we wait
+            if wait <= 0:
                 break
             await asyncio.sleep(wait)
-        seq = session.send_ping(self._protocol.time())
+        seq = self._session.send_ping(self._io.time())
         waiter: asyncio.Future[float] = loop.create_future()
         if self._ping_waiters is None:
             self._ping_waiters = {}
         self._ping_waiters[seq] = waiter
-        self._protocol.after_input()
+        self._io.after_input()
         try:
             return await waiter
         finally:
             self._ping_waiters.pop(seq, None)
 
-    @property
-    def negotiated(self) -> Negotiated | None:
-        """The intervals settled by the handshake, and the peer's HELLO."""
-        return self._session.negotiated
-
-    @property
-    def peer_name(self) -> str:
-        """The name the peer sent in its HELLO (``""`` before the handshake, or if none)."""
-        negotiated = self._session.negotiated
-        return "" if negotiated is None else negotiated.peer.name
-
-    def stats(self) -> SessionStats:
-        """A frozen snapshot of this connection's counters and RTT figures."""
-        return self._session.stats(self._protocol.time())
-
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """Transport information (``"socket"``, ``"peername"``, ``"sslcontext"``, ...)."""
-        transport = self._protocol.transport
+        transport = self._io.transport
         return default if transport is None else transport.get_extra_info(name, default)
-
-    @property
-    def _session(self) -> Session:
-        session = self._protocol.session
-        if session is None:
-            raise UsageError("the connection is not established yet")
-        return session
 
     # ------------------------------------------------------------------ messages
 
@@ -249,7 +171,7 @@ class Connection:
         number = session.send_message(message)
         # Written on the next turn of the loop, together with whatever else is sent in this
         # one: a task sending many small messages makes few large writes.
-        self._protocol.flush_soon()
+        self._io.flush_soon()
         while session.pending_send_bytes > SEND_BUFFER_LIMIT:
             if self._drain_waiters is None:
                 self._drain_waiters = []
@@ -287,7 +209,7 @@ class Connection:
         try:
             return await self.recv()
         except ConnectionClosedError as error:
-            if error.death.clean or error.death.reason is Reason.LOCAL_CLOSE:
+            if ends_iteration(error.death):
                 raise StopAsyncIteration from None
             raise
 
@@ -302,17 +224,8 @@ class Connection:
         first), whose ``death`` lists what was not delivered (``unsent``, ``in_doubt``):
         it never returns quietly with messages lost.
         """
-        session = self._session
-        if session.death is None and session.state is not State.CLOSING:
-            self._protocol.log.info(
-                logevents.CONNECTION_CLOSE, peer=self.peer_address, code=int(code), why=reason
-            )
-            session.close(self._protocol.time(), code, reason)
-            self._protocol.after_input()
-        death = await self.wait_dead()
-        if death.undelivered:
-            self._raise_if_dead()
-        return death
+        self._begin_close(code, reason)
+        return self._closed(await self.wait_dead())
 
     async def wait_state(self, *states: State) -> State:
         """Wait until the connection is in one of ``states``; return the state it is in.
@@ -375,7 +288,7 @@ class Connection:
         connections this way); :meth:`close` lets queued messages go first.
         """
         self._session  # noqa: B018 -- raises if the transport is not connected yet
-        self._protocol.close_now(code, reason)
+        self._io.close_now(code, reason)
         death = self.death
         assert death is not None
         return death
@@ -386,7 +299,7 @@ class Connection:
         Messages already accepted by ``send()`` are handed to the kernel first, best effort
         (what the transport cannot take at once is dropped): abort does not wait on the peer.
         """
-        self._protocol.abort()
+        self._io.abort()
 
     # ------------------------------------------------------------------ internals
 
@@ -398,15 +311,10 @@ class Connection:
 
     def _consumed(self, size: int) -> None:
         """The application is done with a received message: the peer may send more."""
-        session = self._protocol.session
+        session = self._io.session
         if session is not None:
             session.message_consumed(size)
-            self._protocol.flush_soon()
-
-    def _raise_if_dead(self) -> None:
-        death = self.death
-        if death is not None:
-            raise (LocalClosedError if death.reason is Reason.LOCAL_CLOSE else PeerDeadError)(death)
+            self._io.flush_soon()
 
     def _wake(self, future: asyncio.Future[None] | None) -> None:
         if future is not None and not future.done():
@@ -443,7 +351,7 @@ class Connection:
         waiters = self._drain_waiters
         if not waiters:
             return
-        session = self._protocol.session
+        session = self._io.session
         if (
             session is None
             or session.death is not None
@@ -471,11 +379,11 @@ class Connection:
 
     def _log(self, event: Event) -> None:
         log_event(
-            self._protocol.log,
+            self._io.log,
             event,
             self.peer_address,
             handshake_done=self.negotiated is not None,
-            initiator=self._protocol.initiator,
+            initiator=self._io.initiator,
         )
 
     def _handshake(self, event: HandshakeCompleted) -> None:
