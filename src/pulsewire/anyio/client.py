@@ -347,8 +347,6 @@ class Client:
         self._changed = anyio.Event()
         self._tasks: TaskGroup | None = None
         self._closing = False
-        self._error: Exception | None = None  #: why it gave up
-        self._error_seen = False  #: the error was raised to the user already
 
     @staticmethod
     def retryable(error: ConnectError) -> bool:
@@ -413,9 +411,8 @@ class Client:
             tasks.cancel_scope.cancel()
             # The block's own exception, if any, goes on as itself (not in a group).
             await tasks.__aexit__(None, None, None)
-        if exc is None and self._error is not None and not self._error_seen:
-            self._error_seen = True
-            raise self._error
+        if exc is None:
+            self._record.raise_if_unseen()
 
     # ------------------------------------------------------------------ internals
 
@@ -424,9 +421,7 @@ class Client:
         return connection is not None and connection.death is None
 
     def _check_running(self) -> None:
-        if self._error is not None:
-            self._error_seen = True
-            raise self._error
+        self._record.raise_if_gave_up()
         if self._closing or self._tasks is None:
             raise UsageError("the client is not running: use it as an async context manager")
 
@@ -446,7 +441,7 @@ class Client:
             await self._keep_connected()
         except Exception as error:  # gave up, or retry_if raised: the user hears of it
             # Not raised into the task group: that would cancel the user's block.
-            self._error = error
+            self._record.gave_up(error)
             self._notify()
 
     async def _keep_connected(self) -> None:

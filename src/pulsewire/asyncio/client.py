@@ -275,8 +275,6 @@ class Client:
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._error: BaseException | None = None  #: why it gave up
-        self._error_seen = False  #: the error was raised to the user already
 
     # ------------------------------------------------------------------ public
 
@@ -355,9 +353,8 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-        if exc is None and self._error is not None and not self._error_seen:
-            self._error_seen = True
-            raise self._error
+        if exc is None:
+            self._record.raise_if_unseen()
 
     # ------------------------------------------------------------------ internals
 
@@ -366,9 +363,7 @@ class Client:
         return connection is not None and connection.death is None
 
     def _check_running(self) -> None:
-        if self._error is not None:
-            self._error_seen = True
-            raise self._error
+        self._record.raise_if_gave_up()
         if self._closing or self._task is None:
             raise UsageError("the client is not running: use it as an async context manager")
 
@@ -378,7 +373,7 @@ class Client:
         except asyncio.CancelledError:
             raise
         except BaseException as error:  # gave up, or retry_if raised: the user hears of it
-            self._error = error
+            self._record.gave_up(error)
             async with self._changed:
                 self._changed.notify_all()
 

@@ -136,6 +136,26 @@ class ClientRecord:
         self._failed = 0
         self._failed_in_a_row = 0
         self._deaths: Counter[str] = Counter()
+        self._gave_up: BaseException | None = None  # why the client stopped trying
+        self._gave_up_seen = False  # raised to the user already
+
+    # ------------------------------------------------------------------ giving up
+
+    def gave_up(self, error: BaseException) -> None:
+        """The client stopped trying because of ``error``: the user is told of it."""
+        self._gave_up = error
+
+    def raise_if_gave_up(self) -> None:
+        """Raise the error the client gave up with, if it did (every call)."""
+        if self._gave_up is not None:
+            self._gave_up_seen = True
+            raise self._gave_up
+
+    def raise_if_unseen(self) -> None:
+        """Raise the error the client gave up with, unless the user has seen it already
+        (the exit of an ``async with`` block that never asked)."""
+        if not self._gave_up_seen:
+            self.raise_if_gave_up()
 
     def stats(self, policy: Policy) -> ClientStats:
         """A frozen snapshot, with ``policy`` the one in force."""
