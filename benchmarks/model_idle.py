@@ -17,7 +17,7 @@ per core). Those counts hardly move for the same code, whatever else the machine
 they can judge a change that the timed benchmark cannot. Misses are of a model in which
 both sides share one cache, not of the real two processes: compare like with like.
 
-    python benchmarks/model_idle.py                       # pulsewire and floor, N = 10,000
+    python benchmarks/model_idle.py                       # floor, pulsewire, auto; N = 10,000
     python benchmarks/model_idle.py --callgrind           # the same, counted (about 2 min)
     python benchmarks/model_idle.py --smoke               # N = 200, 1 s: a few seconds
 """
@@ -39,9 +39,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-KINDS = ("floor", "pulsewire")
+KINDS = ("floor", "pulsewire", "auto")  # auto: pulsewire with Policy.auto()
 STEP = 1 / 128  # the fake clock's step: one pulsewire scheduler tick
 WARMUP = 3.0  # simulated seconds before a window
+# Policy.auto() settles after 30 answers a side (about a minute): window after that.
+WARMUP_AUTO = 70.0
 
 
 class _Handle:
@@ -139,7 +141,7 @@ class Model:
         if kind == "floor":
             self._build_floor(n)
         else:
-            self._build_pulsewire(n)
+            self._build_pulsewire(n, adaptive=kind == "auto")
 
     def _pair(self, client: Any, server: Any) -> tuple[FakeTransport, FakeTransport]:
         to_server, to_client = FakeTransport(self.to_server), FakeTransport(self.to_client)
@@ -160,7 +162,7 @@ class Model:
             server.connection_made(to_client)  # type: ignore[arg-type]
         self._floor_client: Any = client_side
 
-    def _build_pulsewire(self, n: int) -> None:
+    def _build_pulsewire(self, n: int, *, adaptive: bool) -> None:
         import structlog
 
         from pulsewire import Limits, Policy, SocketOptions
@@ -175,7 +177,7 @@ class Model:
         )
         logging.getLogger("pulsewire").setLevel(logging.CRITICAL)  # nor through logging
         settings = {
-            "policy": Policy(interval=1.0, timeout=3.0),
+            "policy": Policy.auto() if adaptive else Policy(interval=1.0, timeout=3.0),
             "limits": Limits(),
             "socket_options": SocketOptions(),
             "name": "",
@@ -227,7 +229,8 @@ class Model:
 
 def measure(kind: str, n: int, seconds: float) -> dict[str, float]:
     model = Model(kind, n)
-    while model.client_loop.now < WARMUP:
+    warmup = WARMUP_AUTO if kind == "auto" else WARMUP
+    while model.client_loop.now < warmup:
         model.step()
     gc.collect()
     gc.freeze()  # what bench_idle's processes hold is old: keep the collector off it

@@ -102,9 +102,9 @@ def test_bench_detection_under_load_smoke_convicts_the_frozen_peer() -> None:
     assert any(line.startswith("- Target: PASS") for line in lines)
 
 
-def test_model_idle_smoke_times_pulsewire_and_the_floor() -> None:
+def test_model_idle_smoke_times_pulsewire_auto_and_the_floor() -> None:
     output = run_smoke("model_idle.py")
-    for kind in ("floor", "pulsewire"):
+    for kind in ("floor", "pulsewire", "auto"):
         row = next(line for line in output.splitlines() if line.startswith(f"| {kind} |"))
         exchanges = int(row.split("|")[2])
         # 200 pairs for 1 s at a 1 s heartbeat (pulsewire pings up to a quarter early).

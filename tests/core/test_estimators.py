@@ -52,11 +52,11 @@ def test_recent_percentiles_use_nearest_rank_over_the_last_samples() -> None:
 
     estimator = RttEstimator()
     assert estimator.percentile(0.5) is None
-    for value in range(1, 101):  # only the last 64 (37..100) are kept
+    for value in range(1, 101):  # only the last 32 (69..100) are kept
         estimator.add(float(value))
-    assert estimator.percentile(0.5) == 68.0
+    assert estimator.percentile(0.5) == 84.0
     assert estimator.percentile(0.99) == 100.0
-    assert estimator.percentile(0.0) == 37.0
+    assert estimator.percentile(0.0) == 69.0
 
 
 # ---------------------------------------------------------------- response delays

@@ -55,6 +55,9 @@ async def test_the_defaults_cap_the_rto_and_leave_the_user_timeout_unset(accepti
         served = await accepting.next()
         assert _tcp(served, LINUX_TCP_RTO_MAX_MS) == 1000
         assert _tcp(served, LINUX_TCP_THIN_LINEAR_TIMEOUTS) == 1
+        # Equal reports are one object: 10,000 connections do not keep 10,000 copies.
+        assert served.kernel_report == report
+        assert served.kernel_report is report
         await connection.close()
 
 

@@ -24,7 +24,7 @@ class RttEstimator:
 
     ALPHA = 1 / 8
     BETA = 1 / 4
-    RECENT = 64  #: a power of two
+    RECENT = 32  #: a power of two
 
     def __init__(self) -> None:
         self._ring = array("d", bytes(8 * self.RECENT))

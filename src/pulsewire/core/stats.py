@@ -35,8 +35,8 @@ class SessionStats(msgspec.Struct, frozen=True, kw_only=True):
     rtt_variance: float | None  #: its mean deviation (RFC 6298 RTTVAR)
     rtt_min: float | None  #: the shortest round trip seen
     rtt_max: float | None  #: the longest round trip seen
-    rtt_p50: float | None  #: over the last 64 samples
-    rtt_p99: float | None  #: over the last 64 samples
+    rtt_p50: float | None  #: over the last 32 samples
+    rtt_p99: float | None  #: over the last 32 samples
     timeout: float  #: the timeout in force (adaptive policies move it)
     peer_stuck_for: float  #: the peer's last report of its application being stuck, s
     pending_send_bytes: int  #: DATA bytes accepted by send() and not yet handed out
