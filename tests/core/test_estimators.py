@@ -204,4 +204,5 @@ def test_figures_equal_rfc_6298_applied_sample_by_sample(samples: list[float]) -
             assert estimator.last == sample
             assert estimator.minimum == min(samples[: index + 1])
             assert estimator.maximum == max(samples[: index + 1])
-            assert sorted(estimator.recent()) == sorted(samples[max(0, index - 63) : index + 1])
+            kept = samples[max(0, index + 1 - RttEstimator.RECENT) : index + 1]
+            assert sorted(estimator.recent()) == sorted(kept)
