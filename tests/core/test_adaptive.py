@@ -15,7 +15,7 @@ from pulsewire.core.estimators import ResponseEstimator, phi_to_z
 from pulsewire.core.liveness import Decision, LivenessTracker
 from pulsewire.core.policy import Adaptive, Policy
 from pulsewire.errors import PolicyError
-from pulsewire.testing.pair import SessionPair
+from pulsewire.testing.pair import SessionPair, Side
 
 ADAPTIVE = Policy(
     interval=1.0, timeout=10.0, jitter=0.0, adaptive=Adaptive(min_timeout=1.25, warmup=5)
@@ -93,11 +93,13 @@ def test_loss_moves_the_timeout_by_whole_retransmission_steps() -> None:
     steps = {}
     for every in (50, 7, 4):  # 2 %, 14 %, 25 % of answers retransmitted
         live = tracker()
-        answer_pings(live, lossy(1500, every) + [WAN] * ResponseEstimator.RECENT)
+        answer_pings(live, lossy(1500, every) + [WAN] * LivenessTracker.RECOMPUTE_EVERY)
         responses = live.responses
         assert responses is not None
         retries = responses.retransmissions_allowed(1e-3)
-        assert live.timeout == pytest.approx(1.0 + responses.top + (2**retries - 1) * responses.rto)
+        # Recomputed at most RECOMPUTE_EVERY answers ago: the on-time ones since moved it little.
+        expected = 1.0 + responses.top + (2**retries - 1) * responses.rto
+        assert live.timeout == pytest.approx(expected, rel=1e-2)
         steps[every] = retries
     assert steps == {50: 1, 7: 3, 4: 4}
 
@@ -107,7 +109,7 @@ def test_a_lossy_link_survives_a_triple_retransmission_that_the_normal_model_doe
     triple = WAN + 0.01 + 7 * RTO  # a segment lost three times in a row
     tail, normal = tracker(), tracker(NORMAL_ONLY)
     for live in (tail, normal):
-        answer_pings(live, delays + [WAN] * ResponseEstimator.RECENT)
+        answer_pings(live, delays + [WAN] * LivenessTracker.RECOMPUTE_EVERY)
     assert tail.timeout > 1.0 + triple  # its silence (the idle interval + the answer) fits
     assert normal.timeout < 1.0 + triple
     assert tail.timeout < 1.0 + WAN + 15 * RTO  # a quadruple one is not waited for
@@ -120,8 +122,11 @@ def test_a_retransmission_raises_the_timeout_at_once_and_the_rise_lapses() -> No
     answer_pings(live, [WAN] * 200)
     clean = live.timeout
     answer_pings(live, [WAN + 3 * RTO])  # lost twice: the path may have turned lossy
-    assert live.timeout == pytest.approx(1.0 + WAN + 7 * RTO)  # room for a triple loss
-    answer_pings(live, [WAN] * (ResponseEstimator.RECENT - 1))
+    assert live.timeout == pytest.approx(1.0 + WAN + 7 * RTO)  # at once: room for a triple loss
+    # On-time answers bring it down when the timeout is next recomputed, RECOMPUTE_EVERY
+    # answers later (the late one has left the last RECENT by then).
+    assert ResponseEstimator.RECENT <= LivenessTracker.RECOMPUTE_EVERY
+    answer_pings(live, [WAN] * (LivenessTracker.RECOMPUTE_EVERY - 1))
     assert live.timeout == pytest.approx(1.0 + WAN + 7 * RTO)
     answer_pings(live, [WAN])
     # The tail falls back to one retransmission; the normal model still holds the outlier
@@ -130,6 +135,21 @@ def test_a_retransmission_raises_the_timeout_at_once_and_the_rise_lapses() -> No
     assert live.timeout == pytest.approx(1.0 + responses.mean + Z8 * responses.std)
     answer_pings(live, [WAN] * 100)
     assert live.timeout == pytest.approx(clean)
+
+
+def test_an_answer_slower_than_expected_recomputes_the_timeout_at_once() -> None:
+    live = tracker()
+    responses = live.responses
+    assert responses is not None
+    answer_pings(live, [WAN] * 200)
+    clean = live.timeout
+    # Slower than the slowest on-time answer expected (top: 0.1 s), not late (0.25 s):
+    # the spread it adds counts now, not RECOMPUTE_EVERY answers later.
+    answer_pings(live, [WAN + 0.1])
+    assert not responses.late_count
+    fresh = responses.allowance(Z8, ADAPTIVE.adaptive.min_std, 1e-3)  # type: ignore[union-attr]
+    assert live.timeout == pytest.approx(max(1.25, 1.0 + fresh))
+    assert live.timeout > clean
 
 
 def test_the_ceiling_bounds_the_timeout() -> None:
@@ -347,3 +367,50 @@ def test_a_busy_session_keeps_timing_its_pongs_and_settles_on_the_floor() -> Non
     tracker = pair.session("client").tracker
     assert tracker is not None
     assert tracker.timeout == pytest.approx(1.2, abs=0.01)  # its PONGs timed: a clean link
+
+
+SIDES: tuple[Side, Side] = ("client", "server")
+
+
+def _idle_pings(client_policy: Policy, server_policy: Policy, minutes: int) -> SessionPair:
+    pair = SessionPair(client_policy=client_policy, server_policy=server_policy, seed=5)
+    pair.advance(60.0 * minutes)
+    for side in SIDES:
+        assert pair.session(side).death is None
+    return pair
+
+
+def test_adaptive_sides_take_turns_as_often_as_a_leader_pings_alone() -> None:
+    turns = _idle_pings(Policy.auto(), Policy.auto(), minutes=10)
+    fixed = _idle_pings(Policy(), Policy(), minutes=10)
+    client, server = (turns.session(side).stats(turns.now).pings_sent for side in SIDES)
+    alone = sum(fixed.session(side).stats(fixed.now).pings_sent for side in SIDES)
+    # Policy(): the initiator pings every 0.75-1 s, the responder never: ~686 in 10 minutes.
+    assert 600 / 1.0 < alone < 600 / 0.75
+    assert abs((client + server) - alone) <= 0.05 * alone  # one exchange per interval
+    assert 0.4 <= client / (client + server) <= 0.6  # in turns: each times its own answers
+    for side in SIDES:
+        tracker = turns.session(side).tracker
+        assert tracker is not None
+        assert tracker.timeout == pytest.approx(1.2, abs=0.01)  # both learned a clean link
+
+
+def test_an_adaptive_side_whose_peer_takes_no_turn_still_pings_every_interval() -> None:
+    # A fixed responder only answers: the adaptive initiator's own pings must keep its
+    # silences inside the 1.2 s floor, so it pings within one interval of its last PING.
+    pair = SessionPair(client_policy=Policy.auto(), server_policy=Policy(), seed=5)
+    client = pair.session("client")
+    gaps, last = [], 0.0
+    for _ in range(6000):  # 10 minutes in 0.1 s steps
+        pair.advance(0.1)
+        tracker = client.tracker
+        assert tracker is not None
+        if tracker.last_ping != last:
+            gaps.append(tracker.last_ping - last)
+            last = tracker.last_ping
+    assert pair.session("server").stats(pair.now).pings_sent == 0
+    assert client.death is None
+    assert client.state.value == "alive"
+    assert max(gaps[1:]) <= 1.0 + 1e-9
+    assert client.tracker is not None
+    assert client.tracker.timeout == pytest.approx(1.2, abs=0.01)

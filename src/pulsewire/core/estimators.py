@@ -113,8 +113,8 @@ class ResponseEstimator:
         strict target the half-answer start would take hundreds of answers to fade), and
         the first late answer raises it at once.
 
-    Updates are O(1) (amortised: monotonic queues keep the maxima); the sums are recomputed
-    once per window so floating-point drift cannot accumulate. The window is a ring of
+    Updates are O(1); the maxima are found when the allowance is read, and the sums are
+    recomputed once per window so floating-point drift cannot accumulate. The window is a ring of
     doubles and a ring of flags stored in place: an idle connection of an adaptive policy
     keeps about a kilobyte for it, not a float object per delay. Pure: no clock, no I/O.
     """
@@ -131,10 +131,9 @@ class ResponseEstimator:
         "_decay",
         "_extra",
         "_late",
+        "_late_by",
         "_late_weight",
-        "_maximum",
         "_next",
-        "_recent",
         "_ring",
         "_since_refresh",
         "_sum",
@@ -159,13 +158,12 @@ class ResponseEstimator:
         self._extra = extra
         self._clean_after = clean_after
         self.rto_min = rto_min
+        self._late_by = self.LATE * rto_min
         self._decay = 1.0 - 1.0 / loss_memory
         self._sum = self._sum_sq = 0.0
         self._base_count = 0
         self._base_sum = self._base_sum_sq = 0.0
         self._late_weight = self._weight = 0.0  #: exponentially weighted late / all answers
-        self._maximum = _SlidingMax(window)
-        self._recent = _SlidingMax(min(self.RECENT, window))
         self._since_refresh = 0
 
     def __len__(self) -> int:
@@ -179,14 +177,16 @@ class ResponseEstimator:
             return ring[:count].tolist()
         return ring[start:].tolist() + ring[:start].tolist()
 
-    def add(self, delay: float) -> None:
+    def add(self, delay: float) -> bool:
+        """Record one response delay; return True when it was late."""
         # Runs once per answer on every connection of an adaptive policy: the sums are
         # read into locals and written back once.
         ring, flags, where, size = self._ring, self._late, self._next, self._count
         base_count, base_sum, base_sum_sq = self._base_count, self._base_sum, self._base_sum_sq
         total, total_sq = self._sum, self._sum_sq
-        late = base_count > 0 and delay > base_sum / base_count + self.LATE * self.rto_min
-        if size == len(ring):
+        late = base_count > 0 and delay > base_sum / base_count + self._late_by
+        window = len(ring)
+        if size == window:
             old = ring[where]
             total -= old
             total_sq -= old * old
@@ -199,7 +199,7 @@ class ResponseEstimator:
             self._count = size
         ring[where] = delay
         flags[where] = late
-        self._next = where + 1 if where + 1 < len(ring) else 0
+        self._next = where + 1 if where + 1 < window else 0
         square = delay * delay
         self._sum = total + delay
         self._sum_sq = total_sq + square
@@ -221,11 +221,10 @@ class ResponseEstimator:
         if count - spread > expected or count + spread + 1.0 < expected / 2:
             self._late_weight = float(count)
             self._weight = float(size)
-        self._maximum.add(delay)
-        self._recent.add(delay)
         self._since_refresh += 1
         if self._since_refresh >= size:
             self._refresh()
+        return late
 
     def _refresh(self) -> None:
         count = self._count
@@ -253,12 +252,19 @@ class ResponseEstimator:
     @property
     def maximum(self) -> float:
         """The slowest answer in the window (0 when empty)."""
-        return self._maximum.value
+        count = self._count
+        return max(self._ring[:count]) if count else 0.0
 
     @property
     def recent_maximum(self) -> float:
         """The slowest of the last :attr:`RECENT` answers (0 when empty)."""
-        return self._recent.value
+        ring, end = self._ring, self._next
+        wanted = min(self.RECENT, self._count)
+        if not wanted:
+            return 0.0
+        if end >= wanted:
+            return max(ring[end - wanted : end])
+        return max(max(ring[:end], default=0.0), max(ring[len(ring) - (wanted - end) :]))
 
     @property
     def base_mean(self) -> float:
@@ -315,8 +321,8 @@ class ResponseEstimator:
         else:
             share = self.late_share
             wanted = max(1, math.ceil(math.log(target) / math.log(share) - 1e-9) - 1)
-        wanted = max(wanted, _retransmissions(self._recent.value, top, rto) + 1)
-        return min(wanted, _retransmissions(self._maximum.value, top, rto) + self._extra)
+        wanted = max(wanted, _retransmissions(self.recent_maximum, top, rto) + 1)
+        return min(wanted, _retransmissions(self.maximum, top, rto) + self._extra)
 
     def allowance(self, z: float, min_std: float, target: float | None) -> float:
         """The larger of the normal allowance and (unless ``target`` is None) the tail's."""
@@ -327,33 +333,6 @@ class ResponseEstimator:
             return normal
         tail = self.tail_allowance(target)
         return tail if tail > normal else normal
-
-
-class _SlidingMax:
-    """The maximum of the last ``width`` values: O(1) amortised per value (but for the
-    shift of a short list when the oldest candidate leaves)."""
-
-    __slots__ = ("_added", "_candidates", "_width")
-
-    def __init__(self, width: int) -> None:
-        self._width = width
-        self._added = 0  #: values ever added: the index of the next one
-        #: decreasing values, with their index: a list, not a deque (a deque's first block
-        #: alone is 0.7 KiB, and there are a few candidates at a time)
-        self._candidates: list[tuple[int, float]] = []
-
-    def add(self, value: float) -> None:
-        candidates = self._candidates
-        while candidates and candidates[-1][1] <= value:
-            candidates.pop()
-        candidates.append((self._added, value))
-        self._added += 1
-        if candidates[0][0] <= self._added - 1 - self._width:
-            del candidates[0]
-
-    @property
-    def value(self) -> float:
-        return self._candidates[0][1] if self._candidates else 0.0
 
 
 def _retransmissions(delay: float, top: float, rto: float) -> int:

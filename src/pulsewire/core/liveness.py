@@ -31,17 +31,25 @@ busy connection costs one comparison per read. The rules, each written once belo
 - **next ping, adaptive policy**: ``max(last_ping, last_peer_ping) + ping_delay``: one
   exchange per interval, busy or idle. Application data keeps the peer alive but does not
   postpone pings: the policy must keep timing answers to know the link (a busy connection
-  that never pinged would be judged by the ceiling). Both sides lead: each must time
-  answers to its own pings.
+  that never pinged would be judged by the ceiling). The sides take turns, so that each
+  times answers to pings of its own at one exchange per interval: after the peer's PING a
+  side draws ``ping_delay`` from the middle of the leader's range (``interval`` shortened
+  by 0.2-0.8 ``jitter``), after its own PING from the top of it (shortened by 0-0.2
+  ``jitter``), so the peer's turn comes first. The mean is the leader's, so the exchanges
+  are as many as a leader makes; and when the peer does not take its turn (it is gone, or
+  a non-adaptive responder), a side still pings within one interval of its own last PING.
 - **suspect** (:meth:`~LivenessTracker.suspect_at`): ``last_evidence + suspect_after``.
 - **dead** (:meth:`~LivenessTracker.dead_at`): ``last_evidence + timeout``.
 
-With an adaptive policy, ``timeout`` (and ``suspect_after`` unless the policy fixes it) is
-recomputed when a response delay is sampled: once per answered ping, never per frame. A
-response delay runs from the first PING not yet answered to :meth:`LivenessTracker.answered`,
-the next heartbeat frame from the peer (its PONG, or its own PING). Application data is
-evidence of life, not an answer: on a busy connection it would time the application's
-traffic, not the path.
+With an adaptive policy, ``timeout`` (and ``suspect_after`` unless the policy fixes it)
+follows the response delays sampled: once per answered ping, never per frame. It is
+recomputed at once after an answer that came late or slower than the slowest on-time
+answer expected (:attr:`~pulsewire.core.estimators.ResponseEstimator.top`), and otherwise
+after every ``RECOMPUTE_EVERY`` answers: an on-time answer moves it by little, and
+recomputing it costs more than the rest of an exchange. A response delay runs from the
+first PING not yet answered to :meth:`LivenessTracker.answered`, the next heartbeat frame
+from the peer (its PONG, or its own PING). Application data is evidence of life, not an
+answer: on a busy connection it would time the application's traffic, not the path.
 """
 
 from __future__ import annotations
@@ -71,13 +79,19 @@ _SUSPECT_AND_PING = Decision.SUSPECT | Decision.PING
 class LivenessTracker:
     """Decides when to ping and when the peer is suspect or dead. No clock, no I/O."""
 
+    #: Adaptive policy: on-time answers at most between two recomputations of the timeout.
+    RECOMPUTE_EVERY = 8
+
     __slots__ = (
         "_adaptive",
         "_ceiling",
-        "_delay_span",
+        "_delays_after_peer_ping",
+        "_delays_after_ping",
         "_fixed_suspect_after",
         "_rng",
+        "_slowest_expected",
         "_tail_target",
+        "_unused_answers",
         "_z",
         "first_ping",
         "interval",
@@ -122,13 +136,24 @@ class LivenessTracker:
             else interval + (policy.timeout - interval) / 2
         )
         self._rng = rng if rng is not None else random.Random()
-        # Leader: delays in [1 - jitter, 1] * interval; follower: [1, 1 + jitter] * interval.
-        lead = -1.0 if leads or policy.adaptive is not None else 1.0
-        self._delay_span = interval * lead * policy.jitter
+        # Delays are drawn from (start, width): interval * [start, start + width].
+        jitter = interval * policy.jitter
+        if policy.adaptive is None:  # leader [1 - jitter, 1]; follower [1, 1 + jitter]
+            first = after_ping = after_peer_ping = (
+                (interval - jitter, jitter) if leads else (interval, jitter)
+            )
+        else:  # turns, within the leader's range (see the module docstring)
+            after_peer_ping = (interval - 0.8 * jitter, 0.6 * jitter)
+            after_ping = (interval - 0.2 * jitter, 0.2 * jitter)
+            first = after_peer_ping if leads else after_ping
+        self._delays_after_ping = after_ping
+        self._delays_after_peer_ping = after_peer_ping
         self._adaptive: Adaptive | None = policy.adaptive
         self.responses: ResponseEstimator | None = None
         self._z = 0.0
         self._tail_target: float | None = None
+        self._unused_answers = 0  # answers since the timeout was last recomputed
+        self._slowest_expected = 0.0  # the estimator's top at that time
         if policy.adaptive is not None:
             adaptive = policy.adaptive
             self.responses = ResponseEstimator(
@@ -147,7 +172,7 @@ class LivenessTracker:
         self.last_peer_ping = now  #: when the peer last pinged us
         self.first_ping: float | None = None  #: adaptive: the first PING not yet answered
         self.suspected = False
-        self.ping_delay = self._draw_delay()
+        self.ping_delay = self._draw_delay(first)
 
     # ------------------------------------------------------------------ inputs
 
@@ -175,14 +200,12 @@ class LivenessTracker:
             self.last_sent = now
 
     def peer_pinged(self, now: float) -> None:
-        """The peer pinged us at ``now``: draw our next delay afresh, as if we had pinged.
-
-        Otherwise the side that loses the race once keeps its (longer) delay and keeps
-        losing: it would never ask, and so never learn response delays of its own.
+        """The peer pinged us at ``now``: draw our next delay afresh (under an adaptive
+        policy, the next turn is ours: we too must time answers of our own).
         """
         if now > self.last_peer_ping:
             self.last_peer_ping = now
-        self.ping_delay = self._draw_delay()
+        self.ping_delay = self._draw_delay(self._delays_after_peer_ping)
 
     def poll(self, now: float) -> Decision:
         """What is due at ``now``; a PING it returns is recorded as sent at ``now``.
@@ -204,7 +227,7 @@ class LivenessTracker:
         if self.first_ping is None and self.responses is not None:
             self.first_ping = now
         self.last_ping = self.last_sent = now
-        self.ping_delay = self._draw_delay()
+        self.ping_delay = self._draw_delay(self._delays_after_ping)
 
     # ------------------------------------------------------------------ queries (pure)
 
@@ -244,8 +267,9 @@ class LivenessTracker:
 
     # ------------------------------------------------------------------ internals
 
-    def _draw_delay(self) -> float:
-        return self.interval + self._delay_span * self._rng.random()
+    def _draw_delay(self, delays: tuple[float, float]) -> float:
+        start, width = delays
+        return start + width * self._rng.random()
 
     def _learn(self, delay: float) -> None:
         """Adaptive policy: one more response delay; recompute the timeout."""
@@ -253,9 +277,16 @@ class LivenessTracker:
         adaptive = self._adaptive
         assert responses is not None
         assert adaptive is not None
-        responses.add(delay)
+        late = responses.add(delay)
+        unused = self._unused_answers + 1
+        # (Until the first recomputation nothing is expected: every answer gets this far.)
+        if not late and delay <= self._slowest_expected and unused < self.RECOMPUTE_EVERY:
+            self._unused_answers = unused
+            return
         if len(responses) < adaptive.warmup:
             return
+        self._unused_answers = 0
+        self._slowest_expected = responses.top
         allowance = responses.allowance(self._z, adaptive.min_std, self._tail_target)
         interval = self.interval
         self.timeout = min(self._ceiling, max(adaptive.min_timeout, interval + allowance))

@@ -183,8 +183,8 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
       lockstep), send a PING: a busy connection sends none. The responder waits
       ``interval`` *plus* 0-``jitter`` of it instead, so on an idle connection the
       initiator's PINGs do the work and the responder only answers. With ``adaptive``
-      set, both sides ping, to learn the link from their own round trips, and data does
-      not replace pings: one exchange per interval, busy or idle.
+      set, the sides ping in turns, to learn the link from their own round trips, and
+      data does not replace pings: one exchange per interval, busy or idle.
     - After ``suspect_after`` seconds of silence the peer is SUSPECT (pings continue).
     - After ``timeout`` seconds of silence the peer is DEAD with reason TIMEOUT: the worst
       case detection time of a dead peer is ``timeout`` after its last frame arrived.
