@@ -271,13 +271,13 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
           with probability below 10**-6 (``tail_threshold=6``), at most four more than the
           worst answer seen: at 10 % loss each way, about 7.4 s.
 
-        About one exchange per interval, taken in turns by both sides (each learns its own
-        response delays), at 1.2-1.3 times the idle CPU of ``Policy()`` at 10,000
-        connections; application data does not replace pings, so the timeout stays
+        One exchange per interval, taken in turns by both sides (each learns its own
+        response delays), at about the idle CPU of ``Policy()`` (1.0-1.1 times, at 10,000
+        connections); application data does not replace pings, so the timeout stays
         measured on busy connections. A link that turns lossy after a clean spell
         can cost a false death while the timeout rises (a late answer must be seen
         first), and so can two losses in a row on a link clean enough to have earned the
-        floor (1 % loss: about one in five connection-hours). ``min_timeout=2.0`` trades a
+        floor (1 % loss: one in five to ten connection-hours). ``min_timeout=2.0`` trades a
         slower verdict on clean links (about 2 s) for room for two more retransmissions
         there. Measured against ``Policy()``, kernel keepalive and websockets in
         docs/detection.md; which to pick when: docs/tuning.md.
