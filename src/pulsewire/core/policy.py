@@ -272,7 +272,7 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
           worst answer seen: at 10 % loss each way, about 7.4 s.
 
         One exchange per interval, taken in turns by both sides (each learns its own
-        response delays), at about the idle CPU of ``Policy()`` (1.0-1.1 times, at 10,000
+        response delays), at about the idle CPU of ``Policy()`` (1.0-1.2 times, at 10,000
         connections); application data does not replace pings, so the timeout stays
         measured on busy connections. A link that turns lossy after a clean spell
         can cost a false death while the timeout rises (a late answer must be seen
