@@ -414,3 +414,11 @@ def test_an_adaptive_side_whose_peer_takes_no_turn_still_pings_every_interval() 
     assert max(gaps[1:]) <= 1.0 + 1e-9
     assert client.tracker is not None
     assert client.tracker.timeout == pytest.approx(1.2, abs=0.01)
+
+
+def test_answers_that_take_no_time_still_end_the_warmup() -> None:
+    # An in-memory wire answers in 0.0 s: the timeout must still leave the ceiling at once
+    # when the warm-up is over, not RECOMPUTE_EVERY answers later.
+    live = tracker()
+    answer_pings(live, [0.0] * ADAPTIVE.adaptive.warmup)  # type: ignore[union-attr]
+    assert live.timeout < 10.0

@@ -131,7 +131,6 @@ class ResponseEstimator:
         "_decay",
         "_extra",
         "_late",
-        "_late_by",
         "_late_weight",
         "_next",
         "_ring",
@@ -158,7 +157,6 @@ class ResponseEstimator:
         self._extra = extra
         self._clean_after = clean_after
         self.rto_min = rto_min
-        self._late_by = self.LATE * rto_min
         self._decay = 1.0 - 1.0 / loss_memory
         self._sum = self._sum_sq = 0.0
         self._base_count = 0
@@ -184,7 +182,7 @@ class ResponseEstimator:
         ring, flags, where, size = self._ring, self._late, self._next, self._count
         base_count, base_sum, base_sum_sq = self._base_count, self._base_sum, self._base_sum_sq
         total, total_sq = self._sum, self._sum_sq
-        late = base_count > 0 and delay > base_sum / base_count + self._late_by
+        late = base_count > 0 and delay > base_sum / base_count + self.LATE * self.rto_min
         window = len(ring)
         if size == window:
             old = ring[where]

@@ -55,6 +55,7 @@ answer: on a busy connection it would time the application's traffic, not the pa
 from __future__ import annotations
 
 import enum
+import math
 import random
 
 from pulsewire.core.estimators import ResponseEstimator, phi_to_z
@@ -153,7 +154,8 @@ class LivenessTracker:
         self._z = 0.0
         self._tail_target: float | None = None
         self._unused_answers = 0  # answers since the timeout was last recomputed
-        self._slowest_expected = 0.0  # the estimator's top at that time
+        # The estimator's top at that time (nothing is expected before the first).
+        self._slowest_expected = -math.inf
         if policy.adaptive is not None:
             adaptive = policy.adaptive
             self.responses = ResponseEstimator(
@@ -279,7 +281,6 @@ class LivenessTracker:
         assert adaptive is not None
         late = responses.add(delay)
         unused = self._unused_answers + 1
-        # (Until the first recomputation nothing is expected: every answer gets this far.)
         if not late and delay <= self._slowest_expected and unused < self.RECOMPUTE_EVERY:
             self._unused_answers = unused
             return
