@@ -422,3 +422,28 @@ def test_answers_that_take_no_time_still_end_the_warmup() -> None:
     live = tracker()
     answer_pings(live, [0.0] * ADAPTIVE.adaptive.warmup)  # type: ignore[union-attr]
     assert live.timeout < 10.0
+
+
+def test_a_round_trip_timed_for_us_teaches_as_an_answer_does() -> None:
+    # Under turns, half of the frames a side waits for are the peer's turns: a round trip
+    # of theirs that came a retransmission late must raise the timeout as our own would.
+    live = tracker()
+    answer_pings(live, [WAN] * 200)
+    clean = live.timeout
+    live.round_trip(WAN + RTO)
+    assert live.timeout > clean + RTO
+    fixed = LivenessTracker(Policy(), now=0.0)
+    fixed.round_trip(5.0)  # a fixed policy has nothing to learn
+    assert fixed.timeout == Policy().timeout
+
+
+def test_each_adaptive_side_learns_from_every_exchange_not_only_its_own_turns() -> None:
+    # Each side times the answers to its own PINGs, and the peer's PINGs time its PONGs
+    # (Feature.ECHO): a side has as many samples as there were exchanges, not half.
+    pair = _idle_pings(Policy.auto(), Policy.auto(), minutes=1)
+    exchanges = sum(pair.session(side).stats(pair.now).pings_sent for side in SIDES)
+    for side in SIDES:
+        tracker = pair.session(side).tracker
+        assert tracker is not None
+        assert tracker.responses is not None
+        assert len(tracker.responses) >= 0.9 * exchanges

@@ -8,7 +8,10 @@ framing and only want dead-peer detection. Feed it, with a monotonic ``now``:
 - :meth:`LivenessTracker.sent` whenever you write anything to the peer;
 - :meth:`LivenessTracker.answered` when a heartbeat frame arrives that answers a ping (a
   PONG, or the peer's own PING; adaptive policies time these);
-- :meth:`LivenessTracker.peer_pinged` when the peer pings you.
+- :meth:`LivenessTracker.peer_pinged` when the peer pings you;
+- :meth:`LivenessTracker.round_trip` with a round trip timed without a ping of yours (under
+  pulsewire's ``Feature.ECHO``: your PONG and the peer's next PING; adaptive policies learn
+  from it).
 
 Ask it :meth:`LivenessTracker.next_deadline` (pure), and at that time call
 :meth:`LivenessTracker.poll`: it says whether to send a ping, and whether the peer has
@@ -32,7 +35,8 @@ busy connection costs one comparison per read. The rules, each written once belo
   exchange per interval, busy or idle. Application data keeps the peer alive but does not
   postpone pings: the policy must keep timing answers to know the link (a busy connection
   that never pinged would be judged by the ceiling). The sides take turns, so that each
-  times answers to pings of its own at one exchange per interval: after the peer's PING a
+  times answers to pings of its own at one exchange per interval (and, through
+  :meth:`~LivenessTracker.round_trip`, learns from the peer's turns too): after the peer's PING a
   side draws ``ping_delay`` from the middle of the leader's range (``interval`` shortened
   by 0.2-0.8 ``jitter``), after its own PING from the top of it (shortened by 0-0.2
   ``jitter``), so the peer's turn comes first. The mean is the leader's, so the exchanges
@@ -81,7 +85,7 @@ class LivenessTracker:
     """Decides when to ping and when the peer is suspect or dead. No clock, no I/O."""
 
     #: Adaptive policy: on-time answers at most between two recomputations of the timeout.
-    RECOMPUTE_EVERY = 8
+    RECOMPUTE_EVERY = 16
 
     __slots__ = (
         "_adaptive",
@@ -195,6 +199,14 @@ class LivenessTracker:
         if first is not None:
             self.first_ping = None
             self._learn(now - first)
+
+    def round_trip(self, delay: float) -> None:
+        """A round trip timed without a PING of ours, such as our PONG and the peer's next
+        PING, less the time the peer held it. An adaptive policy learns from it as from an
+        answer: under turns, the frames of the peer's turns cross the same path late as
+        often as ours, and their silences count against the peer just the same."""
+        if self.responses is not None:
+            self._learn(delay)
 
     def sent(self, now: float) -> None:
         """Record that something went out to the peer."""

@@ -264,7 +264,7 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
         - A young connection: the 8 s ceiling until five answers have been timed, then
           room for three or four retransmissions in a row (2.4-4 s) until 30 have.
-        - A clean link (30 answers, none late, about a minute): 1.2 s, one interval and
+        - A clean link (30 answers, none late, about half a minute): 1.2 s, one interval and
           a fifth of a second for the answer: a dead or hung peer is found in about a
           second. Every answer that comes a retransmission late raises it at once.
         - A lossy link: room for as many retransmissions in a row as a live peer needs
@@ -398,7 +398,7 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         else:
             pings = (
                 f"Pings every {early:g}-{self.interval:g} s, busy or idle (one exchange per "
-                "interval, whichever side asks first)"
+                "interval, the sides taking turns)"
             )
         return f"{pings}, suspect after {suspect}, {verdict}; evidence: {evidence}."
 

@@ -1016,6 +1016,8 @@ class Session:
             rtt = now - ping.echo - ping.held
             if ping.held >= 0.0 and rtt >= 0.0:
                 self._rtt.add(rtt)
+                if self._tracker is not None:
+                    self._tracker.round_trip(rtt)
         tracker = self._tracker
         if tracker is not None:
             tracker.peer_pinged(now)
