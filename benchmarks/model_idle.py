@@ -42,7 +42,7 @@ from typing import Any
 KINDS = ("floor", "pulsewire", "auto")  # auto: pulsewire with Policy.auto()
 STEP = 1 / 128  # the fake clock's step: one pulsewire scheduler tick
 WARMUP = 3.0  # simulated seconds before a window
-# Policy.auto() settles after 30 answers a side (about a minute): window after that.
+# Policy.auto() settles after 30 answers a side (about half a minute): window well after that.
 WARMUP_AUTO = 70.0
 
 

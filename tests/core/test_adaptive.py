@@ -447,3 +447,18 @@ def test_each_adaptive_side_learns_from_every_exchange_not_only_its_own_turns() 
         assert tracker is not None
         assert tracker.responses is not None
         assert len(tracker.responses) >= 0.9 * exchanges
+
+
+def test_jitter_just_above_the_slowest_expected_answer_is_not_a_retransmission() -> None:
+    # A clean LAN: answers of 1 ms +- 0.1 ms. One of 2 ms is far above top (mean + 3
+    # deviations) but far below a retransmission (at least an RTO, 200 ms, late): the
+    # timeout must stay on the floor, not make room for a retransmission more.
+    live = tracker(Policy.auto())
+    responses = live.responses
+    assert responses is not None
+    answer_pings(live, [LAN + (0.0001 if index % 2 else -0.0001) for index in range(60)])
+    assert live.timeout == pytest.approx(1.2, abs=0.01)
+    answer_pings(live, [2 * LAN])
+    assert responses.top < 2 * LAN
+    assert responses.retransmissions(2 * LAN) == 0
+    assert live.timeout == pytest.approx(1.2, abs=0.01)

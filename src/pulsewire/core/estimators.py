@@ -105,7 +105,8 @@ class ResponseEstimator:
       - ``k`` is the fewest retransmissions (at least 1) with ``r ** (k + 1) <= target``,
         ``r`` being taken as the chance of each further retransmission; at least one more
         than the slowest of the last :attr:`RECENT` answers needed (a retransmission
-        raises the allowance at once, before ``r`` catches up), and at most ``extra``
+        raises the allowance at once, before ``r`` catches up; an answer needed one only
+        if it was late, so jitter just above ``top`` raises nothing), and at most ``extra``
         (default two) more than the slowest answer in the window needed (jitter wide
         enough to pass for retransmissions cannot push the allowance without bound);
       - with ``clean_after`` set, a window of at least that many answers none of which
@@ -299,7 +300,8 @@ class ResponseEstimator:
 
     def retransmissions(self, delay: float) -> int:
         """How many retransmissions in a row ``delay`` is consistent with (0 for on time)."""
-        return _retransmissions(delay, self.top, self.rto)
+        base = self.base_mean
+        return _retransmissions(delay, self.top, self.rto, base + self.LATE * self.rto_min)
 
     def retransmissions_allowed(self, target: float) -> int:
         """``k``: retransmissions in a row the tail allows for (see the class docstring)."""
@@ -313,14 +315,16 @@ class ResponseEstimator:
         return top + ((1 << retries) - 1) * rto
 
     def _retransmissions_allowed(self, target: float, top: float, rto: float) -> int:
+        late_above = rto - (1.0 - self.LATE) * self.rto_min  # base mean + LATE * rto_min
         clean_after = self._clean_after
         if clean_after is not None and self._count == self._base_count >= clean_after:
             wanted = 1  # a clean window: no late answer in at least clean_after
         else:
             share = self.late_share
             wanted = max(1, math.ceil(math.log(target) / math.log(share) - 1e-9) - 1)
-        wanted = max(wanted, _retransmissions(self.recent_maximum, top, rto) + 1)
-        return min(wanted, _retransmissions(self.maximum, top, rto) + self._extra)
+        recent = _retransmissions(self.recent_maximum, top, rto, late_above)
+        wanted = max(wanted, recent + 1)
+        return min(wanted, _retransmissions(self.maximum, top, rto, late_above) + self._extra)
 
     def allowance(self, z: float, min_std: float, target: float | None) -> float:
         """The larger of the normal allowance and (unless ``target`` is None) the tail's."""
@@ -333,13 +337,15 @@ class ResponseEstimator:
         return tail if tail > normal else normal
 
 
-def _retransmissions(delay: float, top: float, rto: float) -> int:
+def _retransmissions(delay: float, top: float, rto: float, late_above: float) -> int:
     """Retransmissions in a row ``delay`` is consistent with, given the slowest on-time
-    answer ``top`` and the kernel's ``rto`` (0 for on time)."""
-    excess = delay - top
-    if excess <= 0:
+    answer ``top``, the kernel's ``rto`` and the lateness margin ``late_above``: 0 for an
+    answer on time by either bound. An answer a hair above ``top`` is jitter, not a
+    retransmission: one comes at least an RTO late, as :meth:`ResponseEstimator.add`
+    judges lateness."""
+    if delay <= top or delay <= late_above:
         return 0
-    return max(0, math.ceil(math.log2(excess / rto + 1.0) - 1e-9))
+    return max(1, math.ceil(math.log2((delay - top) / rto + 1.0) - 1e-9))
 
 
 def _std(count: int, total: float, total_sq: float) -> float:
