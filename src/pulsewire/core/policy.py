@@ -271,16 +271,18 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
           with probability below 10**-6 (``tail_threshold=6``), at most four more than the
           worst answer seen: at 10 % loss each way, about 7.4 s.
 
-        One exchange per interval, taken in turns by both sides (each learns its own
-        response delays), at about the idle CPU of ``Policy()`` (1.0-1.2 times, at 10,000
+        One exchange per interval, taken in turns by both sides, each learning from every
+        exchange (the answers to its own PINGs, and the peer's turns through the echo of
+        its PONGs), at about the idle CPU of ``Policy()`` (1.0-1.2 times, at 10,000
         connections); application data does not replace pings, so the timeout stays
         measured on busy connections. A link that turns lossy after a clean spell
-        can cost a false death while the timeout rises (a late answer must be seen
-        first), and so can two losses in a row on a link clean enough to have earned the
-        floor (1 % loss: one in five to ten connection-hours). ``min_timeout=2.0`` trades a
-        slower verdict on clean links (about 2 s) for room for two more retransmissions
-        there. Measured against ``Policy()``, kernel keepalive and websockets in
-        docs/detection.md; which to pick when: docs/tuning.md.
+        can cost a false death before the timeout rises (a late answer must be seen
+        first: at 10 % loss, about one connection in ten), and so can two losses in a
+        row on a link clean enough to have earned the floor (1 % loss: one in five to ten
+        connection-hours). ``min_timeout=2.0`` trades a slower verdict on clean links
+        (about 2 s) for room for two more retransmissions there. Measured against
+        ``Policy()``, kernel keepalive and websockets in docs/detection.md; which to pick
+        when: docs/tuning.md.
         """
         return cls(
             interval=1.0,
