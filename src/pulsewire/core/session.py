@@ -1011,14 +1011,14 @@ class Session:
         consumed = ping.consumed
         if consumed is not None and consumed != self._peer_consumed and self._progress:
             self._peer_consumed_up_to(consumed)
+        tracker = self._tracker
         if self._echo and ping.echo is not None and ping.echo == self._stamp_sent:
             # Our latest PONG's stamp, back after a round trip and the time it was held.
             rtt = now - ping.echo - ping.held
             if ping.held >= 0.0 and rtt >= 0.0:
                 self._rtt.add(rtt)
-                if self._tracker is not None:
-                    self._tracker.round_trip(rtt)
-        tracker = self._tracker
+                if tracker is not None:
+                    tracker.round_trip(rtt)  # adaptive policies learn from the peer's turns
         if tracker is not None:
             tracker.peer_pinged(now)
             if tracker.first_ping is not None and self._any_evidence:
