@@ -183,6 +183,7 @@ class ResponseEstimator:
         ring, flags, where, size = self._ring, self._late, self._next, self._count
         base_count, base_sum, base_sum_sq = self._base_count, self._base_sum, self._base_sum_sq
         total, total_sq = self._sum, self._sum_sq
+        # As late_above, from the sums in hand (with no on-time answer yet, nothing is late).
         late = base_count > 0 and delay > base_sum / base_count + self.LATE * self.rto_min
         window = len(ring)
         if size == window:
@@ -294,14 +295,18 @@ class ResponseEstimator:
         return self.base_mean + self.rto_min
 
     @property
+    def late_above(self) -> float:
+        """Delays slower than this are late: the on-time mean plus ``LATE * rto_min``."""
+        return self.base_mean + self.LATE * self.rto_min
+
+    @property
     def top(self) -> float:
         """The slowest on-time answer expected: on-time mean plus 3 deviations."""
         return self.base_mean + 3.0 * self.base_std
 
     def retransmissions(self, delay: float) -> int:
         """How many retransmissions in a row ``delay`` is consistent with (0 for on time)."""
-        base = self.base_mean
-        return _retransmissions(delay, self.top, self.rto, base + self.LATE * self.rto_min)
+        return _retransmissions(delay, self.top, self.rto, self.late_above)
 
     def retransmissions_allowed(self, target: float) -> int:
         """``k``: retransmissions in a row the tail allows for (see the class docstring)."""
@@ -315,7 +320,7 @@ class ResponseEstimator:
         return top + ((1 << retries) - 1) * rto
 
     def _retransmissions_allowed(self, target: float, top: float, rto: float) -> int:
-        late_above = rto - (1.0 - self.LATE) * self.rto_min  # base mean + LATE * rto_min
+        late_above = self.late_above
         clean_after = self._clean_after
         if clean_after is not None and self._count == self._base_count >= clean_after:
             wanted = 1  # a clean window: no late answer in at least clean_after
