@@ -93,11 +93,11 @@ def test_loss_moves_the_timeout_by_whole_retransmission_steps() -> None:
     steps = {}
     for every in (50, 7, 4):  # 2 %, 14 %, 25 % of answers retransmitted
         live = tracker()
-        answer_pings(live, lossy(1500, every) + [WAN] * LivenessTracker.RECOMPUTE_EVERY)
+        answer_pings(live, lossy(1500, every) + [WAN] * ResponseEstimator.REFRESH_EVERY)
         responses = live.responses
         assert responses is not None
         retries = responses.retransmissions_allowed(1e-3)
-        # Recomputed at most RECOMPUTE_EVERY answers ago: the on-time ones since moved it little.
+        # Recomputed at most REFRESH_EVERY answers ago: the on-time ones since moved it little.
         expected = 1.0 + responses.top + (2**retries - 1) * responses.rto
         assert live.timeout == pytest.approx(expected, rel=1e-2)
         steps[every] = retries
@@ -109,7 +109,7 @@ def test_a_lossy_link_survives_a_triple_retransmission_that_the_normal_model_doe
     triple = WAN + 0.01 + 7 * RTO  # a segment lost three times in a row
     tail, normal = tracker(), tracker(NORMAL_ONLY)
     for live in (tail, normal):
-        answer_pings(live, delays + [WAN] * LivenessTracker.RECOMPUTE_EVERY)
+        answer_pings(live, delays + [WAN] * ResponseEstimator.REFRESH_EVERY)
     assert tail.timeout > 1.0 + triple  # its silence (the idle interval + the answer) fits
     assert normal.timeout < 1.0 + triple
     assert tail.timeout < 1.0 + WAN + 15 * RTO  # a quadruple one is not waited for
@@ -125,8 +125,8 @@ def test_a_retransmission_raises_the_timeout_at_once_and_the_rise_lapses() -> No
     assert live.timeout == pytest.approx(1.0 + WAN + 7 * RTO)  # at once: room for a triple loss
     # On-time answers bring it down when the timeout is next recomputed, RECOMPUTE_EVERY
     # answers later (the late one has left the last RECENT by then).
-    assert ResponseEstimator.RECENT <= LivenessTracker.RECOMPUTE_EVERY
-    answer_pings(live, [WAN] * (LivenessTracker.RECOMPUTE_EVERY - 1))
+    assert ResponseEstimator.RECENT <= ResponseEstimator.REFRESH_EVERY
+    answer_pings(live, [WAN] * (ResponseEstimator.REFRESH_EVERY - 1))
     assert live.timeout == pytest.approx(1.0 + WAN + 7 * RTO)
     answer_pings(live, [WAN])
     # The tail falls back to one retransmission; the normal model still holds the outlier
@@ -144,7 +144,7 @@ def test_an_answer_slower_than_expected_recomputes_the_timeout_at_once() -> None
     answer_pings(live, [WAN] * 200)
     clean = live.timeout
     # Slower than the slowest on-time answer expected (top: 0.1 s), not late (0.25 s):
-    # the spread it adds counts now, not RECOMPUTE_EVERY answers later.
+    # the spread it adds counts now, not REFRESH_EVERY answers later.
     answer_pings(live, [WAN + 0.1])
     assert not responses.late_count
     fresh = responses.allowance(Z8, ADAPTIVE.adaptive.min_std, 1e-3)  # type: ignore[union-attr]
@@ -418,7 +418,7 @@ def test_an_adaptive_side_whose_peer_takes_no_turn_still_pings_every_interval() 
 
 def test_answers_that_take_no_time_still_end_the_warmup() -> None:
     # An in-memory wire answers in 0.0 s: the timeout must still leave the ceiling at once
-    # when the warm-up is over, not RECOMPUTE_EVERY answers later.
+    # when the warm-up is over, not REFRESH_EVERY answers later.
     live = tracker()
     answer_pings(live, [0.0] * ADAPTIVE.adaptive.warmup)  # type: ignore[union-attr]
     assert live.timeout < 10.0

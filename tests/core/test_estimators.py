@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from array import array
 
 import pytest
 from hypothesis import given, settings
@@ -62,38 +63,84 @@ def test_recent_percentiles_use_nearest_rank_over_the_last_samples() -> None:
 # ---------------------------------------------------------------- response delays
 
 
-def brute_force(delays: list[float], window: int, rto_min: float) -> tuple[list[bool], list[float]]:
+def brute_force(
+    delays: list[float], window: int, rto_min: float, *, read_each: bool
+) -> tuple[list[bool], list[float]]:
     """Late flags and the window, recomputed from scratch the way the estimator defines them:
-    a delay is late against the on-time delays of the window as it stood when it arrived."""
+    a delay is late against the on-time delays of the window as it stood at the last
+    refresh. A refresh comes after a delay above the slowest on-time one expected (the
+    on-time mean plus 3 deviations) or late, and otherwise after as many more delays as
+    the window holds, up to REFRESH_EVERY; reading a figure refreshes too (``read_each``:
+    after every delay, so each is judged against the window as it stood when it arrived)."""
     flags: list[bool] = []
-    for index, delay in enumerate(delays):
-        earlier = list(zip(delays[:index], flags, strict=True))[-window:]
-        on_time = [d for d, late in earlier if not late]
-        flags.append(bool(on_time) and delay > sum(on_time) / len(on_time) + 0.75 * rto_min)
-    return flags, delays[-window:]
+    stored = array("f", delays).tolist()  # the window keeps single precision
+    late_above, refresh_above, due = math.inf, -math.inf, 1
+    for index, delay in enumerate(stored):
+        flags.append(delay > late_above)
+        added = index + 1
+        if read_each or added == due or delay > refresh_above:
+            kept = list(zip(stored[:added], flags, strict=True))[-window:]
+            on_time = [d for d, late in kept if not late] or [d for d, _ in kept]
+            # Rounded as the estimator rounds, so that a delay equal to top compares alike.
+            mean = math.fsum(on_time) / len(on_time)
+            top = mean + 3 * math.dist(on_time, [mean] * len(on_time)) / math.sqrt(len(on_time))
+            late_above = mean + 0.75 * rto_min if not all(f for _, f in kept) else math.inf
+            refresh_above = min(top, late_above)
+            due = added + min(ResponseEstimator.REFRESH_EVERY, len(kept))
+    return flags, stored[-window:]
 
 
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.floats(min_value=0.0, max_value=30.0), min_size=1, max_size=120),
     st.integers(1, 40),
+    st.booleans(),
 )
 def test_response_bookkeeping_matches_a_recount_of_the_window(
-    delays: list[float], window: int
+    delays: list[float], window: int, read_each: bool
 ) -> None:
     estimator = ResponseEstimator(window, rto_min=0.2)
     for delay in delays:
         estimator.add(delay)
-    flags, kept = brute_force(delays, window, 0.2)
+        if read_each:
+            assert estimator.late_above >= 0.15
+    flags, kept = brute_force(delays, window, 0.2, read_each=read_each)
     late = flags[-window:]
     on_time = [d for d, f in zip(kept, late, strict=True) if not f]
     assert list(estimator.samples) == kept
     assert estimator.late_count == sum(late)
     assert estimator.maximum == max(kept)
-    assert estimator.recent_maximum == max(delays[-min(window, ResponseEstimator.RECENT) :])
+    assert estimator.recent_maximum == max(kept[-min(window, ResponseEstimator.RECENT) :])
     assert estimator.mean == pytest.approx(sum(kept) / len(kept), abs=1e-9)
     if on_time:
         assert estimator.base_mean == pytest.approx(sum(on_time) / len(on_time), abs=1e-9)
+        assert estimator.late_above == pytest.approx(estimator.base_mean + 0.15)
+    else:
+        assert estimator.late_above == math.inf
+
+
+def test_add_refreshes_at_once_after_a_late_answer_and_otherwise_every_few() -> None:
+    estimator = ResponseEstimator(100, warmup=5)
+    assert [estimator.add(0.05) for _ in range(5)] == [False] * 4 + [True]  # the warm-up
+    for _ in range(200):
+        estimator.add(0.05)
+    refreshed = [estimator.add(0.05) for _ in range(4 * ResponseEstimator.REFRESH_EVERY)]
+    assert sum(refreshed) == 4  # a full window: once every REFRESH_EVERY on-time answers
+    assert estimator.add(0.05 + 0.25)  # late: refreshed at once, and counted at once
+    assert estimator.late_count == 1
+    assert estimator.add(0.05 + 0.25)
+    assert estimator.late_count == 2
+
+
+@pytest.mark.parametrize("delay", [0.1, 0.7, 0.015625])
+def test_a_coarse_clocks_equal_delays_do_not_refresh_every_answer(delay: float) -> None:
+    # 0.1 and 0.7 have no exact single-precision form (one rounds up, the other down): the
+    # window keeps a rounded delay, and the same delay must compare equal to it, not above
+    # the top it makes.
+    estimator = ResponseEstimator(100)
+    refreshed = sum(estimator.add(delay) for _ in range(1000))
+    assert refreshed <= 1000 / ResponseEstimator.REFRESH_EVERY + 10
+    assert estimator.top == pytest.approx(delay)
 
 
 def test_a_retransmitted_answer_is_late_and_jitter_is_not() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from itertools import compress
 from statistics import NormalDist
 
 __all__ = ["ResponseEstimator", "RttEstimator", "phi_to_z"]
@@ -114,31 +115,46 @@ class ResponseEstimator:
         strict target the half-answer start would take hundreds of answers to fade), and
         the first late answer raises it at once.
 
-    Updates are O(1); the maxima are found when the allowance is read, and the sums are
-    recomputed once per window so floating-point drift cannot accumulate. The window is a ring of
-    doubles and a ring of flags stored in place: an idle connection of an adaptive policy
-    keeps about a kilobyte for it, not a float object per delay. Pure: no clock, no I/O.
+    **Cost.** :meth:`add` runs once per answer on every connection of an adaptive policy.
+    It stores the delay and compares it with one figure kept from the last *refresh*, which
+    recomputes every figure above from the window. The first refresh comes after ``warmup``
+    answers (until then no answer is late). Later ones come at once after an answer that
+    was late or slower than ``top`` (so such an answer counts before the next one), when
+    ``clean_after`` on-time answers have come, and otherwise after :attr:`REFRESH_EVERY`
+    answers (fewer while the window fills). :meth:`add` says when one came, so a caller
+    recomputes what it derives only then, and reading a figure refreshes it first. The
+    answers between two refreshes are therefore all on time, judged against the on-time
+    mean of at most ``REFRESH_EVERY`` answers before: on-time answers move it by little.
+    Recomputing from the window leaves no
+    floating-point drift. The window is a ring of single-precision floats (a delay to
+    about 7 significant digits) and a ring of flags, stored in place: an idle connection
+    keeps about 600 bytes for it, not a float object per delay. Pure: no clock, no I/O.
     """
 
     RECENT = 5  #: answers whose slowest sets the fewest retransmissions allowed
     LATE = 0.75  #: a delay this many ``rto_min`` above the on-time mean is late
+    REFRESH_EVERY = 16  #: on-time answers at most between two refreshes
 
     __slots__ = (
         "_base_count",
-        "_base_sum",
-        "_base_sum_sq",
+        "_base_mean",
+        "_base_std",
         "_clean_after",
         "_count",
         "_decay",
+        "_due",
+        "_due_from",
         "_extra",
-        "_late",
+        "_late_above",
         "_late_weight",
+        "_mean",
         "_next",
+        "_on_time",
+        "_refresh_above",
         "_ring",
-        "_since_refresh",
-        "_sum",
-        "_sum_sq",
+        "_std",
         "_weight",
+        "_window",
         "rto_min",
     )
 
@@ -150,143 +166,162 @@ class ResponseEstimator:
         loss_memory: int = 1000,
         extra: int = 2,
         clean_after: int | None = None,
+        warmup: int = 1,
     ) -> None:
-        self._ring = array("d", bytes(8 * window))  #: the window's delays, oldest at _next
-        self._late = bytearray(window)  #: 1 where the delay in the same place was late
-        self._count = 0  #: delays in the window
-        self._next = 0  #: where the next delay goes
+        self._ring = array("f", bytes(4 * window))  #: the window's delays
+        self._on_time = bytearray(window)  #: 1 where the delay in the same place was on time
+        self._window = window
+        self._next = 0  #: where the next delay goes; the oldest, once the window is full
+        self._count = 0  #: delays in the window at the last refresh
         self._extra = extra
         self._clean_after = clean_after
         self.rto_min = rto_min
         self._decay = 1.0 - 1.0 / loss_memory
-        self._sum = self._sum_sq = 0.0
-        self._base_count = 0
-        self._base_sum = self._base_sum_sq = 0.0
         self._late_weight = self._weight = 0.0  #: exponentially weighted late / all answers
-        self._since_refresh = 0
+        self._mean = self._std = self._base_mean = self._base_std = 0.0
+        self._base_count = 0
+        # Until the first refresh, after `warmup` delays, nothing is late: none is on time yet.
+        self._late_above = math.inf
+        self._refresh_above = math.inf  #: min(top, late_above): a slower delay refreshes
+        self._due = self._due_from = warmup  #: delays until the next refresh, counted from
 
     def __len__(self) -> int:
-        return self._count
+        count = self._count + self._due_from - self._due
+        window = self._window
+        return count if count < window else window
+
+    def add(self, delay: float) -> bool:
+        """Record one response delay; return True when it refreshed the figures."""
+        where, ring = self._next, self._ring
+        ring[where] = delay
+        delay = ring[where]  # as stored: judged as the figures will see it
+        self._next = (where + 1) % self._window
+        due = self._due - 1
+        self._due = due
+        if due and delay <= self._refresh_above:
+            return False  # on time, and not slower than top: the figures stand
+        self._refresh(delay > self._late_above)
+        return True
 
     @property
     def samples(self) -> list[float]:
         """The delays in the window, oldest first."""
-        ring, count, start = self._ring, self._count, self._next
-        if count < len(ring):
+        ring, count, start = self._ring, len(self), self._next
+        if count < self._window:
             return ring[:count].tolist()
         return ring[start:].tolist() + ring[:start].tolist()
 
-    def add(self, delay: float) -> bool:
-        """Record one response delay; return True when it was late."""
-        # Runs once per answer on every connection of an adaptive policy: the sums are
-        # read into locals and written back once.
-        ring, flags, where, size = self._ring, self._late, self._next, self._count
-        base_count, base_sum, base_sum_sq = self._base_count, self._base_sum, self._base_sum_sq
-        total, total_sq = self._sum, self._sum_sq
-        # As late_above, from the sums in hand (with no on-time answer yet, nothing is late).
-        late = base_count > 0 and delay > base_sum / base_count + self.LATE * self.rto_min
-        window = len(ring)
-        if size == window:
-            old = ring[where]
-            total -= old
-            total_sq -= old * old
-            if not flags[where]:
-                base_count -= 1
-                base_sum -= old
-                base_sum_sq -= old * old
-        else:
-            size += 1
-            self._count = size
-        ring[where] = delay
-        flags[where] = late
-        self._next = where + 1 if where + 1 < window else 0
-        square = delay * delay
-        self._sum = total + delay
-        self._sum_sq = total_sq + square
-        if not late:
-            base_count += 1
-            base_sum += delay
-            base_sum_sq += square
-        self._base_count = base_count
-        self._base_sum = base_sum
-        self._base_sum_sq = base_sum_sq
-        decay = self._decay
-        late_weight = self._late_weight = decay * self._late_weight + late
-        weight = self._weight = decay * self._weight + 1.0
+    # ------------------------------------------------------------------ the refresh
+
+    def _fresh(self) -> None:
+        if self._due != self._due_from:
+            self._refresh(False)  # only add() refreshes after a late answer
+
+    def _refresh(self, newest_late: bool) -> None:
+        """Recompute the figures; the delays since the last refresh were all on time but
+        perhaps the newest."""
+        new = self._due_from - self._due
+        ring, flags, window, end = self._ring, self._on_time, self._window, self._next
+        if new:
+            start = end - new
+            if start >= 0:
+                flags[start:end] = b"\x01" * new
+            else:  # the new delays wrap around the ring's end
+                flags[start:] = b"\x01" * -start
+                flags[:end] = b"\x01" * end
+            flags[end - 1] = not newest_late
+        count = self._count + new
+        count = self._count = count if count < window else window
+        delays = (ring if count == window else ring[:count]).tolist()  # boxed once
+        on_time = flags.count(1, 0, count)
+        late = count - on_time
+        mean, std = _mean_std(delays)
+        base_mean, base_std = (
+            _mean_std(list(compress(delays, flags))) if late and on_time else (mean, std)
+        )
+        self._mean, self._std, self._base_mean, self._base_std = mean, std, base_mean, base_std
+        self._base_count = on_time
+        # With no on-time answer in the window, nothing is late until one is.
+        late_above = base_mean + self.LATE * self.rto_min if on_time else math.inf
+        top = base_mean + 3.0 * base_std
+        self._late_above = late_above
+        self._refresh_above = top if top < late_above else late_above
+        self._fold_late_share(new, newest_late, count, late)
+        step = min(self.REFRESH_EVERY, max(count, 1))
+        clean_after = self._clean_after
+        if clean_after is not None and not late and count < clean_after:
+            step = min(step, clean_after - count)  # the clean verdict counts at once
+        self._due = self._due_from = step
+
+    def _fold_late_share(self, new: int, newest_late: bool, count: int, late: int) -> None:
+        """Weigh the ``new`` answers since the last refresh into ``r`` (only the newest may
+        have been late), and restart it from the window's share if the path changed."""
+        late_weight, weight = self._late_weight, self._weight
+        if new:
+            decay = self._decay
+            faded = decay**new
+            weight = weight * faded + (1.0 - faded) / (1.0 - decay)
+            late_weight = late_weight * faded + newest_late
         # The path changed when the window's count of late answers is three standard errors
         # above what the long-run share predicts, or that far below half of it.
-        expected = (late_weight + 0.5) / (weight + 1.0) * size
-        count = size - base_count
-        spread = 3.0 * math.sqrt(count) if count else 0.0
-        if count - spread > expected or count + spread + 1.0 < expected / 2:
-            self._late_weight = float(count)
-            self._weight = float(size)
-        self._since_refresh += 1
-        if self._since_refresh >= size:
-            self._refresh()
-        return late
-
-    def _refresh(self) -> None:
-        count = self._count
-        samples = self._ring[:count].tolist()
-        base = [x for x, late in zip(samples, self._late[:count], strict=True) if not late]
-        self._sum = math.fsum(samples)
-        self._sum_sq = math.fsum(x * x for x in samples)
-        self._base_count = len(base)
-        self._base_sum = math.fsum(base)
-        self._base_sum_sq = math.fsum(x * x for x in base)
-        self._since_refresh = 0
+        expected = (late_weight + 0.5) / (weight + 1.0) * count
+        spread = 3.0 * math.sqrt(late) if late else 0.0
+        if late - spread > expected or late + spread + 1.0 < expected / 2:
+            late_weight, weight = float(late), float(count)
+        self._late_weight, self._weight = late_weight, weight
 
     # ------------------------------------------------------------------ the body
 
     @property
     def mean(self) -> float:
-        return self._sum / self._count if self._count else 0.0
+        self._fresh()
+        return self._mean
 
     @property
     def std(self) -> float:
-        return _std(self._count, self._sum, self._sum_sq)
+        self._fresh()
+        return self._std
 
     # ------------------------------------------------------------------ the tail
 
     @property
     def maximum(self) -> float:
         """The slowest answer in the window (0 when empty)."""
-        count = self._count
+        count = len(self)
         return max(self._ring[:count]) if count else 0.0
 
     @property
     def recent_maximum(self) -> float:
         """The slowest of the last :attr:`RECENT` answers (0 when empty)."""
-        ring, end = self._ring, self._next
-        wanted = min(self.RECENT, self._count)
+        ring, end = self._ring, self._next or self._window  # one past the newest
+        wanted = min(self.RECENT, len(self))
         if not wanted:
             return 0.0
         if end >= wanted:
             return max(ring[end - wanted : end])
-        return max(max(ring[:end], default=0.0), max(ring[len(ring) - (wanted - end) :]))
+        return max(max(ring[:end]), max(ring[len(ring) - (wanted - end) :]))
 
     @property
     def base_mean(self) -> float:
         """Mean of the on-time (not late) delays in the window; of all when none is."""
-        if self._base_count == 0:
-            return self.mean
-        return self._base_sum / self._base_count
+        self._fresh()
+        return self._base_mean
 
     @property
     def base_std(self) -> float:
-        if self._base_count == 0:
-            return self.std
-        return _std(self._base_count, self._base_sum, self._base_sum_sq)
+        self._fresh()
+        return self._base_std
 
     @property
     def late_count(self) -> int:
         """Late delays in the window."""
-        return self._count - self._base_count
+        self._fresh()
+        return len(self) - self._base_count
 
     @property
     def late_share(self) -> float:
         """``r``: the weighted share of late answers, started from half an answer."""
+        self._fresh()
         return (self._late_weight + 0.5) / (self._weight + 1.0)
 
     @property
@@ -296,8 +331,10 @@ class ResponseEstimator:
 
     @property
     def late_above(self) -> float:
-        """Delays slower than this are late: the on-time mean plus ``LATE * rto_min``."""
-        return self.base_mean + self.LATE * self.rto_min
+        """Delays slower than this are late: the on-time mean plus ``LATE * rto_min``
+        (infinite while no answer is on time)."""
+        self._fresh()
+        return self._late_above
 
     @property
     def top(self) -> float:
@@ -322,20 +359,23 @@ class ResponseEstimator:
     def _retransmissions_allowed(self, target: float, top: float, rto: float) -> int:
         late_above = self.late_above
         clean_after = self._clean_after
-        if clean_after is not None and self._count == self._base_count >= clean_after:
+        if clean_after is not None and len(self) == self._base_count >= clean_after:
             wanted = 1  # a clean window: no late answer in at least clean_after
         else:
             share = self.late_share
             wanted = max(1, math.ceil(math.log(target) / math.log(share) - 1e-9) - 1)
         recent = _retransmissions(self.recent_maximum, top, rto, late_above)
         wanted = max(wanted, recent + 1)
-        return min(wanted, _retransmissions(self.maximum, top, rto, late_above) + self._extra)
+        extra = self._extra
+        if wanted <= extra:  # within the cap, whatever the slowest answer needed
+            return wanted
+        return min(wanted, _retransmissions(self.maximum, top, rto, late_above) + extra)
 
     def allowance(self, z: float, min_std: float, target: float | None) -> float:
         """The larger of the normal allowance and (unless ``target`` is None) the tail's."""
-        count, total = self._count, self._sum
-        std = _std(count, total, self._sum_sq)
-        normal = (total / count if count else 0.0) + z * (std if std > min_std else min_std)
+        self._fresh()
+        std = self._std
+        normal = self._mean + z * (std if std > min_std else min_std)
         if target is None:
             return normal
         tail = self.tail_allowance(target)
@@ -350,11 +390,15 @@ def _retransmissions(delay: float, top: float, rto: float, late_above: float) ->
     judges lateness."""
     if delay <= top or delay <= late_above:
         return 0
-    return max(1, math.ceil(math.log2((delay - top) / rto + 1.0) - 1e-9))
+    # Within a millionth of a step, the smaller count: the window keeps single precision.
+    return max(1, math.ceil(math.log2((delay - top) / rto + 1.0) - 1e-6))
 
 
-def _std(count: int, total: float, total_sq: float) -> float:
+def _mean_std(delays: list[float]) -> tuple[float, float]:
+    """Mean and (population) standard deviation; (0, 0) for none."""
+    count = len(delays)
     if count < 2:
-        return 0.0
-    mean = total / count
-    return math.sqrt(max(0.0, total_sq / count - mean * mean))
+        return (delays[0] if count else 0.0), 0.0
+    mean = math.fsum(delays) / count  # exactly rounded: the same in any order
+    # The distance from (mean, mean, ...): the deviations' root sum of squares, in C.
+    return mean, math.dist(delays, [mean] * count) / math.sqrt(count)

@@ -47,19 +47,20 @@ busy connection costs one comparison per read. The rules, each written once belo
 
 With an adaptive policy, ``timeout`` (and ``suspect_after`` unless the policy fixes it)
 follows the response delays sampled: once per answered ping, never per frame. It is
-recomputed at once after an answer that came late or slower than the slowest on-time
-answer expected (:attr:`~pulsewire.core.estimators.ResponseEstimator.top`), and otherwise
-after every ``RECOMPUTE_EVERY`` answers: an on-time answer moves it by little, and
-recomputing it costs more than the rest of an exchange. A response delay runs from the
-first PING not yet answered to :meth:`LivenessTracker.answered`, the next heartbeat frame
-from the peer (its PONG, or its own PING). Application data is evidence of life, not an
-answer: on a busy connection it would time the application's traffic, not the path.
+recomputed whenever the estimator refreshes its figures: at once after an answer that
+came late or slower than the slowest on-time answer expected
+(:attr:`~pulsewire.core.estimators.ResponseEstimator.top`), and otherwise after every
+:attr:`~pulsewire.core.estimators.ResponseEstimator.REFRESH_EVERY` answers: an on-time
+answer moves it by little, and recomputing it costs more than the rest of an exchange.
+A response delay runs from the first PING not yet answered to
+:meth:`LivenessTracker.answered`, the next heartbeat frame from the peer (its PONG, or its
+own PING). Application data is evidence of life, not an answer: on a busy connection it
+would time the application's traffic, not the path.
 """
 
 from __future__ import annotations
 
 import enum
-import math
 import random
 
 from pulsewire.core.estimators import ResponseEstimator, phi_to_z
@@ -84,9 +85,6 @@ _SUSPECT_AND_PING = Decision.SUSPECT | Decision.PING
 class LivenessTracker:
     """Decides when to ping and when the peer is suspect or dead. No clock, no I/O."""
 
-    #: Adaptive policy: on-time answers at most between two recomputations of the timeout.
-    RECOMPUTE_EVERY = 16
-
     __slots__ = (
         "_adaptive",
         "_ceiling",
@@ -94,9 +92,7 @@ class LivenessTracker:
         "_delays_after_ping",
         "_fixed_suspect_after",
         "_rng",
-        "_slowest_expected",
         "_tail_target",
-        "_unused_answers",
         "_z",
         "first_ping",
         "interval",
@@ -157,9 +153,6 @@ class LivenessTracker:
         self.responses: ResponseEstimator | None = None
         self._z = 0.0
         self._tail_target: float | None = None
-        self._unused_answers = 0  # answers since the timeout was last recomputed
-        # The estimator's top at that time (nothing is expected before the first).
-        self._slowest_expected = -math.inf
         if policy.adaptive is not None:
             adaptive = policy.adaptive
             self.responses = ResponseEstimator(
@@ -168,6 +161,7 @@ class LivenessTracker:
                 loss_memory=adaptive.loss_memory,
                 extra=adaptive.tail_extra,
                 clean_after=adaptive.clean_after,
+                warmup=adaptive.warmup,
             )
             self._z = phi_to_z(adaptive.threshold)
             if adaptive.tail_threshold is not None:
@@ -196,17 +190,21 @@ class LivenessTracker:
         policy, the first one after our unanswered PING is a response sample. (Record it as
         :meth:`evidence` too, if it counts as evidence.)"""
         first = self.first_ping
-        if first is not None:
+        if first is not None:  # only ever set under an adaptive policy
             self.first_ping = None
-            self._learn(now - first)
+            responses = self.responses
+            assert responses is not None
+            if responses.add(now - first):
+                self._recompute(responses)
 
     def round_trip(self, delay: float) -> None:
         """A round trip timed without a PING of ours, such as our PONG and the peer's next
         PING, less the time the peer held it. An adaptive policy learns from it as from an
         answer: under turns, the frames of the peer's turns cross the same path late as
         often as ours, and their silences count against the peer just the same."""
-        if self.responses is not None:
-            self._learn(delay)
+        responses = self.responses
+        if responses is not None and responses.add(delay):
+            self._recompute(responses)
 
     def sent(self, now: float) -> None:
         """Record that something went out to the peer."""
@@ -285,21 +283,13 @@ class LivenessTracker:
         start, width = delays
         return start + width * self._rng.random()
 
-    def _learn(self, delay: float) -> None:
-        """Adaptive policy: one more response delay; recompute the timeout."""
-        responses = self.responses
+    def _recompute(self, responses: ResponseEstimator) -> None:
+        """Adaptive policy: the estimator refreshed its figures (one answer in about
+        ``REFRESH_EVERY``, or a slow one): derive the timeout from them."""
         adaptive = self._adaptive
-        assert responses is not None
         assert adaptive is not None
-        late = responses.add(delay)
-        unused = self._unused_answers + 1
-        if not late and delay <= self._slowest_expected and unused < self.RECOMPUTE_EVERY:
-            self._unused_answers = unused
-            return
         if len(responses) < adaptive.warmup:
-            return
-        self._unused_answers = 0
-        self._slowest_expected = responses.top
+            return  # refreshed early by a reader: the ceiling stands until the warm-up ends
         allowance = responses.allowance(self._z, adaptive.min_std, self._tail_target)
         interval = self.interval
         self.timeout = min(self._ceiling, max(adaptive.min_timeout, interval + allowance))
