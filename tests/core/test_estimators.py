@@ -68,24 +68,19 @@ def brute_force(
 ) -> tuple[list[bool], list[float]]:
     """Late flags and the window, recomputed from scratch the way the estimator defines them:
     a delay is late against the on-time delays of the window as it stood at the last
-    refresh. A refresh comes after a delay above the slowest on-time one expected (the
-    on-time mean plus 3 deviations) or late, and otherwise after as many more delays as
+    refresh. A refresh comes after a late delay, and otherwise after as many more delays as
     the window holds, up to REFRESH_EVERY; reading a figure refreshes too (``read_each``:
     after every delay, so each is judged against the window as it stood when it arrived)."""
     flags: list[bool] = []
     stored = array("f", delays).tolist()  # the window keeps single precision
-    late_above, refresh_above, due = math.inf, -math.inf, 1
+    late_above, due = math.inf, 1
     for index, delay in enumerate(stored):
         flags.append(delay > late_above)
         added = index + 1
-        if read_each or added == due or delay > refresh_above:
+        if read_each or added == due or flags[-1]:
             kept = list(zip(stored[:added], flags, strict=True))[-window:]
-            on_time = [d for d, late in kept if not late] or [d for d, _ in kept]
-            # Rounded as the estimator rounds, so that a delay equal to top compares alike.
-            mean = math.fsum(on_time) / len(on_time)
-            top = mean + 3 * math.dist(on_time, [mean] * len(on_time)) / math.sqrt(len(on_time))
-            late_above = mean + 0.75 * rto_min if not all(f for _, f in kept) else math.inf
-            refresh_above = min(top, late_above)
+            on_time = [d for d, late in kept if not late]
+            late_above = sum(on_time) / len(on_time) + 0.75 * rto_min if on_time else math.inf
             due = added + min(ResponseEstimator.REFRESH_EVERY, len(kept))
     return flags, stored[-window:]
 

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+import pulsewire.core.session as session_module
 from pulsewire.core import (
     Adaptive,
     Died,
@@ -18,7 +19,7 @@ from pulsewire.core import (
     Suspected,
 )
 from pulsewire.core.codec import Frame
-from pulsewire.core.frames import Ping, Pong
+from pulsewire.core.frames import FEATURES, Feature, Ping, Pong
 from pulsewire.core.liveness import Decision, LivenessTracker
 from pulsewire.errors import PolicyError
 from pulsewire.testing import SessionPair, WireMode, control_frame, data_frame, decode_control
@@ -441,10 +442,28 @@ def test_the_follower_pings_when_the_leaders_pings_stop_arriving() -> None:
     assert quiet <= POLICY.interval * (1 + POLICY.jitter)
 
 
-def test_with_an_adaptive_policy_both_sides_take_turns_pinging() -> None:
-    # An adaptive side learns response delays by timing answers to its own pings, so both
-    # sides lead; each redraws its delay when the peer pings, so neither is stuck with the
-    # longer delay forever.
+def test_with_an_adaptive_policy_and_echo_the_initiator_leads_and_both_sides_learn() -> None:
+    # Each side learns from every exchange, the leader from the answers to its pings, the
+    # follower from the echoes of its PONGs, so the follower need not ping: it only
+    # answers, the cheaper half of an exchange.
+    adaptive = Policy(interval=1.0, timeout=5.0, adaptive=Adaptive(min_timeout=2.0))
+    pair = SessionPair(adaptive, adaptive, seed=14)
+    pair.advance(120.0)
+    assert pair.client.stats(pair.now).pings_sent > 120 / 0.95
+    assert pair.server.stats(pair.now).pings_sent == 0
+    for session in (pair.client, pair.server):
+        assert session.tracker is not None
+        assert session.tracker.responses is not None
+        assert len(session.tracker.responses) == adaptive.adaptive.window  # type: ignore[union-attr]
+
+
+def test_with_an_adaptive_policy_and_no_echo_both_sides_take_turns_pinging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A peer that does not echo our PONGs (a build without Feature.ECHO): a side learns
+    # only by timing answers to pings of its own, so both sides ping, in turns; each
+    # redraws its delay when the peer pings, so neither is stuck with the longer delay.
+    monkeypatch.setattr(session_module, "FEATURES", FEATURES & ~Feature.ECHO)
     adaptive = Policy(interval=1.0, timeout=5.0, adaptive=Adaptive(min_timeout=2.0))
     pair = SessionPair(adaptive, adaptive, seed=14)
     pair.advance(120.0)

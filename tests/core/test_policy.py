@@ -170,7 +170,7 @@ def test_for_detection_rejects_impossible_budgets() -> None:
 def test_describe_states_the_detection_bound() -> None:
     assert "dead after 3 s of silence" in Policy().describe()
     assert "between 3 s and 10 s" in Policy.wan().describe()
-    assert "Pings every 0.75-1 s, busy or idle" in Policy.auto().describe()
+    assert "Pings every 0.8-0.95 s, busy or idle" in Policy.auto().describe()
 
 
 # ---------------------------------------------------------------------------- floors

@@ -118,22 +118,23 @@ class ResponseEstimator:
     **Cost.** :meth:`add` runs once per answer on every connection of an adaptive policy.
     It stores the delay and compares it with one figure kept from the last *refresh*, which
     recomputes every figure above from the window. The first refresh comes after ``warmup``
-    answers (until then no answer is late). Later ones come at once after an answer that
-    was late or slower than ``top`` (so such an answer counts before the next one), when
-    ``clean_after`` on-time answers have come, and otherwise after :attr:`REFRESH_EVERY`
-    answers (fewer while the window fills). :meth:`add` says when one came, so a caller
-    recomputes what it derives only then, and reading a figure refreshes it first. The
-    answers between two refreshes are therefore all on time, judged against the on-time
-    mean of at most ``REFRESH_EVERY`` answers before: on-time answers move it by little.
-    Recomputing from the window leaves no
-    floating-point drift. The window is a ring of single-precision floats (a delay to
-    about 7 significant digits) and a ring of flags, stored in place: an idle connection
-    keeps about 600 bytes for it, not a float object per delay. Pure: no clock, no I/O.
+    answers (until then no answer is late). Later ones come at once after a late answer
+    (so it counts before the next one: an answer slower than ``top`` but not late adds
+    no retransmission to the tail), when ``clean_after`` on-time answers have come, and
+    otherwise after :attr:`REFRESH_EVERY` answers (fewer while the window fills).
+    :meth:`add` says when one came, so a caller recomputes what it derives only then, and
+    reading a figure refreshes it first. The answers between two refreshes are therefore
+    all on time, judged against the on-time mean of at most ``REFRESH_EVERY`` answers
+    before: on-time answers move it, and the body's figures, by little. Recomputing from
+    the window leaves no floating-point drift. The window is a ring of single-precision
+    floats (a delay to about 7 significant digits) and a ring of flags, stored in place:
+    an idle connection keeps about 600 bytes for it, not a float object per delay. Pure:
+    no clock, no I/O.
     """
 
     RECENT = 5  #: answers whose slowest sets the fewest retransmissions allowed
     LATE = 0.75  #: a delay this many ``rto_min`` above the on-time mean is late
-    REFRESH_EVERY = 16  #: on-time answers at most between two refreshes
+    REFRESH_EVERY = 32  #: on-time answers at most between two refreshes
 
     __slots__ = (
         "_base_count",
@@ -150,7 +151,6 @@ class ResponseEstimator:
         "_mean",
         "_next",
         "_on_time",
-        "_refresh_above",
         "_ring",
         "_std",
         "_weight",
@@ -182,7 +182,6 @@ class ResponseEstimator:
         self._base_count = 0
         # Until the first refresh, after `warmup` delays, nothing is late: none is on time yet.
         self._late_above = math.inf
-        self._refresh_above = math.inf  #: min(top, late_above): a slower delay refreshes
         self._due = self._due_from = warmup  #: delays until the next refresh, counted from
 
     def __len__(self) -> int:
@@ -198,9 +197,10 @@ class ResponseEstimator:
         self._next = (where + 1) % self._window
         due = self._due - 1
         self._due = due
-        if due and delay <= self._refresh_above:
-            return False  # on time, and not slower than top: the figures stand
-        self._refresh(delay > self._late_above)
+        late = delay > self._late_above
+        if due and not late:
+            return False  # on time: the figures stand
+        self._refresh(late)
         return True
 
     @property
@@ -243,9 +243,7 @@ class ResponseEstimator:
         self._base_count = on_time
         # With no on-time answer in the window, nothing is late until one is.
         late_above = base_mean + self.LATE * self.rto_min if on_time else math.inf
-        top = base_mean + 3.0 * base_std
         self._late_above = late_above
-        self._refresh_above = top if top < late_above else late_above
         self._fold_late_share(new, newest_late, count, late)
         step = min(self.REFRESH_EVERY, max(count, 1))
         clean_after = self._clean_after

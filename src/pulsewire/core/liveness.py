@@ -34,24 +34,34 @@ busy connection costs one comparison per read. The rules, each written once belo
 - **next ping, adaptive policy**: ``max(last_ping, last_peer_ping) + ping_delay``: one
   exchange per interval, busy or idle. Application data keeps the peer alive but does not
   postpone pings: the policy must keep timing answers to know the link (a busy connection
-  that never pinged would be judged by the ceiling). The sides take turns, so that each
-  times answers to pings of its own at one exchange per interval (and, through
-  :meth:`~LivenessTracker.round_trip`, learns from the peer's turns too): after the peer's PING a
-  side draws ``ping_delay`` from the middle of the leader's range (``interval`` shortened
-  by 0.2-0.8 ``jitter``), after its own PING from the top of it (shortened by 0-0.2
-  ``jitter``), so the peer's turn comes first. The mean is the leader's, so the exchanges
-  are as many as a leader makes; and when the peer does not take its turn (it is gone, or
-  a non-adaptive responder), a side still pings within one interval of its own last PING.
+  that never pinged would be judged by the ceiling). Both sides must learn from every
+  exchange, and there are two ways:
+
+  - with ``echo`` (the peer's PINGs bring back the stamps of our PONGs, and the round trips
+    are fed to :meth:`~LivenessTracker.round_trip`: pulsewire's ``Feature.ECHO``), one side
+    leads, as under a fixed policy: the leader draws ``ping_delay`` from ``interval``
+    shortened by 0.2-0.8 ``jitter``, and times the answers; the follower draws it from
+    ``interval`` lengthened by 0-0.2 ``jitter``, so it pings only when the leader has
+    been silent for an interval, and learns from the echoes. A follower only answers,
+    which is the cheaper half of an exchange, as under a fixed policy;
+  - without it the sides take turns, so that each times answers to pings of its own:
+    after the peer's PING a side draws ``ping_delay`` from the leader's range, after its
+    own PING from the top of it (``interval`` shortened by 0-0.2 ``jitter``), so the
+    peer's turn comes first, and when the peer does not take its turn (it is gone, or a
+    non-adaptive responder), a side still pings within one interval of its own last PING.
+
+  Either way the exchanges are as many as a leader makes, and the frames each way are
+  0.8-0.95 intervals apart (at the default ``jitter``), well inside a timeout of 1.2.
 - **suspect** (:meth:`~LivenessTracker.suspect_at`): ``last_evidence + suspect_after``.
 - **dead** (:meth:`~LivenessTracker.dead_at`): ``last_evidence + timeout``.
 
 With an adaptive policy, ``timeout`` (and ``suspect_after`` unless the policy fixes it)
 follows the response delays sampled: once per answered ping, never per frame. It is
 recomputed whenever the estimator refreshes its figures: at once after an answer that
-came late or slower than the slowest on-time answer expected
-(:attr:`~pulsewire.core.estimators.ResponseEstimator.top`), and otherwise after every
-:attr:`~pulsewire.core.estimators.ResponseEstimator.REFRESH_EVERY` answers: an on-time
-answer moves it by little, and recomputing it costs more than the rest of an exchange.
+came late (:attr:`~pulsewire.core.estimators.ResponseEstimator.late_above`), and
+otherwise after every :attr:`~pulsewire.core.estimators.ResponseEstimator.REFRESH_EVERY`
+answers: an on-time answer moves it by little, and recomputing it costs more than the
+rest of an exchange.
 A response delay runs from the first PING not yet answered to
 :meth:`LivenessTracker.answered`, the next heartbeat frame from the peer (its PONG, or its
 own PING). Application data is evidence of life, not an answer: on a busy connection it
@@ -64,7 +74,7 @@ import enum
 import random
 
 from pulsewire.core.estimators import ResponseEstimator, phi_to_z
-from pulsewire.core.policy import Adaptive, Policy
+from pulsewire.core.policy import ADAPTIVE_EARLY, Adaptive, Policy
 from pulsewire.errors import PolicyError
 
 __all__ = ["Decision", "LivenessTracker"]
@@ -114,12 +124,15 @@ class LivenessTracker:
         now: float,
         interval: float | None = None,
         leads: bool = True,
+        echo: bool = False,
         rng: random.Random | None = None,
     ) -> None:
         """``interval``: the ping interval in force (negotiated with the peer; default
         ``policy.interval``). ``leads``: this side pings an idle connection first (see the
-        module docstring). ``rng`` draws the ping jitter; pass a seeded one for repeatable
-        runs (default: a new generator)."""
+        module docstring). ``echo``: under an adaptive policy, :meth:`round_trip` is fed a
+        round trip from each of the peer's PINGs, so the sides need not take turns (see
+        the module docstring). ``rng`` draws the ping jitter; pass a seeded one for
+        repeatable runs (default: a new generator)."""
         interval = policy.interval if interval is None else interval
         if not 0 < interval < policy.timeout:
             raise PolicyError(
@@ -143,10 +156,17 @@ class LivenessTracker:
             first = after_ping = after_peer_ping = (
                 (interval - jitter, jitter) if leads else (interval, jitter)
             )
-        else:  # turns, within the leader's range (see the module docstring)
-            after_peer_ping = (interval - 0.8 * jitter, 0.6 * jitter)
-            after_ping = (interval - 0.2 * jitter, 0.2 * jitter)
-            first = after_peer_ping if leads else after_ping
+        else:  # see the module docstring
+            least, most = ADAPTIVE_EARLY
+            leader = (interval - most * jitter, (most - least) * jitter)
+            if echo:  # one leader; the follower waits as long past the interval
+                first = after_ping = after_peer_ping = (
+                    leader if leads else (interval, least * jitter)
+                )
+            else:  # turns, within the leader's range
+                after_peer_ping = leader
+                after_ping = (interval - least * jitter, least * jitter)
+                first = after_peer_ping if leads else after_ping
         self._delays_after_ping = after_ping
         self._delays_after_peer_ping = after_peer_ping
         self._adaptive: Adaptive | None = policy.adaptive
@@ -213,7 +233,7 @@ class LivenessTracker:
 
     def peer_pinged(self, now: float) -> None:
         """The peer pinged us at ``now``: draw our next delay afresh (under an adaptive
-        policy, the next turn is ours: we too must time answers of our own).
+        policy in turns, the next turn is ours: we too must time answers of our own).
         """
         if now > self.last_peer_ping:
             self.last_peer_ping = now

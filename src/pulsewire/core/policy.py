@@ -87,6 +87,11 @@ def _check_floors(policy: Policy) -> None:
             )
 
 
+#: An adaptive initiator pings early by this share of ``jitter``, at least and at most:
+#: the middle of a fixed leader's range (LivenessTracker draws from it; describe() says it).
+ADAPTIVE_EARLY = (0.2, 0.8)
+
+
 class Adaptive(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Adaptive detection: the timeout follows the response delays observed on the link.
 
@@ -183,8 +188,10 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
       lockstep), send a PING: a busy connection sends none. The responder waits
       ``interval`` *plus* 0-``jitter`` of it instead, so on an idle connection the
       initiator's PINGs do the work and the responder only answers. With ``adaptive``
-      set, the sides ping in turns, to learn the link from their own round trips, and
-      data does not replace pings: one exchange per interval, busy or idle.
+      set, data does not replace pings (one exchange per interval, busy or idle), the
+      initiator pings 0.2-0.8 ``jitter`` early and the responder learns the link from
+      the echoes of its PONGs (``Feature.ECHO``); with a peer that does not echo, the
+      sides ping in turns, each to learn from round trips of its own.
     - After ``suspect_after`` seconds of silence the peer is SUSPECT (pings continue).
     - After ``timeout`` seconds of silence the peer is DEAD with reason TIMEOUT: the worst
       case detection time of a dead peer is ``timeout`` after its last frame arrived.
@@ -271,9 +278,9 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
           with probability below 10**-6 (``tail_threshold=6``), at most four more than the
           worst answer seen: at 10 % loss each way, about 7.4 s.
 
-        One exchange per interval, taken in turns by both sides, each learning from every
-        exchange (the answers to its own PINGs, and the peer's turns through the echo of
-        its PONGs), at about the idle CPU of ``Policy()`` (1.0-1.2 times, at 10,000
+        One exchange per interval, the initiator pinging; each side learns from every
+        exchange (the initiator from the answers to its PINGs, the responder from the
+        echo of its PONGs), at about the idle CPU of ``Policy()`` (1.1 times, at 10,000
         connections); application data does not replace pings, so the timeout stays
         measured on busy connections. A link that turns lossy after a clean spell
         can cost a false death before the timeout rises (a late answer must be seen
@@ -397,10 +404,12 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
                 f"Pings after {early:g}-{self.interval:g} s of silence "
                 f"(a responder: {self.interval:g}-{late:g} s, so that the initiator leads)"
             )
-        else:
+        else:  # the ranges LivenessTracker draws from
+            least, most = ADAPTIVE_EARLY
+            first, last = (self.interval * (1 - share * self.jitter) for share in (most, least))
             pings = (
-                f"Pings every {early:g}-{self.interval:g} s, busy or idle (one exchange per "
-                "interval, the sides taking turns)"
+                f"Pings every {first:g}-{last:g} s, busy or idle (one exchange per interval: "
+                "the initiator pings, and the responder learns from the echoes of its PONGs)"
             )
         return f"{pings}, suspect after {suspect}, {verdict}; evidence: {evidence}."
 

@@ -932,7 +932,12 @@ class Session:
         self._pings_depth = (_PING_BURST + policy.timeout / gap) * gap
         self._pings_full_at = now
         self._tracker = LivenessTracker(
-            policy, now=now, interval=ping_interval, leads=self.initiator, rng=self._rng
+            policy,
+            now=now,
+            interval=ping_interval,
+            leads=self.initiator,
+            echo=self._echo,
+            rng=self._rng,
         )
         if self._state is State.HANDSHAKE:
             self._state = next_state(self._state, Trigger.HANDSHAKE_DONE)
