@@ -254,13 +254,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     facts = _facts(run_args, saved)
     section = report.section(results, facts)
     print(report.detail(results, facts, _policy_text()))
-    print(f"## {report.HEADING}\n\n{section}")
+    heading = report.heading_and_claim(facts.variants)[0]
+    print(f"## {heading}\n\n{section}")
     if args.json:
         args.json.write_text(json.dumps(saved, indent=1, default=str))
     if args.profile is not None:
         print(profile_summary(args.profile))
     elif not args.no_write:  # profiled windows are slower: they do not go into RESULTS.md
-        common.replace_section(args.results, report.HEADING, section)
+        common.replace_section(args.results, heading, section)
     if args.smoke:
         problems = smoke_problems(results)
     else:

@@ -83,6 +83,18 @@ def test_bench_idle_compares_another_build_in_the_same_rounds() -> None:
     assert any(line.startswith("- `pulsewire@same` ran pulsewire ") for line in lines)
 
 
+def test_bench_idle_reports_policy_auto_alone_under_its_own_heading() -> None:
+    # Policy() against Policy.auto() only: a section of its own, which must not replace
+    # the run with the baselines in RESULTS.md.
+    output = run_smoke("bench_idle.py", "--variants", "pulsewire,auto")
+    assert "## bench_idle: idle cost at scale\n" not in output
+    lines = section(output, "bench_idle, Policy.auto(): idle cost against Policy()")
+    assert lines[0].startswith("**Claim:** at 10,000 idle connections, Policy.auto() costs")
+    assert table_row(lines, "pulsewire Policy.auto()", "asyncio")[-1] == "0 / 0"
+    ratios = next(line for line in lines if line.startswith("- Same-round ratios"))
+    assert "pulsewire / pulsewire@auto: **" in ratios
+
+
 def test_bench_throughput_smoke_compares_pulsewire_with_raw_streams() -> None:
     output = run_smoke("bench_throughput.py", "--loops", "asyncio")
     lines = section(output, "bench_throughput: throughput")
