@@ -398,8 +398,8 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             if self.adaptive is None or self.suspect_after is not None
             else "halfway to the timeout"
         )
-        early, late = self.interval * (1 - self.jitter), self.interval * (1 + self.jitter)
         if self.adaptive is None:
+            early, late = self.interval * (1 - self.jitter), self.interval * (1 + self.jitter)
             pings = (
                 f"Pings after {early:g}-{self.interval:g} s of silence "
                 f"(a responder: {self.interval:g}-{late:g} s, so that the initiator leads)"
