@@ -279,15 +279,15 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
           worst answer seen: at 10 % loss each way, about 7.4 s.
 
         One exchange per interval, the initiator pinging; each side learns from every
-        exchange (the initiator from the answers to its PINGs, the responder from the
-        echo of its PONGs), at about the idle CPU of ``Policy()`` (1.1 times, at 10,000
-        connections); application data does not replace pings, so the timeout stays
-        measured on busy connections. A link that turns lossy after a clean spell
-        can cost a false death before the timeout rises (a late answer must be seen
-        first: at 10 % loss, about one connection in ten), and so can two losses in a
-        row on a link clean enough to have earned the floor (1 % loss: one in five to ten
-        connection-hours). ``min_timeout=2.0`` trades a slower verdict on clean links
-        (about 2 s) for room for two more retransmissions there. Measured against
+        exchange (the initiator from the answers to its PINGs, the responder from the echo
+        of its PONGs), at about the idle CPU of ``Policy()`` (within a tenth at 10,000
+        connections: 5 % more instructions per exchange); application data does not replace
+        pings, so the timeout stays measured on busy connections. A link that turns lossy
+        after a clean spell can cost a false death before the timeout rises (a late answer
+        must be seen first: at 10 % loss, about one connection in ten), and so can two
+        losses in a row on a link clean enough to have earned the floor (1 % loss: one in
+        five to ten connection-hours). ``min_timeout=2.0`` trades a slower verdict on clean
+        links (about 2 s) for room for two more retransmissions there. Measured against
         ``Policy()``, kernel keepalive and websockets in docs/detection.md; which to pick
         when: docs/tuning.md.
         """
