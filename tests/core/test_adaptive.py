@@ -123,7 +123,7 @@ def test_a_retransmission_raises_the_timeout_at_once_and_the_rise_lapses() -> No
     clean = live.timeout
     answer_pings(live, [WAN + 3 * RTO])  # lost twice: the path may have turned lossy
     assert live.timeout == pytest.approx(1.0 + WAN + 7 * RTO)  # at once: room for a triple loss
-    # On-time answers bring it down when the timeout is next recomputed, RECOMPUTE_EVERY
+    # On-time answers bring it down when the timeout is next recomputed, REFRESH_EVERY
     # answers later (the late one has left the last RECENT by then).
     assert ResponseEstimator.RECENT <= ResponseEstimator.REFRESH_EVERY
     answer_pings(live, [WAN] * (ResponseEstimator.REFRESH_EVERY - 1))

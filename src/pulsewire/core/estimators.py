@@ -170,7 +170,7 @@ class ResponseEstimator:
     ) -> None:
         self._ring = array("f", bytes(4 * window))  #: the window's delays
         self._on_time = bytearray(window)  #: 1 where the delay in the same place was on time
-        self._window = window
+        self._window = window  # len(self._ring), without a call on add()'s path
         self._next = 0  #: where the next delay goes; the oldest, once the window is full
         self._count = 0  #: delays in the window at the last refresh
         self._extra = extra
@@ -349,8 +349,7 @@ class ResponseEstimator:
 
     def tail_allowance(self, target: float) -> float:
         """``top + (2**k - 1) * rto``: on time, or ``k`` retransmissions late."""
-        base = self.base_mean
-        top, rto = base + 3.0 * self.base_std, base + self.rto_min  # as .top and .rto, once
+        top, rto = self.top, self.rto
         retries = self._retransmissions_allowed(target, top, rto)
         return top + ((1 << retries) - 1) * rto
 

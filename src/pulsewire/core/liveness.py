@@ -74,7 +74,7 @@ import enum
 import random
 
 from pulsewire.core.estimators import ResponseEstimator, phi_to_z
-from pulsewire.core.policy import ADAPTIVE_EARLY, Adaptive, Policy
+from pulsewire.core.policy import ADAPTIVE_EARLY, Adaptive, Policy, adaptive_leader_delays
 from pulsewire.errors import PolicyError
 
 __all__ = ["Decision", "LivenessTracker"]
@@ -150,15 +150,15 @@ class LivenessTracker:
             else interval + (policy.timeout - interval) / 2
         )
         self._rng = rng if rng is not None else random.Random()
-        # Delays are drawn from (start, width): interval * [start, start + width].
+        # Delays are drawn from (start, width): between start and start + width seconds.
         jitter = interval * policy.jitter
         if policy.adaptive is None:  # leader [1 - jitter, 1]; follower [1, 1 + jitter]
             first = after_ping = after_peer_ping = (
                 (interval - jitter, jitter) if leads else (interval, jitter)
             )
         else:  # see the module docstring
-            least, most = ADAPTIVE_EARLY
-            leader = (interval - most * jitter, (most - least) * jitter)
+            least = ADAPTIVE_EARLY[0]
+            leader = adaptive_leader_delays(interval, jitter)
             if echo:  # one leader; the follower waits as long past the interval
                 first = after_ping = after_peer_ping = (
                     leader if leads else (interval, least * jitter)
@@ -305,7 +305,7 @@ class LivenessTracker:
 
     def _recompute(self, responses: ResponseEstimator) -> None:
         """Adaptive policy: the estimator refreshed its figures (one answer in about
-        ``REFRESH_EVERY``, or a slow one): derive the timeout from them."""
+        ``REFRESH_EVERY``, or a late one): derive the timeout from them."""
         adaptive = self._adaptive
         assert adaptive is not None
         if len(responses) < adaptive.warmup:

@@ -88,8 +88,16 @@ def _check_floors(policy: Policy) -> None:
 
 
 #: An adaptive initiator pings early by this share of ``jitter``, at least and at most:
-#: the middle of a fixed leader's range (LivenessTracker draws from it; describe() says it).
+#: the middle of a fixed leader's range.
 ADAPTIVE_EARLY = (0.2, 0.8)
+
+
+def adaptive_leader_delays(interval: float, jitter: float) -> tuple[float, float]:
+    """The delays an adaptive initiator draws between its PINGs, as ``(start, width)`` in
+    seconds: ``interval`` shortened by the ``ADAPTIVE_EARLY`` shares of ``jitter``
+    (seconds). LivenessTracker draws from it; Policy.describe() states it."""
+    least, most = ADAPTIVE_EARLY
+    return interval - most * jitter, (most - least) * jitter
 
 
 class Adaptive(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -404,12 +412,12 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
                 f"Pings after {early:g}-{self.interval:g} s of silence "
                 f"(a responder: {self.interval:g}-{late:g} s, so that the initiator leads)"
             )
-        else:  # the ranges LivenessTracker draws from
-            least, most = ADAPTIVE_EARLY
-            first, last = (self.interval * (1 - share * self.jitter) for share in (most, least))
+        else:
+            first, width = adaptive_leader_delays(self.interval, self.interval * self.jitter)
             pings = (
-                f"Pings every {first:g}-{last:g} s, busy or idle (one exchange per interval: "
-                "the initiator pings, and the responder learns from the echoes of its PONGs)"
+                f"Pings every {first:g}-{first + width:g} s, busy or idle (one exchange per "
+                "interval: the initiator pings, and the responder learns from the echoes of "
+                "its PONGs)"
             )
         return f"{pings}, suspect after {suspect}, {verdict}; evidence: {evidence}."
 
