@@ -44,7 +44,9 @@ came back within ``timeout``; ``{"cmd": "stats", "id": N}`` reports per-connecti
 figures (pulsewire's :class:`~pulsewire.SessionStats`, websockets' latency, and the
 kernel's ``TCP_INFO`` RTT and retransmissions for every kind); ``{"cmd": "quit"}``.
 The process ends at end of input, or by a signal (a SIGTERM kills it at once: its kernel
-then closes every socket with a FIN, as an application exiting without closing would).
+then closes every socket with a FIN, as an application exiting without closing would; or,
+RFC 1122 4.2.2.13, with an RST where bytes had arrived unread, such as a PING that came in
+the instant before: rare, and the observer then reports a reset, which is what it got).
 """
 
 from __future__ import annotations
